@@ -1,0 +1,1 @@
+"""The robot-side process: control loop, interventions, rewards, hot reload, recording, evaluation."""

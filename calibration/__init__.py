@@ -1,0 +1,1 @@
+"""Camera intrinsics, hand-eye, workspace bounds, SpaceMouse axes: writes the files configs point to."""

@@ -1,0 +1,92 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import configs
+from configs.loader import parse_overrides, to_dict
+from configs.schema import Config
+from lastr1.errors import ConfigError
+
+
+def write(p: Path, text: str) -> Path:
+    p.write_text(text)
+    return p
+
+
+def test_shipped_config_loads_and_overrides_apply():
+    cfg = configs.load("sim_insert_hex", ["--learner.gamma", "0.9", "--robot.safety.max_force_n=20"])
+    assert cfg.learner.gamma == 0.9 and isinstance(cfg.learner.gamma, float)
+    assert cfg.robot.safety.max_force_n == 20.0
+    assert cfg.task.name == "sim_insert_hex"
+
+
+def test_base_files_merge_and_own_keys_win(tmp_path):
+    write(tmp_path / "base.yaml", "learner: {gamma: 0.5, tau: 0.1}\ntask: {name: a}\n")
+    top = write(tmp_path / "top.yaml", "base: [base.yaml]\nlearner: {gamma: 0.7}\n")
+    cfg = configs.load(top)
+    assert (cfg.learner.gamma, cfg.learner.tau, cfg.task.name) == (0.7, 0.1, "a")
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("learner: {gama: 1}\n", "'learner.gama'"),
+        ("learner: {gamma: fast}\n", "expected a number"),
+        ("robot: {kind: spaceship}\n", "not one of"),
+        ("robot: {arms: [{host: x, colour: red}]}\n", "'robot.arms[0].colour'"),
+        ("task: {max_episode_steps: 1.5}\n", "expected an integer"),
+        ("[1, 2]\n", "must be a mapping"),
+        ("learner: {gamma: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_files_name_the_key_and_the_file(tmp_path, text, needle):
+    f = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(ConfigError) as e:
+        configs.load(f)
+    assert needle in str(e.value)
+    if "YAML" not in needle and "mapping" not in needle:
+        assert str(f) in str(e.value)
+
+
+def test_bad_override_names_command_line():
+    with pytest.raises(ConfigError, match="command line"):
+        configs.load("sim_insert_hex", ["--learner.batchsize", "4"])
+
+
+def test_missing_file_lists_shipped_configs():
+    with pytest.raises(ConfigError, match="sim_insert_hex"):
+        configs.load("no_such_config")
+
+
+def test_base_cycle_refused(tmp_path):
+    write(tmp_path / "a.yaml", "base: [b.yaml]\n")
+    write(tmp_path / "b.yaml", "base: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        configs.load(tmp_path / "a.yaml")
+
+
+def test_round_trip_through_plain_data():
+    cfg = configs.load("sim_insert_hex")
+    again = configs.build(type(cfg), to_dict(cfg))
+    assert again == cfg
+
+
+def test_override_parsing_styles():
+    assert parse_overrides(["--a.b", "4", "--a.c=[1, 2]", "--d", "x"]) == {"a": {"b": 4, "c": [1, 2]}, "d": "x"}
+    with pytest.raises(ConfigError):
+        parse_overrides(["--a.b"])
+
+
+def test_every_shipped_yaml_loads():
+    for path in sorted(configs.CONFIG_DIR.rglob("*.yaml")):
+        raw, _ = configs.loader.read_raw(path)
+        # Fragments (used only as `base:`) may hold a subset of sections; all must be valid.
+        configs.build(Config, raw, origin={"": path})
+
+
+def test_cli_reports_unknown_command_and_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "lastr1.cli", "frobnicate"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "invalid choice" in out.stderr
