@@ -31,6 +31,9 @@ class SafetyConfig:
     max_rotation_rad: float = 0.10
     # External force norm (N) above which motion stops.
     max_force_n: float = 30.0
+    # External torque norm (Nm) at the end effector above which motion stops: half of libfranka's default
+    # Cartesian torque collision threshold (20 Nm), so we stop before the arm's own reflex fires.
+    max_torque_nm: float = 10.0
 
 
 @dataclass
