@@ -47,6 +47,15 @@ class CameraConfig:
     # Frames older than this pause the control loop.
     max_age_ms: float = 200.0
     intrinsics_file: str = ""
+    # Frames dropped after start while auto-exposure settles (RealSense colour takes ~0.5 s at 30 fps).
+    warmup_frames: int = 15
+    # connect() gives up when no frame has arrived this long after the stream started.
+    connect_timeout_s: float = 5.0
+    # Play a RealSense recording (.bag / .db3) instead of a live camera (serial is then ignored) ...
+    playback_file: str = ""
+    playback_repeat: bool = True
+    # ... or record the live streams to this file while running (for replays and bug reports).
+    record_file: str = ""
 
 
 @dataclass
