@@ -63,6 +63,13 @@ class TeleopConfig:
     name: str = "spacemouse0"
     # Which HID device (index among connected SpaceMice) drives which arm.
     device_index: int = 0
+    # ... or its hidraw path (e.g. /dev/hidraw3), which wins over device_index when set.
+    device_path: str = ""
+    # "buttons": close button closes, open button opens; "toggle": the close button flips the gripper.
+    gripper_mode: Literal["buttons", "toggle"] = "buttons"
+    # pyspacemouse button names; "" = LEFT / RIGHT, or BTN_1 / BTN_2 on models without LEFT / RIGHT.
+    close_button: str = ""
+    open_button: str = ""
     deadzone: float = 0.05
     # Per-axis sign and scale for x y z roll pitch yaw, from `lastr1 calibrate spacemouse`.
     axis_scale: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
