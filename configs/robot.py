@@ -92,6 +92,18 @@ class SimConfig:
 
 
 @dataclass
+class KeysConfig:
+    # Operator keys in the terminal: single characters (either case), or "space", "esc", "enter", "tab".
+    success: list[str] = field(default_factory=lambda: ["s"])
+    failure: list[str] = field(default_factory=lambda: ["f"])
+    reset: list[str] = field(default_factory=lambda: ["r"])
+    pause: list[str] = field(default_factory=lambda: ["space"])  # toggles pause / resume
+    estop: list[str] = field(default_factory=lambda: ["e", "esc"])
+    # The terminal to read: "" = the controlling terminal (/dev/tty), else stdin if it is a terminal.
+    tty: str = ""
+
+
+@dataclass
 class RobotConfig:
     kind: Literal["sim", "real"] = "sim"
     arms: list[ArmConfig] = field(default_factory=lambda: [ArmConfig()])
@@ -107,3 +119,4 @@ class RobotConfig:
     gripper_close_at: float = 0.5
     gripper_open_at: float = -0.5
     key_input: Optional[str] = None
+    keys: KeysConfig = field(default_factory=KeysConfig)
