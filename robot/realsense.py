@@ -116,6 +116,13 @@ class RealSenseCamera(Camera):
             ) from None
         self._pipe = pipe
         dev = profile.get_device()
+        for sensor in dev.query_sensors():
+            # With auto-exposure priority on (the default) a D400 drops to 15 fps in dim light to expose longer:
+            # frames would go stale mid-episode. Keep the frame rate; let the gain rise instead.
+            if sensor.supports(rs.option.auto_exposure_priority) and not sensor.is_option_read_only(
+                rs.option.auto_exposure_priority
+            ):
+                sensor.set_option(rs.option.auto_exposure_priority, 0.0)
         ci = rs.camera_info
         self.device_info = CameraInfo(_info(dev, ci.serial_number), _info(dev, ci.name), _info(dev, ci.product_line))
         vp = profile.get_stream(rs.stream.color).as_video_stream_profile()
@@ -173,7 +180,8 @@ class RealSenseCamera(Camera):
             )
         if frame is None:
             raise StaleFrameError(
-                f"camera {self.name!r} ({self.cfg.serial}): no frame yet" + ("" if self._thread else " (not connected)"),
+                f"camera {self.name!r} ({self.cfg.serial}): no frame yet"
+                + ("" if self._thread else " (not connected)"),
                 hint="call connect() first" if self._thread is None else "wait for the stream to start",
             )
         age = (time.monotonic() - frame.received_s) * 1000.0

@@ -92,7 +92,8 @@ class SpaceMouseCalibration:
         if not self.created:
             self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.validate()
-        Path(path).write_text("# SpaceMouse calibration (lastr1 calibrate spacemouse)\n" + yaml.safe_dump(asdict(self), sort_keys=False))
+        text = yaml.safe_dump(asdict(self), sort_keys=False)
+        Path(path).write_text("# SpaceMouse calibration (lastr1 calibrate spacemouse)\n" + text)
 
 
 def _pyspacemouse():
@@ -123,7 +124,9 @@ class SpaceMouseTeleop(Teleop):
         self._scale = np.asarray(self.calibration.axis_scale, dtype=np.float64)
         self._deadzone = float(self.calibration.deadzone)
         if cfg.gripper_mode not in ("buttons", "toggle"):
-            raise ConfigError(f"robot.teleop ({cfg.name}).gripper_mode must be 'buttons' or 'toggle', got {cfg.gripper_mode!r}")
+            raise ConfigError(
+                f"robot.teleop ({cfg.name}).gripper_mode must be 'buttons' or 'toggle', got {cfg.gripper_mode!r}"
+            )
         self.path = ""
         self.model = ""
         self._device: Any = None
@@ -172,8 +175,12 @@ class SpaceMouseTeleop(Teleop):
             log.warning("%s: calibration was made with SpaceMouse %s, this is %s", self.cfg.name,
                         cal.device_serial, dev.serial_number)
         names = list(dev.info.button_names)
-        self._close_btn = self._button(names, self.cfg.close_button, ("LEFT", "BTN_1"))
-        self._open_btn = self._button(names, self.cfg.open_button, ("RIGHT", "BTN_2"))
+        try:
+            self._close_btn = self._button(names, self.cfg.close_button, ("LEFT", "BTN_1"))
+            self._open_btn = self._button(names, self.cfg.open_button, ("RIGHT", "BTN_2"))
+        except ConfigError:
+            self.close()
+            raise
         self._stop.clear()
         self._error = None
         self._thread = threading.Thread(target=self._run, name=f"spacemouse-{self.cfg.name}", daemon=True)

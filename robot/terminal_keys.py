@@ -96,7 +96,9 @@ class TerminalKeys(KeySource):
         while self._queue:
             keys.append(self._queue.popleft())
         if not keys and self._error is not None:
-            raise ConnectionLost(f"operator keys: {self._error}", hint="the e-stop key is gone: stop and restart in a terminal")
+            raise ConnectionLost(
+                f"operator keys: {self._error}", hint="the e-stop key is gone: stop and restart in a terminal"
+            )
         return keys
 
     def close(self) -> None:

@@ -45,6 +45,9 @@ class SoftwareRealSense:
         intr.width, intr.height, intr.fx, intr.fy, intr.ppx, intr.ppy = W, H, 60.0, 60.0, W / 2, H / 2
         self.color_sensor = self.dev.add_sensor("RGB Camera")
         self.color = self._stream(self.color_sensor, rs.stream.color, rs.format.rgb8, 3, 0, intr)
+        on_off = rs.option_range()
+        on_off.min, on_off.max, on_off.step, on_off.default = 0, 1, 1, 1  # as on a D455's RGB sensor
+        self.color_sensor.add_option(rs.option.auto_exposure_priority, on_off, True)
         self.depth_sensor = self.depth = None
         self.depth_units = depth_units
         if depth:
@@ -154,6 +157,7 @@ def test_frames_arrive_with_content_timestamps_and_numbers(cam_factory):
         np.testing.assert_array_equal(f.color[:, 0, 2], np.arange(H) * 5)
     assert cam.frames_received >= 6
     assert cam.device_info.serial == "000111"
+    assert soft.color_sensor.get_option(rs.option.auto_exposure_priority) == 0  # constant frame rate
 
 
 def test_resize_to_policy_resolution(cam_factory):
@@ -194,7 +198,8 @@ def test_missing_camera_is_immediate_and_names_what_is_there(cam_factory):
     cam, soft = cam_factory(serial="000111", feed=False)
     wrong = RealSenseCamera(CameraConfig(name="wrist", serial="999999"), context=soft.ctx)
     t = time.monotonic()
-    with pytest.raises(DeviceNotFound, match=r"RealSense 999999 \(camera 'wrist'\) is not connected; connected: 000111"):
+    msg = r"RealSense 999999 \(camera 'wrist'\) is not connected; connected: 000111"
+    with pytest.raises(DeviceNotFound, match=msg):
         wrong.connect()
     assert time.monotonic() - t < 1.0
     # and with nothing plugged in at all (the case where pipeline.start() would hang 15 s)

@@ -279,3 +279,10 @@ def test_reader_thread_is_not_a_busy_loop(hid, teleops):
     assert time.process_time() - cpu0 < 0.2
     t.close()
     assert not any(th.name.startswith("spacemouse-") for th in threading.enumerate())
+
+
+def test_unknown_button_name_is_named_and_the_device_released(hid, teleops):
+    dev = hid.add(hid.path("hidraw0"))
+    with pytest.raises(ConfigError, match=r"has no button 'BTN_9'; it has \['LEFT', 'RIGHT'\]"):
+        open_teleop(teleops, close_button="BTN_9")
+    assert not dev.opened
