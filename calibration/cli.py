@@ -157,8 +157,8 @@ def _intrinsics(cfg, args) -> int:
     from calibration.intrinsics import calibrate_from_images, factory_intrinsics, save_intrinsics
 
     cams = [_camera_cfg(cfg, args.camera)] if args.camera else list(cfg.robot.cameras)
-    if args.out and len(cams) > 1:
-        raise CalibrationError("--out needs --camera (one file per camera)")
+    if (args.out or args.images or args.charuco) and len(cams) > 1:
+        raise CalibrationError("--out, --images and --charuco calibrate one camera: name it with --camera")
     for cam in cams:
         out, configured = (Path(args.out), True) if args.out else _default_out(
             cfg, cam.intrinsics_file, f"intrinsics_{cam.name}.yaml")

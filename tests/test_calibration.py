@@ -342,6 +342,22 @@ def test_cli_handeye_offline_from_saved_views(sim, wrist_views, tmp_path, capsys
     assert mount == "hand" and err(T, T_HAND_CAM)[0] < 2.0
 
 
+def test_cli_intrinsics_from_images(sim, wrist_views, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(wrist_views[1]):
+        cv.imwrite(str(folder / f"{i:02d}.png"), cv.cvtColor(img, cv.COLOR_RGB2BGR))
+    board = yaml.safe_dump(vars(BOARD), default_flow_style=True)
+    args = ["calibrate", "intrinsics", "--config", "sim_insert_hex", "--images", str(folder),
+            "--calibration.out_dir", str(tmp_path), "--calibration.board", board]
+    assert main(args) == 2 and "name it with --camera" in capsys.readouterr().err
+    assert main(args + ["--camera", "wrist"]) == 0
+    out = capsys.readouterr().out
+    assert "reprojection error" in out and "set robot.cameras[1].intrinsics_file" in out
+    K, _, _ = load_intrinsics(tmp_path / "intrinsics_wrist.yaml")
+    assert abs(K[0, 0] / FY_TRUE - 1) < 0.01
+
+
 # --- workspace ---------------------------------------------------------------------------------------------------
 
 
@@ -374,6 +390,15 @@ def test_workspace_from_guided_corners_saved_for_the_task_config(sim, tmp_path):
     cfg = configs.load(other)
     assert cfg.robot.safety.box_max == [0.63, 0.26, 0.41] and cfg.robot.safety.max_force_n == 20.0
     assert cfg.task.max_episode_steps == 77
+
+
+def test_cli_workspace_from_points(tmp_path, capsys):
+    assert main(["calibrate", "workspace", "--config", "sim_insert_hex", "--points", "0.3,-0.2,0.05; 0.6,0.25,0.4",
+                 "--out", str(tmp_path / "ws.yaml")]) == 0
+    assert "y -0.200 .. +0.250  (45.0 cm)" in capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "ws.yaml").read_text())["robot"]["safety"]["box_max"] == [0.6, 0.25, 0.4]
+    assert main(["calibrate", "workspace", "--config", "sim_insert_hex"]) == 2  # live needs the real robot
+    assert "robot.kind: sim" in capsys.readouterr().err
 
 
 def test_workspace_refuses_a_flat_box():

@@ -179,3 +179,34 @@ def test_cli(tmp_path, capsys):
     assert main(["latents", "--config", "sim_insert_hex", "--run_dir", str(tmp_path / "nothing")]) == 2
     assert "no dataset folder" in capsys.readouterr().err
     assert configs.load("sim_insert_hex").learner.demo_dir == "demos"
+
+
+def test_pretrained_teacher_and_tower_folders(tmp_path, teacher):
+    """The local-folder path: a saved DINOv3 (its preprocessor size honoured) and k from a tower's config.json."""
+    folder = tmp_path / "dino"
+    teacher.model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"height": 112, "width": 112}, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}))
+    tower = tmp_path / "tower"
+    tower.mkdir()
+    (tower / "config.json").write_text(json.dumps({"model_type": "qwen3_vl", "text_config": {"hidden_size": 80}}))
+    cfg = PolicyConfig(model=str(tower), latent_teacher=str(folder), latent_max=2)
+    loaded = build_teacher(cfg)
+    assert loaded.size == (112, 112) and loaded.mean == (0.5, 0.5, 0.5) and loaded.width == 96
+    e = record(tmp_path / "demos", [1, 2, 3])
+    s = compute_latent_targets(tmp_path / "demos", cfg, progress=False)
+    assert s["k"] == 80 and s["teacher"] == str(folder.resolve())
+    frames = np.stack([frame(x) for x in [1, 2, 3]])
+    x = preprocess(frames, (112, 112), (0.5,) * 3, (0.5,) * 3)
+    import torch
+
+    with torch.inference_mode():
+        cls = teacher.model(pixel_values=torch.from_numpy(x)).last_hidden_state[:, 0].numpy()
+    ch = np.load(tmp_path / "demos" / CHANNELS_FILE)
+    np.testing.assert_allclose(load_episode(e).latent_targets[0, 0], cls[1, ch], rtol=2e-3, atol=2e-3)
+    (tower / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    with pytest.raises(LatentTargetError, match="no text_config.hidden_size"):
+        compute_latent_targets(tmp_path / "demos", cfg, force=True, progress=False)
+    (folder / "config.json").write_text(json.dumps({"model_type": "dinov3_convnext"}))
+    with pytest.raises(LatentTargetError, match="latent targets need a DINOv3 ViT"):
+        build_teacher(cfg)
