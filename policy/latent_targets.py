@@ -234,6 +234,15 @@ def compute_latent_targets(
     settings = dict(teacher=teacher.name, teacher_width=teacher.width, k=k, camera=camera,
                     latent_max=L, latent_stride=stride)
 
+    # Checked before --force deletes anything.
+    for p in paths:
+        ep = load_episode(p)
+        if camera not in ep.images:
+            raise LatentTargetError(
+                f"{p} has no camera {camera!r} (it has {', '.join(ep.meta['cameras'])})",
+                hint="pick the camera with --camera NAME",
+            )
+
     ch_file, meta_file, cache = root / CHANNELS_FILE, root / CHANNELS_META, root / CACHE_DIR
     if force:
         for p in paths:
@@ -261,16 +270,7 @@ def compute_latent_targets(
                 hint="rerun with --force to recompute them all",
             )
 
-    for p in paths:
-        ep = load_episode(p)
-        if camera not in ep.images:
-            raise LatentTargetError(
-                f"{p} has no camera {camera!r} (it has {', '.join(ep.meta['cameras'])})",
-                hint="pick the camera with --camera NAME",
-            )
-
     todo = [p for p in paths if not (p / TARGETS_FILE).is_file()]
-    cls_cache: dict[Path, np.ndarray] = {}
     if channels is None:
         # Pass 1: per-channel mean |<CLS>| over every frame of the dataset.
         cache.mkdir(exist_ok=True)
@@ -289,16 +289,13 @@ def compute_latent_targets(
                 _write_atomic(f, cls)
             total += np.abs(cls).sum(0)
             n += len(cls)
-            cls_cache[p] = cls
         channels = select_channels(total / max(n, 1), k)
         _write_atomic(meta_file, json.dumps(dict(settings, frames=n, selection="mean |CLS| over dataset"), indent=1))
         _write_atomic(ch_file, channels)
 
     for p in tqdm(todo, desc="latents: targets", unit="ep", disable=not progress):
-        cls = cls_cache.pop(p, None)
-        if cls is None:
-            f = cache / f"{p.name}.npy"
-            cls = np.load(f) if f.is_file() else teacher.cls(load_episode(p).images[camera], batch_size)
+        f = cache / f"{p.name}.npy"  # written by the statistics pass (kept on disk, not in memory)
+        cls = np.load(f) if f.is_file() else teacher.cls(load_episode(p).images[camera], batch_size)
         save_latent_targets(p, make_targets(cls, channels, L, stride))
     shutil.rmtree(cache, ignore_errors=True)
     return dict(settings, episodes=len(paths), computed=len(todo), skipped=len(paths) - len(todo),
