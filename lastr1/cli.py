@@ -16,6 +16,8 @@ from lastr1.errors import Lastr1Error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
+    "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
 }
 
 
