@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from calibration.common import CalibrationError, load_yaml, save_yaml, timestamp
+from calibration.common import CalibrationError, save_yaml, timestamp
 from lastr1.errors import require
 
 AXES = ("x", "y", "z", "roll", "pitch", "yaw")
@@ -187,16 +187,26 @@ def calibrate_axes(
 
 
 def save_spacemouse(path: str | Path, result: dict, name: str, device: dict) -> Path:
-    data = dict(kind="spacemouse", name=name, created=timestamp(), axis_convention=CONVENTION,
-                axis_scale=result["axis_scale"], deadzone=result["deadzone"], device=device,
-                rest_noise=result["rest_noise"], full_push=result["full_push"])
-    return save_yaml(path, data, header=f"lastr1 SpaceMouse calibration of {name!r}: a = clip(axis_scale * "
-                     "reading, -1, 1), zero where |a| < deadzone")
+    """Written in the schema SpaceMouseTeleop reads (`robot.spacemouse.SpaceMouseCalibration`), so the file
+    can be named in `robot.teleop[].calibration_file` as it is; the raw measurements go into its header."""
+    from robot.spacemouse import SpaceMouseCalibration
+
+    calib = SpaceMouseCalibration(
+        axis_scale=[float(v) for v in result["axis_scale"]], deadzone=float(result["deadzone"]),
+        device_name=str(device.get("model", "")), device_path=str(device.get("path", "")),
+        device_serial=str(device.get("serial", "")), created=timestamp(),
+    ).validate()
+    path = Path(path)
+    save_yaml(path, {k: getattr(calib, k) for k in calib.__dataclass_fields__}, header=(
+        f"lastr1 SpaceMouse calibration of {name!r} ({CONVENTION} axes): a = clip(axis_scale * reading, -1, 1), "
+        f"zero where |a| < deadzone\nrest noise {np.round(result['rest_noise'], 4).tolist()}, full push "
+        f"{np.round(result['full_push'], 3).tolist()}"))
+    SpaceMouseCalibration.load(path)  # what the teleop will read must load
+    return path
 
 
-def load_spacemouse(path: str | Path) -> dict:
-    """{axis_scale: 6 floats, deadzone, axis_convention, device: {...}} (TeleopConfig's field names)."""
-    d = load_yaml(path, "spacemouse")
-    if len(d.get("axis_scale", [])) != 6:
-        raise CalibrationError(f"{path}: axis_scale must hold 6 numbers")
-    return d
+def load_spacemouse(path: str | Path):
+    """The calibration as SpaceMouseTeleop reads it."""
+    from robot.spacemouse import SpaceMouseCalibration
+
+    return SpaceMouseCalibration.load(path)

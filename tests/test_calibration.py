@@ -575,7 +575,7 @@ def test_cli_spacemouse_calibrates_every_device(fake_hid, tmp_path, monkeypatch,
                  "--calibration.spacemouse_rest_s", "0.05", "--calibration.spacemouse_hold_s", "0.15"]) == 0
     for i, s in enumerate(signs):
         saved = spacemouse.load_spacemouse(out / f"spacemouse_spacemouse{i}.yaml")
-        assert np.all(np.sign(saved["axis_scale"]) == s * HID_Z_UP_SIGN)
-        assert saved["device"]["path"] == fake_hid[i].path and saved["axis_convention"] == "hid_z_up"
-        assert saved["created"] and saved["device"]["serial"]
+        assert np.all(np.sign(saved.axis_scale) == s * HID_Z_UP_SIGN)
+        assert saved.device_path == fake_hid[i].path
+        assert saved.created and saved.device_serial
     assert "set calibration_file" in capsys.readouterr().out
