@@ -61,7 +61,9 @@ class SimHost:
         self.timeout_s = cfg.robot.sim.startup_timeout_s if cfg is not None else 60.0
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
+        self.rsock: socket.socket | None = None
         self._lock = threading.Lock()
+        self._rlock = threading.Lock()
         self._stderr = None
         self.info: dict = {}
 
@@ -75,18 +77,21 @@ class SimHost:
 
     def start(self) -> "SimHost":
         mine, theirs = socket.socketpair()
+        rmine, rtheirs = socket.socketpair()  # renders: a channel of their own (see host.main)
         env = dict(os.environ)
         env.setdefault("MUJOCO_GL", "egl")
         root = str(Path(__file__).resolve().parents[2])  # the folder holding the `robot` package
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty host must never block on it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "robot.sim.host", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [sys.executable, "-m", "robot.sim.host", str(theirs.fileno()), str(rtheirs.fileno())],
+            pass_fds=[theirs.fileno(), rtheirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self._stderr, start_new_session=True,  # the terminal's Ctrl-C goes to us, not the host
         )
         theirs.close()
-        self.sock = mine
+        rtheirs.close()
+        self.sock, self.rsock = mine, rmine
+        self.rsock.settimeout(10.0)
         _live.add(self)
         try:
             self.sock.settimeout(self.timeout_s)
@@ -112,12 +117,13 @@ class SimHost:
         return self
 
     def call(self, op: str, **kwargs) -> dict:
-        if self.sock is None:
+        sock, lock = (self.rsock, self._rlock) if op == "render" else (self.sock, self._lock)
+        if sock is None:
             raise ConnectionLost("the sim host is not running", hint="start it (SimHost.start / make_env) first")
-        with self._lock:
+        with lock:
             try:
-                wire.send(self.sock, {"op": op, **kwargs})
-                reply = wire.recv(self.sock)
+                wire.send(sock, {"op": op, **kwargs})
+                reply = wire.recv(sock)
             except (OSError, wire.WireError, socket.timeout) as e:
                 alive = self.proc is not None and self.proc.poll() is None
                 raise ConnectionLost(
@@ -165,12 +171,14 @@ class SimHost:
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
+        for name in ("sock", "rsock"):
+            sock = getattr(self, name)
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                setattr(self, name, None)
         if proc is not None and proc.poll() is None:
             proc.terminate()  # SIGTERM: the host exits in ~30 ms
             try:

@@ -80,6 +80,7 @@ class Host:
         self._dropped: dict[str, float] = {}
         self._tick = 0
         self._snapshot_job = None
+        self._snapshot_lock = threading.Lock()
 
     # ------------------------------------------------------------ building
 
@@ -165,6 +166,12 @@ class Host:
         quality = scene.find("visual/quality")
         quality.set("shadowsize", "0")
         quality.set("offsamples", "2")
+        # Several contact points per convex pair (not one): a peg pinched between two flat pads then resists
+        # turning about the pads' normal, as a real one does, instead of pivoting on a single point.
+        option = scene.find("option")
+        if option is None:
+            option = ET.SubElement(scene, "option")
+        ET.SubElement(option, "flag", multiccd="enable")
         asset = scene.find("asset")
         for tag, attrs in self.task.assets():
             ET.SubElement(asset, tag, **attrs)
@@ -286,16 +293,19 @@ class Host:
     # ------------------------------------------------------------ requests (main thread)
 
     def _snapshot(self, timeout: float):
-        """qpos/mocap/time copied in the simulation thread; None while the physics is stalled."""
-        if self._snapshot_job is None:
-            d = self.data
-            self._snapshot_job = self.in_sim(
-                lambda: (d.qpos.copy(), d.mocap_pos.copy(), d.mocap_quat.copy(), float(d.time),
-                         [r.hand_width for r in self.robots]), wait=False)
-        done, box = self._snapshot_job
+        """qpos/mocap/time copied in the simulation thread; None while the physics is stalled. Callers on both
+        channels share a pending copy (a stalled simulation must not pile up one job per request)."""
+        with self._snapshot_lock:
+            job = self._snapshot_job
+            if job is None or (job[0].is_set() and time.monotonic() - job[2] > 0.0005):
+                d = self.data
+                done, box = self.in_sim(
+                    lambda: (d.qpos.copy(), d.mocap_pos.copy(), d.mocap_quat.copy(), float(d.time),
+                             [r.hand_width for r in self.robots]), wait=False)
+                job = self._snapshot_job = (done, box, time.monotonic())
+        done, box, _ = job
         if not done.wait(timeout):
             return None
-        self._snapshot_job = None
         return box[0]
 
     def op_render(self) -> dict:
@@ -389,8 +399,37 @@ class Host:
         return {}
 
 
+def _serve(sock: socket.socket, host: Host, ops: set[str] | None) -> None:
+    """Answer requests on one socket until it closes; `ops` limits what this channel may ask."""
+    while True:
+        try:
+            req = wire.recv(sock)
+        except (wire.WireError, OSError):
+            os._exit(0)  # the env went away: nobody to simulate for
+        op = req.pop("op", "")
+        if op == "close":
+            wire.send(sock, {"ok": True})
+            os._exit(0)
+        fn = getattr(host, f"op_{op}", None) if ops is None or op in ops else None
+        try:
+            if fn is None:
+                raise ValueError(f"unknown request {op!r} on this channel")
+            reply = {"ok": True, **fn(**req)}
+        except Exception as e:
+            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        try:
+            wire.send(sock, reply)
+        except OSError:
+            os._exit(0)
+
+
 def main(argv: list[str]) -> int:
+    """argv: the control socket's fd, then the render socket's fd. Renders have a channel (and a thread, which
+    owns the GL context) of their own, so a scene query or a reset never waits behind a 20-40 ms render."""
     _die_with_parent()
+    # The 1-kHz physics thread is pure Python and never idles when behind real time; with the default 5-ms GIL
+    # switch interval every request waited several such slices (p99 ~60 ms for a scene query).
+    sys.setswitchinterval(0.0005)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's Ctrl-C is the parent's; it sends SIGTERM
     sock = socket.socket(fileno=int(argv[0]))
@@ -401,27 +440,12 @@ def main(argv: list[str]) -> int:
     except Exception as e:
         wire.send(sock, {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()})
         return 1
+    if len(argv) > 1:
+        render_sock = socket.socket(fileno=int(argv[1]))
+        threading.Thread(target=_serve, args=(render_sock, host, {"render"}), name="render", daemon=True).start()
     wire.send(sock, {"ok": True, **info})
-    while True:
-        try:
-            req = wire.recv(sock)
-        except (wire.WireError, OSError):
-            os._exit(0)  # the env went away: nobody to simulate for
-        op = req.pop("op", "")
-        if op == "close":
-            wire.send(sock, {"ok": True})
-            os._exit(0)
-        fn = getattr(host, f"op_{op}", None)
-        try:
-            if fn is None:
-                raise ValueError(f"unknown request {op!r}")
-            reply = {"ok": True, **fn(**req)}
-        except Exception as e:
-            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-        try:
-            wire.send(sock, reply)
-        except OSError:
-            os._exit(0)
+    _serve(sock, host, None)
+    return 0
 
 
 if __name__ == "__main__":

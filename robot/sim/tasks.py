@@ -253,7 +253,9 @@ class InsertHex(SimTask):
         if self._held(scene, s):
             e = slot_xy - bottom[:2]
             safe_z = FIX_H + 0.02 + (PEG_H - GRIP_BELOW_TOP)  # peg bottom 2 cm above the fixture
-            if np.linalg.norm(e) > 0.003:  # travel at the safe height (down to it or up to it)
+            if np.linalg.norm(e) > 0.003 and tcp[2] < safe_z - 0.01 and np.linalg.norm(e) > 0.03:
+                target = [tcp[0], tcp[1], safe_z]  # just picked up, far from the slot: straight up first
+            elif np.linalg.norm(e) > 0.003:  # travel at the safe height (down to it or up to it)
                 target = [tcp[0] + e[0], tcp[1] + e[1], safe_z]
             else:
                 target = [tcp[0] + e[0], tcp[1] + e[1], (PEG_H - GRIP_BELOW_TOP) + 0.008]  # bottom 8 mm up
