@@ -417,11 +417,12 @@ class MultiArm(Arm):
                 a.wait_gripper(timeout)
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
-        # All arms move home at once (a dual-arm reset takes one arm's time).
-        for a in self.arms:
+        # All arms move home at once (a dual-arm reset takes one arm's time) when they can start a reset.
+        overlapping = [a for a in self.arms if hasattr(a, "start_reset")]
+        for a in overlapping:
             a.start_reset(rng)
         for a in self.arms:
-            a.finish_reset()
+            a.finish_reset() if a in overlapping else a.reset(rng)
 
 
 def _preempted(e: BaseException) -> bool:

@@ -168,6 +168,32 @@ def test_nothing_listening_is_a_clear_device_not_found(cfg):
     assert "127.0.0.254" in str(e.value) and "FCI" in str(e.value) and e.value.hint
 
 
+def test_host_dies_with_its_parent(tmp_path):
+    """A parent that dies without cleaning up (kill -9, os._exit) leaves no sim host behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, configs\n"
+        "from robot.sim.client import SimHost\n"
+        f"cfg = configs.load('sim_insert_hex', {overrides(5)!r})\n"
+        "h = SimHost(cfg).start()\n"
+        "print(h.proc.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "zombie" in status.read_text(), "sim host outlived its parent"
+
+
 def test_lost_connection_is_a_clear_error(arm, host):
     # Last on purpose: the module's sim host dies here.
     host.proc.kill()

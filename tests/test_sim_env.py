@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,9 +37,10 @@ def run_expert(env, max_steps: int, hz: float = 10.0):
 def env():
     cfg = configs.load("sim_insert_hex", overrides(2))
     e = make_env(cfg)
+    pid = e.sim.host.proc.pid
     yield e
     e.close()
-    assert not e.sim.host.alive  # no orphan sim host
+    assert not Path(f"/proc/{pid}").exists()  # no orphan sim host
 
 
 def test_observation_has_both_cameras_and_proprio(env):
