@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass
 class TeleopCommand:
-    action: np.ndarray  # (7,) normalised like a policy action: xyz, rpy deltas in [-1, 1], gripper ±1
+    action: np.ndarray  # (7·n_arms,) normalised like a policy action: per arm xyz, rpy deltas in [-1, 1], gripper ±1
     intervening: bool  # motion beyond the deadzone or a button held: this action replaces the policy's
     timestamp: float = 0.0
 

@@ -1,0 +1,206 @@
+"""The real `FrankyArm` (franky) against franky-sim on loopback, in our sim host process.
+
+One sim host for the module (startup ~3 s); the last test kills it on purpose (lost connection).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from sim_helpers import overrides, require_sim
+
+require_sim()
+
+import configs  # noqa: E402
+from robot.errors import ArmFault, ConnectionLost, DeviceNotFound  # noqa: E402
+from robot.franky_arm import FrankyArm  # noqa: E402
+from robot.sim.client import SimHost  # noqa: E402
+from robot.sim.tasks import PEG_H, PEG_R  # noqa: E402
+
+PEG_FLATS = 2 * PEG_R * np.cos(np.pi / 6)
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return configs.load("sim_insert_hex", overrides(1, 1, "--robot.sim.peg_start", "table"))
+
+
+@pytest.fixture(scope="module")
+def host(cfg):
+    with SimHost(cfg) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def arm(cfg, host):
+    a = FrankyArm(cfg.robot.arms[0], host=host.hosts[0])
+    a.connect()
+    yield a
+    a.close()
+
+
+def test_state_reads_pose_joints_hand_and_wrench(arm):
+    s = arm.state()[0]
+    home, _ = arm.home_pose()
+    assert s.position.shape == (3,) and np.linalg.norm(s.position - home) < 0.01  # the host starts at home
+    assert abs(np.linalg.norm(s.quaternion) - 1) < 1e-6 and abs(s.quaternion[0]) > 0.99  # pointing down
+    assert s.joints.shape == (7,) and s.wrench.shape == (6,)
+    assert 0.07 < s.gripper_width <= 0.081
+    assert s.errors == []
+    assert s.proprio().shape == (8,)
+
+
+def test_relative_moves_land_within_2mm(arm):
+    arm.reset()
+    q = arm.state()[0].quaternion
+    for delta in ([0.03, 0, 0], [0, -0.04, 0], [0, 0, -0.05], [-0.02, 0.03, 0.04], [0.01, 0.01, 0.01]):
+        target = arm.state()[0].position + np.array(delta)
+        arm.move_to(target[None], q[None], np.array([0.0]))
+        assert arm.join(timeout=10)
+        time.sleep(0.1)
+        err = np.linalg.norm(arm.state()[0].position - target)
+        assert err < 0.002, f"move {delta} ended {err * 1000:.2f} mm off"
+
+
+def test_a_new_target_preempts_the_running_motion(arm):
+    arm.reset()
+    s = arm.state()[0]
+    far = s.position + [0, 0.15, 0]
+    arm.move_to(far[None], s.quaternion[None], np.array([0.0]))
+    time.sleep(0.15)
+    back = s.position + [0, -0.02, 0]
+    arm.move_to(back[None], s.quaternion[None], np.array([0.0]))  # must not wait for the first one
+    assert arm.join(timeout=10)
+    time.sleep(0.1)
+    p = arm.state()[0].position
+    assert np.linalg.norm(p - back) < 0.002
+
+
+def test_teleport_reset_puts_arm_and_objects_in_place(arm, host):
+    s = arm.state()[0]
+    arm.move_to((s.position + [0.05, 0.05, -0.05])[None], s.quaternion[None], np.array([0.0]))
+    assert arm.join(timeout=10)
+    arm.stop()
+    peg = [0.52, -0.1, PEG_H / 2, 0, 0, 0, 1]
+    t0 = time.monotonic()
+    host.reset({"peg": peg}, {"slot": [0.4, 0.15, 0, 0, 0, 0, 1]})
+    assert time.monotonic() - t0 < 0.5
+    time.sleep(0.2)
+    home, _ = arm.home_pose()
+    assert np.linalg.norm(arm.state()[0].position - home) < 0.002
+    scene = host.scene()
+    assert np.allclose(scene["objects"]["peg"][:2], peg[:2], atol=0.002)
+    assert np.allclose(scene["fixtures"]["slot"][:3], [0.4, 0.15, 0], atol=1e-6)
+    # The arm moves normally right after a teleport (the controller state was reset with it).
+    arm.reset(np.random.default_rng(0))
+    target = arm.state()[0].position + [0, 0, -0.03]
+    arm.move_to(target[None], arm.state()[0].quaternion[None], np.array([0.0]))
+    assert arm.join(timeout=10)
+
+
+def test_gripper_grasps_and_lifts_the_peg(arm, host):
+    host.reset({"peg": [0.45, 0.0, PEG_H / 2, 0, 0, 0, 1]}, {"slot": [0.45, 0.2, 0, 0, 0, 0, 1]})
+    time.sleep(0.2)
+    arm.reset()
+    q = arm.state()[0].quaternion
+    grip = np.array([0.45, 0.0, PEG_H - 0.02])
+    for target in (grip + [0, 0, 0.06], grip):
+        arm.move_to(target[None], q[None], np.array([-1.0]))
+        assert arm.join(timeout=10)
+    arm.set_gripper(True, wait=True)
+    width = arm.state()[0].gripper_width
+    assert abs(width - PEG_FLATS) < 0.003, f"hand closed to {width * 1000:.1f} mm on a {PEG_FLATS * 1000:.1f} mm peg"
+    arm.move_to((grip + [0, 0, 0.12])[None], q[None], np.array([1.0]))
+    assert arm.join(timeout=10)
+    time.sleep(0.3)
+    peg_z = host.scene()["objects"]["peg"][2]
+    assert peg_z > PEG_H / 2 + 0.10, f"peg only rose to {peg_z:.3f} m: the grasp slipped"
+    # The held peg's weight shows in the external wrench franky reports (franky-sim alone reports zeros).
+    fz = arm.state()[0].wrench[2]
+    assert -1.2 < fz < -0.3
+    arm.set_gripper(False, wait=True)
+    time.sleep(0.3)
+    assert host.scene()["objects"]["peg"][2] < 0.05  # released: it fell
+
+
+def test_gripper_hysteresis_commands_only_on_crossings(arm):
+    arm.set_gripper(False, wait=True)
+    arm.command_gripper(0.3)  # inside the band: leave it
+    assert arm.gripper_closed is False
+    arm.command_gripper(0.6)
+    assert arm.gripper_closed is True
+    arm.command_gripper(-0.4)  # still inside the band: stays closed
+    assert arm.gripper_closed is True
+    arm.command_gripper(float("nan"))
+    assert arm.gripper_closed is True
+    arm.command_gripper(-0.9)
+    assert arm.gripper_closed is False
+    arm.wait_gripper()
+
+
+def test_reflex_error_is_reported_and_recovered(arm, host):
+    arm.reset()
+    s = arm.state()[0]
+    arm.move_to((s.position + [0, 0, -0.1])[None], s.quaternion[None], np.array([0.0]))
+    time.sleep(0.1)
+    host.fault("reflex", arm=0)
+    time.sleep(0.1)
+    errors = arm.state()[0].errors
+    assert "cartesian_reflex" in errors and arm.has_errors
+    assert any("reflex" in e and "aborted" in e for e in errors)  # the aborted motion's libfranka message
+    with pytest.raises(ArmFault, match="recover"):
+        arm.move_to(s.position[None], s.quaternion[None], np.array([0.0]))
+    arm.recover()
+    assert arm.state()[0].errors == [] and not arm.has_errors
+    arm.move_to(s.position[None], s.quaternion[None], np.array([0.0]))
+    assert arm.join(timeout=10)
+
+
+def test_nothing_listening_is_a_clear_device_not_found(cfg):
+    arm = FrankyArm(cfg.robot.arms[0], host="127.0.0.254")
+    t0 = time.monotonic()
+    with pytest.raises(DeviceNotFound) as e:
+        arm.connect()
+    assert time.monotonic() - t0 < 3
+    assert "127.0.0.254" in str(e.value) and "FCI" in str(e.value) and e.value.hint
+
+
+def test_host_dies_with_its_parent(tmp_path):
+    """A parent that dies without cleaning up (kill -9, os._exit) leaves no sim host behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, configs\n"
+        "from robot.sim.client import SimHost\n"
+        f"cfg = configs.load('sim_insert_hex', {overrides(5)!r})\n"
+        "h = SimHost(cfg).start()\n"
+        "print(h.proc.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=root,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "zombie" in status.read_text(), "sim host outlived its parent"
+
+
+def test_lost_connection_is_a_clear_error(arm, host):
+    # Last on purpose: the module's sim host dies here.
+    host.proc.kill()
+    host.proc.wait()
+    with pytest.raises(ConnectionLost) as e:
+        for _ in range(3):
+            arm.state()
+    assert "lost the connection" in str(e.value) and e.value.hint
+    with pytest.raises(ConnectionLost, match="sim host"):
+        host.scene()

@@ -1,0 +1,206 @@
+"""The simulated robot through the actor's facade: make_env → reset/act/observe, safety on the real arm path,
+the scripted expert, operator and keys, fault injection, and two arms at once."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim_helpers import overrides, require_sim
+
+require_sim()
+
+import configs  # noqa: E402
+from robot.env import make_env  # noqa: E402
+from robot.errors import StaleFrameError  # noqa: E402
+from robot.keys import Key  # noqa: E402
+from robot.sim.tasks import PEG_H  # noqa: E402
+
+
+def run_expert(env, max_steps: int, hz: float = 10.0):
+    """The expert at the control rate until the scripted keys say how it went."""
+    for k in range(max_steps):
+        t0 = time.monotonic()
+        env.act(env.expert_action())
+        keys = env.keys.poll()
+        if keys:
+            return keys, k + 1
+        time.sleep(max(0.0, 1 / hz - (time.monotonic() - t0)))
+    return [], max_steps
+
+
+@pytest.fixture(scope="module")
+def env():
+    cfg = configs.load("sim_insert_hex", overrides(2))
+    e = make_env(cfg)
+    pid = e.sim.host.proc.pid
+    yield e
+    e.close()
+    assert not Path(f"/proc/{pid}").exists()  # no orphan sim host
+
+
+def test_observation_has_both_cameras_and_proprio(env):
+    obs = env.reset(seed=0)
+    assert env.action_dim == 7 and env.camera_names == ["front", "wrist"]
+    for name in ("front", "wrist"):
+        img = obs.images[name]
+        assert img.shape == (128, 128, 3) and img.dtype == np.uint8 and img.std() > 5  # a scene, not a blank
+    assert obs.proprio.shape == (8,) and obs.proprio.dtype == np.float32
+    assert abs(np.linalg.norm(obs.proprio[3:7]) - 1) < 1e-4
+    assert 0.025 < obs.proprio[7] < 0.035  # the episode starts with the peg grasped
+
+
+def test_expert_solves_insert_hex_from_several_seeds(env):
+    slots = []
+    for seed in (1, 2, 3):
+        env.reset(seed=seed)
+        slots.append(env.sim.params["slot_xy"])
+        assert not env.success()
+        keys, steps = run_expert(env, max_steps=60)
+        assert keys == [Key.SUCCESS], f"seed {seed}: no success in {steps} steps"
+        assert env.success()
+        assert env.keys.poll() == []  # pressed once per episode
+    assert len({tuple(np.round(s, 4)) for s in slots}) == 3  # the slot really moves with the seed
+
+
+def test_same_seed_same_scene(env):
+    env.reset(seed=7)
+    a = env.sim.scene(max_age_s=0)["fixtures"]["slot"]
+    env.reset(seed=7)
+    b = env.sim.scene(max_age_s=0)["fixtures"]["slot"]
+    assert np.allclose(a, b)
+
+
+def test_safety_keeps_targets_in_the_box(env):
+    env.reset(seed=0)
+    box_max = np.array(env.cfg.robot.safety.box_max)
+    s = env.arm.state()[0]
+    env.arm.move_to((box_max - 0.015)[None], s.quaternion[None], np.array([1.0]))  # set-up: near a corner
+    assert env.arms[0].join(timeout=10)
+    clipped = False
+    for _ in range(10):  # full speed towards +x, +y, +z, out of the box
+        info = env.act(np.array([1, 1, 1, 0, 0, 0, 1], dtype=np.float32))
+        assert not info.held
+        clipped |= any("box" in r for r in info.reasons)
+        time.sleep(0.1)
+    assert env.arms[0].join(timeout=10)
+    p = env.observe().proprio[:3]
+    assert clipped
+    assert np.all(p <= box_max + 0.002), f"arm at {p}, box max {box_max}"
+    assert np.all(np.abs(p - box_max) < 0.003)  # and it went right to the corner
+
+
+def test_nan_action_holds_the_arm(env):
+    env.reset(seed=0)
+    before = env.observe().proprio[:3]
+    info = env.act(np.full(7, np.nan, dtype=np.float32))
+    assert info.held and any("finite" in r for r in info.reasons)
+    time.sleep(0.3)
+    assert np.linalg.norm(env.observe().proprio[:3] - before) < 0.002
+
+
+def test_scripted_operator_takes_over_when_the_policy_drifts(env):
+    env.reset(seed=0)
+    op = env.teleop
+    op.rate, op.steps = 1.0, 3
+    try:
+        assert not op.read().intervening  # nothing executed yet: nothing to judge
+        env.act(env.expert_action())
+        assert not op.read().intervening  # the policy does what the expert would
+        env.act(np.array([0, 0, 1, 0, 0, 0, -1], dtype=np.float32))  # up and open: wrong
+        cmd = op.read()
+        assert cmd.intervening and np.allclose(cmd.action, env.expert_action(), atol=0.15)
+        assert op.read().intervening and op.read().intervening  # a takeover lasts `steps` reads
+        assert not op.read().intervening
+        op.rate = 0.0
+        env.act(np.array([0, 0, 1, 0, 0, 0, -1], dtype=np.float32))
+        assert not op.read().intervening  # rate 0: a drifting policy is left alone
+    finally:
+        op.rate, op.steps = env.cfg.robot.sim.intervention_rate, env.cfg.robot.sim.intervention_steps
+
+
+def test_keys_press_failure_when_the_peg_falls_over(env):
+    env.reset(seed=0)
+    env.arms[0].set_gripper(False, wait=True)
+    env.sim.host.reset({"peg": [0.4, 0.15, 0.02, math.sin(math.pi / 4), 0, 0, math.cos(math.pi / 4)]}, {})
+    time.sleep(0.2)
+    assert env.keys.poll() == [Key.FAILURE]
+
+
+def test_injected_reflex_is_reported_and_recovered(env):
+    env.reset(seed=0)
+    env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
+    env.sim.host.fault("reflex", arm=0)
+    time.sleep(0.05)
+    info = env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
+    assert info.held and info.recovered and any("cartesian_reflex" in f for f in info.faults)
+    info = env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
+    assert not info.held and not info.faults
+
+
+def test_camera_dropout_and_stall_make_frames_stale(env):
+    env.reset(seed=0)
+    env.sim.host.fault("camera_drop", camera="wrist", seconds=0.6)
+    time.sleep(0.4)  # > max_age_ms 250
+    with pytest.raises(StaleFrameError, match="wrist"):
+        env.observe()
+    time.sleep(0.5)
+    env.observe()  # fresh again once the dropout ends
+    env.sim.host.fault("stall", seconds=0.6)
+    time.sleep(0.45)
+    with pytest.raises(StaleFrameError):
+        env.step(np.zeros(7, dtype=np.float32))
+    time.sleep(0.6)
+    env.observe()
+
+
+def test_per_step_fault_dice(env):
+    s = env.cfg.robot.sim
+    s.fault_reflex_p = 1.0
+    try:
+        env.reset(seed=0)
+        info = env.act(np.zeros(7, dtype=np.float32))
+        assert info.injected == ["reflex on arm0"]
+    finally:
+        s.fault_reflex_p = 0.0
+    time.sleep(0.05)
+    info = env.act(np.zeros(7, dtype=np.float32))  # the fault shows up (and is recovered) on the next step
+    assert info.recovered or not info.held
+
+
+def test_peg_on_table_variant_expert_picks_and_inserts():
+    cfg = configs.load("sim_insert_hex", overrides(3, 1, "--robot.sim.peg_start", "table"))
+    with make_env(cfg) as env:
+        obs = env.reset(seed=4)
+        assert obs.proprio[7] > 0.07  # starts open, the peg stands on the table
+        assert env.sim.scene()["objects"]["peg"][2] == pytest.approx(PEG_H / 2, abs=0.003)
+        keys, steps = run_expert(env, max_steps=110)
+        assert keys == [Key.SUCCESS], f"no success in {steps} steps"
+
+
+def test_two_arms_lift_the_bar_together():
+    cfg = configs.load("sim_lift_bar", overrides(4, 2))
+    with make_env(cfg) as env:
+        obs = env.reset(seed=0)
+        assert env.n_arms == 2 and env.action_dim == 14 and obs.proprio.shape == (16,)
+        assert set(obs.images) == {"front", "wrist0", "wrist1"}
+        # Two arms at once through MultiArm: each gets its own slice of the targets, at the same time.
+        states = env.arm.state()
+        start = np.array([s.position for s in states])
+        targets = start + [[0.02, 0.0, 0.04], [-0.01, -0.03, 0.02]]
+        env.arm.move_to(targets, np.array([s.quaternion for s in states]), np.array([-1.0, -1.0]))
+        t0 = time.monotonic()
+        assert all(a.join(timeout=10) for a in env.arms)
+        assert time.monotonic() - t0 < 5
+        time.sleep(0.1)
+        reached = np.array([s.position for s in env.arm.state()])
+        assert np.all(np.linalg.norm(reached - targets, axis=1) < 0.002), reached - targets
+        env.reset(seed=0)
+        keys, steps = run_expert(env, max_steps=150)
+        assert keys == [Key.SUCCESS], f"no success in {steps} steps"
+        bar = env.sim.scene(max_age_s=0)["objects"]["bar"]
+        assert bar[2] > 0.025 + cfg.robot.sim.lift_height_m
