@@ -24,7 +24,7 @@ from calibration.common import CalibrationError
 ROUTINES = ("intrinsics", "handeye", "workspace", "spacemouse", "board")
 # The robot layer's hardware classes (module, class): the only coupling to robot/ beyond its interfaces.
 CAMERA_CLASS = ("robot.realsense", "RealSenseCamera")
-ARM_CLASS = ("robot.franky_arm", "FrankyArm")
+ARM_FACTORY = ("robot.env", "make_arm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,7 +237,7 @@ def _handeye(cfg, args) -> int:
         _real_only(cfg, "handeye")
         print("eye-in-hand: fix the board on the table; the wrist camera must see it at every pose." if mount == "hand"
               else "eye-to-hand: let the hand hold the board (closed gripper) facing the front camera.")
-        with _hardware(ARM_CLASS, "hand-eye calibration")(cfg.robot) as arm, \
+        with _hardware(ARM_FACTORY, "hand-eye calibration")(cfg) as arm, \
                 _hardware(CAMERA_CLASS, "hand-eye calibration")(cam) as camera:
             hand, images = collect_views(arm, camera, c.handeye_poses, args.arm,
                                          gripper=1.0 if mount == "world" else -1.0, max_age_ms=cam.max_age_ms)
@@ -273,7 +273,7 @@ def _workspace(cfg, args) -> int:
         points = _parse_points(args.points)
     else:
         _real_only(cfg, "workspace")
-        with _hardware(ARM_CLASS, "workspace calibration")(cfg.robot) as arm:
+        with _hardware(ARM_FACTORY, "workspace calibration")(cfg) as arm:
             points = record_corners(arm, args.arm)
             current = arm.state()[args.arm].position
     if any(p.shape != (3,) for p in points):

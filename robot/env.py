@@ -242,15 +242,24 @@ def make_env(cfg) -> RobotEnv:
     return _make_real_env(cfg)
 
 
-def _make_real_env(cfg) -> RobotEnv:
+def make_arm(cfg):
+    """The task's arm(s) on franky, not yet connected: one FrankyArm, or a MultiArm of `task.n_arms`."""
     from robot.franky_arm import FrankyArm, MultiArm
 
     n, r = cfg.task.n_arms, cfg.robot
+    if len(r.arms) < n:
+        raise RobotError(f"task.n_arms is {n} but robot.arms lists {len(r.arms)}",
+                         hint="add an entry (host, home pose) per arm under robot.arms")
+    arms = [FrankyArm(a, gripper_close_at=r.gripper_close_at, gripper_open_at=r.gripper_open_at)
+            for a in r.arms[:n]]
+    return arms[0] if n == 1 else MultiArm(arms)
+
+
+def _make_real_env(cfg) -> RobotEnv:
+    r = cfg.robot
     opened: list = []
     try:
-        arms = [FrankyArm(a, gripper_close_at=r.gripper_close_at, gripper_open_at=r.gripper_open_at)
-                for a in r.arms[:n]]
-        arm = arms[0] if n == 1 else MultiArm(arms)
+        arm = make_arm(cfg)
         arm.connect()
         opened.append(arm)
         RealSenseCamera = _device_class("robot.realsense", "RealSenseCamera", "RealSense cameras")
