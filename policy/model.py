@@ -679,6 +679,11 @@ def _copy_into(policy: nn.Module, tensors: dict, select, path: Path) -> None:
         missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
         raise PolicyError(f"{path} does not match this policy build: missing {missing[:3]}, unknown {extra[:3]}",
                           hint="the checkpoint was written with a different policy config or lastr1 version")
+    wrong = [n for n, t in tensors.items() if t.shape != own[n].shape]
+    if wrong:
+        raise PolicyError(f"{path} does not match this policy build: {wrong[0]} is {tuple(tensors[wrong[0]].shape)}"
+                          f", expected {tuple(own[wrong[0]].shape)}",
+                          hint="the checkpoint was written with a different policy config (sizes, lora_rank, acting)")
     with torch.no_grad():
         for n, t in tensors.items():
             own[n].copy_(t)
