@@ -16,6 +16,7 @@ from lastr1.errors import Lastr1Error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
 }
 
 

@@ -152,7 +152,7 @@ class Policy(nn.Module):
             d_act = d
         self.d_act = d_act
         f32 = dict(device=self.device, dtype=torch.float32)
-        embed_rms = hf_compat.embed_tokens(vlm).weight.float().pow(2).mean().sqrt().item()
+        embed_rms = _rms(hf_compat.embed_tokens(vlm).weight)
         # New inputs/outputs (the authors' added vocabulary rows), float32 whatever the towers' dtype.
         self.latent_start = nn.Parameter(torch.randn(d, **f32) * embed_rms)
         self.latent_end = nn.Parameter(torch.randn(d, **f32) * embed_rms)
@@ -238,8 +238,7 @@ class Policy(nn.Module):
 
     def _refresh_derived(self) -> None:
         # Latents enter the tower at the token-embedding scale (see `_latent_in`).
-        emb = hf_compat.embed_tokens(self.vlm).weight
-        self.latent_rms = emb.float().pow(2).mean().sqrt().item()
+        self.latent_rms = _rms(hf_compat.embed_tokens(self.vlm).weight)
 
     def set_stats(self, stats: Stats) -> None:
         if len(stats.action_q01) != self.D or len(stats.proprio_mean) != self.proprio_dim:
@@ -657,6 +656,10 @@ class Policy(nn.Module):
         policy.set_stats(Stats.from_json((path / "stats.json").read_text()))
         policy.version = int(meta.get("version", 0))
         return policy
+
+
+def _rms(w: torch.Tensor) -> float:
+    return 0.02 if w.is_meta else w.float().pow(2).mean().sqrt().item()  # meta: shape-only builds
 
 
 def choose_exit(e: torch.Tensor, explore: bool, threshold: float, temperature: float) -> tuple[int, float]:
