@@ -118,18 +118,6 @@ def load_pretrained(folder: str | Path, dtype: torch.dtype, device: str, attn_im
     return model.to(device)
 
 
-def model_config_dict(model: nn.Module) -> dict:
-    return model.config.to_dict()
-
-
-def config_from_dict(d: dict, attn_implementation: str):
-    cfg_mod, _ = _qwen3_vl()
-    config = cfg_mod.Qwen3VLConfig(**{k: v for k, v in d.items() if k not in ("architectures", "transformers_version")})
-    for c in (config, config.text_config, config.vision_config):
-        c._attn_implementation = attn_implementation
-    return config
-
-
 # --- parts of the model -------------------------------------------------------------------------------------
 
 

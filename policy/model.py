@@ -19,6 +19,7 @@ log-probability is the sum over its H·D tokens. `reason()` runs every κ contro
 Interface used by the actor and the learner (all shapes batch-first, actions in the robot's [-1, 1] units
 unless called *_norm, which are the q01/q99-normalised units of the action tokens):
 
+    Policy.create(cfg.policy, n_arms, proprio_dim)   (cfg.policy.checkpoint if set, else from_config)
     Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8) / Policy.load(path) / policy.save(path)
     policy.reason(slow_images, instruction, explore) -> Prefix
     policy.act(prefix, fast_images, proprio, explore, temperature) -> ActOutput
@@ -34,7 +35,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +202,19 @@ class Policy(nn.Module):
                                      **hf_compat.read_preprocessor(folder)})
         torch.manual_seed(cfg.seed + 1)  # the new heads: reproducible too
         return cls(cfg, vlm, tok, proc, n_arms, proprio_dim, source=cfg.model)
+
+    @classmethod
+    def create(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> "Policy":
+        """What the actor and learner start from: `cfg.checkpoint` if set (e.g. the warm-up's), else a fresh
+        policy from the config."""
+        if cfg.checkpoint:
+            policy = cls.load(cfg.checkpoint, device=cfg.device)
+            want = 8 * n_arms if proprio_dim is None else proprio_dim
+            if (policy.n_arms, policy.proprio_dim) != (n_arms, want):
+                raise PolicyError(f"{cfg.checkpoint} is a {policy.n_arms}-arm policy with {policy.proprio_dim}-d "
+                                  f"proprio; this run has {n_arms} arm(s), {want}-d proprio")
+            return policy
+        return cls.from_config(cfg, n_arms, proprio_dim)
 
     def _build_expert(self, lm: nn.Module) -> ActingExpert:
         e = self.cfg.expert
@@ -413,6 +426,8 @@ class Policy(nn.Module):
             temperature: float = 1.0) -> ActOutput:
         """One action chunk from the cached prefix and the current fast inputs (camera → uint8 HxWx3,
         proprio (P,) robot units). Greedy: argmax per token; explore: sample at `temperature`."""
+        if not temperature > 0:
+            raise PolicyError(f"action temperature must be > 0, got {temperature}")
         with self._lock:
             fast = self._frames(fast_images, self.cfg.fast_cameras, None)
             toks, segments = self._fast_inputs(fast, np.asarray(proprio, np.float32)[None])
@@ -691,6 +706,3 @@ def _copy_into(policy: nn.Module, tensors: dict, select, path: Path) -> None:
         for n, t in tensors.items():
             own[n].copy_(t)
 
-
-def lora_names(policy: Policy) -> list[str]:
-    return [n for n, _ in policy.named_parameters() if re.search(r"lora_[AB]", n)]

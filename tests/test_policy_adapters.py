@@ -114,8 +114,14 @@ def test_checkpoint_round_trip(tmp_path):
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.action, b.action)
     feat, act = torch.randn(2, p.d_act), torch.zeros(2, p.H, p.D)
     assert torch.equal(p.q_target(feat, act), q.q_target(feat, act))
-    # a checkpoint of another build is refused with a reason, not half-loaded
+    # what actor and learner call: the configured checkpoint if there is one
     from policy import PolicyError
+
+    cfg = dataclasses.replace(p.cfg, checkpoint=str(path))
+    assert Policy.create(cfg, n_arms=1).version == 3
+    with pytest.raises(PolicyError, match="1-arm"):
+        Policy.create(cfg, n_arms=2)
+    # a checkpoint of another build is refused with a reason, not half-loaded
 
     import json
     meta = json.loads((path / "policy.json").read_text())
