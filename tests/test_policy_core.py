@@ -21,9 +21,16 @@ def _one_thread():
 
 
 
-@pytest.fixture(scope="module", params=["expert", "shared"])
+@pytest.fixture(scope="module", params=["expert", "shared", "narrow-expert"])
 def policy(request):
-    p = tiny_policy(acting=request.param)
+    from configs.policy import ExpertConfig
+
+    if request.param == "narrow-expert":  # its own width, same layers and KV geometry as the tower
+        p = tiny_policy(acting="expert", expert=ExpertConfig(hidden_size=32, intermediate_size=64, heads=2,
+                                                             init="random"))
+        assert p.d_act == 32 and len(p.expert.layers) == p.cfg.tiny.layers
+    else:
+        p = tiny_policy(acting=request.param)
     perturb_trainables(p)
     return p
 
