@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,6 @@ from policy.image_processor import ImageProcessor
 from policy.positions import mrope_positions
 from policy.prompt import PromptBuilder, tiny_tokenizer
 
-log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
@@ -90,8 +91,9 @@ def test_bad_adapters_are_rejected_and_leave_the_policy_unchanged():
     other = tiny_policy(lora_rank=4).export_adapter(1)
     nan_state = {k: v.clone() for k, v in p.trainable_state().items()}
     next(iter(nan_state.values())).fill_(float("nan"))
+    junk = AdapterBlob(b"junk", 1, hashlib.sha256(b"junk").hexdigest())
     for bad, msg in [(tampered, "sha256"), (relabelled, "version"), (other, "shape"),
-                     (pack(nan_state, 3), "NaN"), (AdapterBlob(b"junk", 1, __import__("hashlib").sha256(b"junk").hexdigest()), "safetensors")]:
+                     (pack(nan_state, 3), "NaN"), (junk, "safetensors")]:
         with pytest.raises(AdapterError, match=msg):
             p.load_adapter(bad)
     assert all(torch.equal(v, state0[k]) for k, v in p.trainable_state().items()) and p.version == 1
