@@ -205,6 +205,12 @@ def _convert(tp: Any, value: Any, where: str, origin: dict[str, Path]) -> Any:
         kt, vt = get_args(tp) or (Any, Any)
         return {_convert(kt, k, where, origin): _convert(vt, v, f"{where}.{k}", origin) for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `1e-4` (no dot) as a string; accept what is plainly a number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(where, origin, f"expected a number, got {value!r}")
         return float(value)

@@ -18,6 +18,7 @@ from lastr1.errors import Lastr1Error
 COMMANDS: dict[str, tuple[str, str]] = {
     "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
     "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
+    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
 }
 
 

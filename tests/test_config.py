@@ -73,6 +73,15 @@ def test_round_trip_through_plain_data():
     assert again == cfg
 
 
+def test_exponent_without_dot_is_a_number(tmp_path):
+    # YAML 1.1 reads 1e-4 as a string; a float field still takes it, from a file or the command line.
+    f = write(tmp_path / "lr.yaml", "learner: {lr: 1e-4}\n")
+    assert configs.load(f).learner.lr == 1e-4
+    assert configs.load("sim_insert_hex", ["--learner.critic_lr", "3e-4"]).learner.critic_lr == 3e-4
+    with pytest.raises(ConfigError, match="expected a number"):
+        configs.load("sim_insert_hex", ["--learner.lr", "fast"])
+
+
 def test_override_parsing_styles():
     assert parse_overrides(["--a.b", "4", "--a.c=[1, 2]", "--d", "x"]) == {"a": {"b": 4, "c": [1, 2]}, "d": "x"}
     with pytest.raises(ConfigError):
