@@ -122,12 +122,17 @@ def tower_hidden_size(cfg) -> int:
     """The reasoning tower's width for a policy config without building the model: the latent width, and
     so the k of the DINOv3 top-k latent targets (paper §2.2)."""
     if cfg.model == "tiny":
-        return cfg.tiny.hidden_size
+        return int(cfg.tiny.hidden_size)
     path = Path(cfg.model).expanduser() / "config.json"
-    if not path.is_file():
-        raise PolicyError(f"policy.model {cfg.model!r}: no config.json there")
-    d = json.loads(path.read_text())
-    return int((d.get("text_config") or d)["hidden_size"])
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PolicyError(f"cannot read the reasoning tower's config {path}: {e}",
+                          hint="policy.model must be `tiny` or a local Qwen3-VL folder with a config.json") from None
+    hidden = (d.get("text_config") or {}).get("hidden_size", d.get("hidden_size"))
+    if not isinstance(hidden, int):
+        raise PolicyError(f"{path} has no text_config.hidden_size")
+    return hidden
 
 
 # --- parts of the model -------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lastr1.errors import Lastr1Error
+from policy.hf_compat import tower_hidden_size
 
 log = logging.getLogger(__name__)
 
@@ -146,24 +147,6 @@ def build_teacher(policy_cfg) -> Teacher:
         mean = tuple(p.get("image_mean", mean))
         std = tuple(p.get("image_std", std))
     return Teacher(model, str(folder.resolve()), size, mean, std, device)
-
-
-def tower_hidden_size(policy_cfg) -> int:
-    """k of the top-k selection: the reasoning tower's hidden size, since a latent is a last hidden state."""
-    if policy_cfg.model == "tiny":
-        return int(policy_cfg.tiny.hidden_size)
-    cfg_file = Path(policy_cfg.model).expanduser() / "config.json"
-    try:
-        data = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise LatentTargetError(
-            f"cannot read the reasoning tower's config {cfg_file}: {e}",
-            hint="policy.model must be `tiny` or a local Qwen3-VL folder with a config.json",
-        ) from None
-    hidden = (data.get("text_config") or {}).get("hidden_size", data.get("hidden_size"))
-    if not isinstance(hidden, int):
-        raise LatentTargetError(f"{cfg_file} has no text_config.hidden_size")
-    return hidden
 
 
 def select_channels(mean_abs: np.ndarray, k: int) -> np.ndarray:

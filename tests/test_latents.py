@@ -15,6 +15,7 @@ from policy.latent_targets import (
     select_channels,
 )
 from transport.dataset import EpisodeWriter, load_episode
+from policy.errors import PolicyError
 
 HW = 24
 
@@ -205,7 +206,7 @@ def test_pretrained_teacher_and_tower_folders(tmp_path, teacher):
     ch = np.load(tmp_path / "demos" / CHANNELS_FILE)
     np.testing.assert_allclose(load_episode(e).latent_targets[0, 0], cls[1, ch], rtol=2e-3, atol=2e-3)
     (tower / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
-    with pytest.raises(LatentTargetError, match="no text_config.hidden_size"):
+    with pytest.raises(PolicyError, match="no text_config.hidden_size"):
         compute_latent_targets(tmp_path / "demos", cfg, force=True, progress=False)
     (folder / "config.json").write_text(json.dumps({"model_type": "dinov3_convnext"}))
     with pytest.raises(LatentTargetError, match="latent targets need a DINOv3 ViT"):
