@@ -76,6 +76,10 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
     """Runs in its own process (as the learner does). Reports receive times (and send times for ours)."""
     import zmq
 
+    from transport.sockets import tune_malloc
+
+    tune_malloc()  # every contender runs with the allocator settings our links use
+
     stamps = []
     if mode == "ours":
         from transport.learner_link import LearnerLink
@@ -220,9 +224,11 @@ def main() -> None:
     args = ap.parse_args()
     import logging
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)
     from transport import keys
-    from transport.messages import encode
+    from transport.sockets import tune_malloc
+
+    tune_malloc()
 
     t = make_transition()
     root = tempfile.mkdtemp(prefix="lastr1-bench-")

@@ -44,3 +44,6 @@ class TransportConfig:
     # Transitions received but not yet taken by the learner's recv(); more are dropped unacknowledged (the
     # actor resends them later) so a stalled learner cannot run out of memory.
     recv_queue: int = 4096
+    # Keep ~1 MB message buffers in glibc's heap instead of mmap/munmap per message: ~30 % less CPU per
+    # transition on both ends (transport/sockets.py:tune_malloc). Process-wide; off leaves malloc untouched.
+    tune_malloc: bool = True

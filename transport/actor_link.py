@@ -25,7 +25,9 @@ from configs.transport import TransportConfig
 from transport import keys
 from transport.errors import InvalidMessage, SpoolFull, TransportError
 from transport.messages import NAME, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
-from transport.sockets import MONITOR_EVENTS, Throttled, Waker, common_options, monitor_event, new_session
+from transport.sockets import (
+    MONITOR_EVENTS, Throttled, Waker, common_options, monitor_event, new_session, tune_malloc,
+)
 from transport.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ class ActorLink:
         if not NAME.match(actor_id):
             raise ValueError(f"actor id {actor_id!r} must match {NAME.pattern}")
         self.cfg, self.actor_id, self.close_timeout_s = cfg, actor_id, close_timeout_s
+        if cfg.tune_malloc:
+            tune_malloc()
         self.endpoint = f"tcp://{host or cfg.learner_host}:{cfg.port if port is None else port}"
         kd = Path(keys_dir or cfg.keys_dir)
         # Keys load here, in the caller's thread, so a missing file is an error the user sees at start-up.
@@ -231,11 +235,11 @@ class ActorLink:
                     self._on_monitor(mon)
                 self._recv_all(sock)
                 self._take_queue()
-                self._send_pending(sock)
                 now = time.monotonic()
+                # Before the transitions: under load the pipe is always full and the heartbeat must get in.
                 if now >= self._next_hb:
-                    self._heartbeat(sock)
-                    self._next_hb = now + c.heartbeat_s
+                    self._next_hb = now + (c.heartbeat_s if self._heartbeat(sock) else 0.05)
+                self._send_pending(sock)
                 if now >= next_scan:
                     self._scan_resend(now)
                     next_scan = now + min(c.resend_after_s / 2, 0.25)
@@ -313,7 +317,7 @@ class ActorLink:
             except zmq.Again:
                 pass
 
-    def _heartbeat(self, sock: zmq.Socket) -> None:
+    def _heartbeat(self, sock: zmq.Socket) -> bool:
         with self._send_lock:  # a consistent view of what send() has handed out
             next_seq = self._next_seq
             settled = self._queue.empty() and not self._spilled
@@ -327,8 +331,9 @@ class ActorLink:
         )
         try:
             sock.send(encode(hb), zmq.NOBLOCK)
-        except zmq.Again:
-            pass
+            return True
+        except zmq.Again:  # not connected, or the pipe is full: due again at the next turn
+            return False
 
     def _scan_resend(self, now: float) -> None:
         """A transition sent long ago that the learner neither acknowledged nor reports as received was lost

@@ -36,7 +36,9 @@ from transport import keys
 from transport.dedup import Dedup, save_json
 from transport.errors import InvalidMessage, TransportError
 from transport.messages import Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
-from transport.sockets import MONITOR_EVENTS, ZAP_DOMAIN, Throttled, Waker, common_options, monitor_event, new_session
+from transport.sockets import (
+    MONITOR_EVENTS, ZAP_DOMAIN, Throttled, Waker, common_options, monitor_event, new_session, tune_malloc,
+)
 
 log = logging.getLogger(__name__)
 _BATCH = 512  # messages handled per loop turn before acks and weights get their turn
@@ -95,6 +97,8 @@ class LearnerLink:
         if dedup_state is not None and state_path is not None:
             raise ValueError("give dedup_state (your own checkpoint) or state_path (a file the link keeps), not both")
         self.cfg = cfg
+        if cfg.tune_malloc:
+            tune_malloc()
         self._state_path = Path(state_path) if state_path is not None else None
         if self._state_path is not None and self._state_path.is_file():
             dedup_state = json.loads(self._state_path.read_text())
@@ -116,6 +120,7 @@ class LearnerLink:
         self.rejected = self.duplicates = self.dropped_busy = 0
         self._throttled = Throttled(log)
         self._closed = threading.Event()
+        self._error: BaseException | None = None
         self._ctx = zmq.Context(1)
         self._auth = None
         kd = Path(keys_dir or cfg.keys_dir)
@@ -159,7 +164,9 @@ class LearnerLink:
         Waits up to `timeout_s` for the first one. Call `ack` once they are persisted."""
         with self._cond:
             if not self._inbox and timeout_s > 0:
-                self._cond.wait_for(lambda: self._inbox or self._closed.is_set(), timeout_s)
+                self._cond.wait_for(lambda: self._inbox or self._closed.is_set() or self._error, timeout_s)
+            if self._error is not None and not self._inbox:
+                raise TransportError(f"the learner link's I/O thread died: {self._error!r}")
             n = len(self._inbox) if max_n is None else min(max_n, len(self._inbox))
             out = [self._inbox.popleft() for _ in range(n)]
             for t in out:
@@ -271,9 +278,12 @@ class LearnerLink:
                         log.exception("error handling a message; dropped it, still serving")
                 self._run_cmds(sock)
                 self._check_liveness()
-        except Exception:  # noqa: BLE001
-            log.exception("LearnerLink I/O thread died")
-            raise
+            self._run_cmds(sock)  # acks given before close() still go out
+        except BaseException as e:  # noqa: BLE001 — surfaces in recv(), never vanishes with the thread
+            self._error = e
+            log.exception("LearnerLink I/O thread died; recv() will raise from now on")
+            with self._cond:
+                self._cond.notify_all()
         finally:
             sock.disable_monitor()
             mon.close(0)
