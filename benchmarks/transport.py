@@ -2,11 +2,16 @@
 pre-serialised bytes of the same size with the same security and (b) pickle + lz4 over ZeroMQ (HIL-SERL's
 transport), for CurveZMQ on/off and raw/JPEG images. Prints one JSON line.
 
-A realistic transition: three 256×256×3 uint8 images, an 8×7 float32 action chunk, 8 proprio, 8 latents ×
-2560 float16 (~0.63 MB raw). Our link's figure includes everything the real one does: validation, the copy
-in send(), msgpack, the write to the on-disk spool, the learner's validation and dedup, and the ack.
+A realistic transition: three 256×256×3 uint8 images (smooth shapes + sensor noise, so JPEG and lz4 see
+camera-like data), an 8×7 float32 action chunk, 8 proprio, 8 latents × 2560 float16 (~0.63 MB raw). Our
+link's figure includes everything the real one does: validation, msgpack, the write to the on-disk spool,
+the learner's validation and dedup, and the ack after "persisting". Each receiver runs in its own process,
+like the learner. The contenders take turns in short bursts (3 rounds) so load from other processes hits
+them alike; throughput = transitions received inside the bursts / burst time, with at most WINDOW in flight.
+Latency = learner recv() time − actor send() time at 50 Hz. pickle+lz4 does not depend on the image
+setting and is measured once per CURVE setting (raw images). Default setting = CURVE on, raw images.
 
-    python benchmarks/transport.py [--seconds 2.0]
+    python benchmarks/transport.py [--seconds 2.0]   # ~50 s
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WINDOW = 64  # transitions in flight (queued or unacknowledged) while measuring throughput
+WINDOW = 256  # transitions in flight (queued or unacknowledged; = transport.send_queue) while measuring throughput
 LATENCY_HZ = 50
 
 
@@ -74,7 +79,11 @@ def _raw_sockets(ctx, kind, root: str, curve: bool):
 
 def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
     """Runs in its own process (as the learner does). Reports receive times (and send times for ours)."""
+    import logging
+
     import zmq
+
+    logging.basicConfig(level=logging.ERROR)  # the insecure-mode warning is expected here
 
     from transport.sockets import tune_malloc
 

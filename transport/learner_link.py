@@ -41,7 +41,7 @@ from transport.sockets import (
 )
 
 log = logging.getLogger(__name__)
-_BATCH = 512  # messages handled per loop turn before acks and weights get their turn
+_BATCH = 32  # messages handled per loop turn before acks and weights get their turn (keeps acks flowing)
 
 
 @dataclass
