@@ -41,7 +41,8 @@ def make_transition(seed: int = 0):
     yy, xx = np.mgrid[0:256, 0:256]
 
     def image(k):  # smooth shapes + sensor noise: compresses like a camera frame, not like random bytes
-        base = np.stack([(xx * (k + 1) + yy) % 256, (yy * 2 + k * 40) % 256, ((xx - 128) ** 2 + (yy - 128) ** 2) // 64 % 256], -1)
+        rings = ((xx - 128) ** 2 + (yy - 128) ** 2) // 64 % 256
+        base = np.stack([(xx * (k + 1) + yy) % 256, (yy * 2 + k * 40) % 256, rings], -1)
         return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
 
     return Transition(
@@ -201,7 +202,8 @@ def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict
     payload = encode(t_wire, jpeg)
     procs = {m: _start(m, root, curve, jpeg) for m in ["ours", "raw"] + (["pickle_lz4"] if pickled else [])}
     ports = {m: conn.recv() for m, (p, conn) in procs.items()}
-    senders = {"ours": Ours(root, curve, jpeg, ports["ours"], t), "raw": Raw(root, curve, ports["raw"], lambda: payload)}
+    senders = {"ours": Ours(root, curve, jpeg, ports["ours"], t),
+               "raw": Raw(root, curve, ports["raw"], lambda: payload)}
     if pickled:
         senders["pickle_lz4"] = Raw(root, curve, ports["pickle_lz4"], pickled)
     windows: dict[str, list] = {m: [] for m in senders}

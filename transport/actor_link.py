@@ -197,7 +197,8 @@ class ActorLink:
     def _socket(self) -> zmq.Socket:
         c = self.cfg
         s = self._ctx.socket(zmq.DEALER)
-        common_options(s, c.heartbeat_s, c.liveness_timeout_s, max(c.max_message_bytes, c.max_weights_bytes) + (1 << 20))
+        common_options(s, c.heartbeat_s, c.liveness_timeout_s,
+                       max(c.max_message_bytes, c.max_weights_bytes) + (1 << 20))
         s.immediate = True  # nothing queues for a learner that is not there; the spool holds it
         s.sndhwm = 64
         s.reconnect_ivl, s.reconnect_ivl_max = 100, 2000
@@ -364,11 +365,15 @@ class ActorLink:
             try:
                 msg = decode(frame.buffer, max(c.max_message_bytes, c.max_weights_bytes))
             except InvalidMessage as e:
-                self._throttled(logging.ERROR, "bad message from learner", "dropped a message from the learner: %s", e.reason)
+                self._throttled(logging.ERROR, "bad message from learner",
+                                "dropped a message from the learner: %s", e.reason)
                 continue
             if isinstance(msg, Ack) and msg.epoch == self.epoch:
                 for lo, hi in msg.ranges:
-                    seqs = range(lo, hi + 1) if hi - lo < len(self._unacked) else [s for s in list(self._unacked) if lo <= s <= hi]
+                    if hi - lo < len(self._unacked):
+                        seqs = range(lo, hi + 1)
+                    else:  # a huge range: walk what we hold instead
+                        seqs = [s for s in list(self._unacked) if lo <= s <= hi]
                     for s in seqs:
                         self._settle(s)
             elif isinstance(msg, Heartbeat) and msg.role == "learner":

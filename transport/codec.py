@@ -149,7 +149,8 @@ def _parts(obj, out: list) -> None:
             _parts(v, out)
     elif isinstance(obj, np.ndarray):
         a, header = _array_header(obj)
-        out += [_sized(len(header) + a.nbytes, 0xC7, 0xC8, 0xC9, EXT_NDARRAY), header, a.reshape(-1).view(np.uint8).data]
+        data = a.reshape(-1).view(np.uint8).data
+        out += [_sized(len(header) + a.nbytes, 0xC7, 0xC8, 0xC9, EXT_NDARRAY), header, data]
     elif isinstance(obj, (bytes, bytearray, memoryview)) and len(obj) > 1024:
         out += [_sized(memoryview(obj).nbytes, 0xC4, 0xC5, 0xC6), obj]
     else:

@@ -29,7 +29,8 @@ LEARNER = "learner"
 
 
 def _hint(keys_dir: Path) -> str:
-    return f"run `lastr1 keys --dir {keys_dir} --actors <actor ids>` and copy the files as the layout in transport/keys.py says"
+    return (f"run `lastr1 keys --dir {keys_dir} --actors <actor ids>` and copy the files as the layout in "
+            "transport/keys.py (docs/wire.md §7) says")
 
 
 def _write(path: Path, public: bytes, secret: bytes | None) -> None:
@@ -114,7 +115,8 @@ def allowed_actors(keys_dir: str | Path) -> dict[bytes, str]:
     keys_dir = Path(keys_dir)
     files = sorted((keys_dir / "actors").glob("*.key"))
     if not files:
-        raise KeyFileMissing(f"no actor public keys in {keys_dir / 'actors'}: no actor could connect", hint=_hint(keys_dir))
+        raise KeyFileMissing(f"no actor public keys in {keys_dir / 'actors'}: no actor could connect",
+                             hint=_hint(keys_dir))
     return {_load(f, False, keys_dir)[0]: f.stem for f in files}
 
 

@@ -68,8 +68,8 @@ class _Allow:
     def callback(self, domain: str, key: bytes) -> bool:
         ok = key in self.allowed
         if not ok:
-            self.throttled(logging.WARNING, "unknown key", "refused a connection with CURVE key %s: not in keys/actors/ "
-                           "(add the actor's public key there and restart the learner)", key.decode())
+            self.throttled(logging.WARNING, "unknown key", "refused a connection with CURVE key %s: not in "
+                           "keys/actors/ (add the actor's public key there and restart the learner)", key.decode())
         return ok
 
 
@@ -289,12 +289,13 @@ class LearnerLink:
             mon.close(0)
             sock.close(200)  # let the last acks out
 
-    def _reject(self, sock, route: bytes, peer: str, reason: str, env: dict | None = None, key_actor: str | None = None):
+    def _reject(self, sock, route: bytes, peer: str, reason: str, env: dict | None = None,
+                key_actor: str | None = None):
         self.rejected += 1
         self._throttled(logging.WARNING, f"reject:{reason[:60]}", "rejected a message from %s: %s", peer or "?", reason)
         env = env or {}
         a, e, s = env.get("actor_id"), env.get("epoch"), env.get("seq")
-        if env.get("type") != "transition" or not isinstance(a, str) or not isinstance(e, int) or not isinstance(s, int):
+        if env.get("type") != "transition" or not (isinstance(a, str) and isinstance(e, int) and isinstance(s, int)):
             return
         if key_actor is not None and a != key_actor:
             return  # we cannot tell that actor anything about a stream it does not own
@@ -320,7 +321,8 @@ class LearnerLink:
         if not isinstance(msg, (Transition, Heartbeat, Stats)) or (isinstance(msg, Heartbeat) and msg.role != "actor"):
             return self._reject(sock, route, peer, f"actors do not send {msg.TYPE} messages")
         if key_actor is not None and sender != key_actor:
-            return self._reject(sock, route, peer, f"sender {sender!r} does not own the key keys/actors/{key_actor}.key")
+            return self._reject(sock, route, peer,
+                                f"sender {sender!r} does not own the key keys/actors/{key_actor}.key")
         self._routes[sender] = route
         self._seen_actor(sender, peer)
         if isinstance(msg, Transition):

@@ -74,7 +74,8 @@ class Spool:
         n = max([int(p.stem[4:]) for p in self.root.glob("seg_*.log")], default=0) + 1
         self._active = self._open(self.root / f"seg_{n:08d}.log")
         if self._index:
-            log.info("spool %s: %d unacknowledged transitions from a previous run will be resent", self.root, len(self._index))
+            log.info("spool %s: %d unacknowledged transitions from a previous run will be resent",
+                     self.root, len(self._index))
 
     def _open(self, path: Path) -> _Segment:
         seg = _Segment(path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644))
