@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # Freshly encoded transitions are sent from memory while few are waiting; a longer backlog (learner down)
 # is re-read from the spool instead so the actor's memory stays bounded.
 _MEM_BACKLOG = 32
+# Transitions moved from the queue to the spool per loop turn, so sending (and acks) never wait behind a long
+# queue of JPEG encodes.
+_TAKE = 8
 
 
 @dataclass
@@ -228,6 +231,8 @@ class ActorLink:
                 if self._closing.is_set() and deadline is None:
                     deadline = now + self.close_timeout_s
                 timeout = min(self._next_hb, next_scan, deadline or 1e18) - now
+                if not self._queue.empty() or self._spilled:
+                    timeout = 0
                 poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._to_send else 0))
                 events = dict(poller.poll(max(0.0, timeout) * 1000))
                 if self._waker.rx in events:
@@ -269,7 +274,7 @@ class ActorLink:
             self._track(seq, None)
         self._held_n = 0
         self._full = None
-        while True:
+        for _ in range(_TAKE):
             try:
                 seq, payload, t = self._queue.get_nowait()
             except queue.Empty:
