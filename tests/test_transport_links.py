@@ -483,3 +483,17 @@ def test_a_minimal_foreign_actor_from_the_docs(tmp_path, keydir, closing):
         assert acked == {0, 1, 2}
         assert hashlib.sha256(seen["weights"]["adapter"]).hexdigest() == seen["weights"]["sha256"]
         assert seen["heartbeat"]["role"] == "learner" and seen["heartbeat"]["epoch"] == 9
+
+
+def test_close_spools_everything_send_accepted(tmp_path):
+    """close() with no learner and no patience: every accepted transition is on disk for the next start."""
+    from transport.spool import Spool
+
+    cfg = make_cfg(tmp_path, port=free_port(), jpeg_quality=90)  # JPEG: encoding happens on the I/O thread
+    actor = ActorLink(cfg, "actor0")
+    seqs = [actor.send(step(i, side=64)) for i in range(60)]
+    actor.close(timeout_s=0.0)
+    spool = Spool(tmp_path / "spool/actor0", cfg.spool_max_bytes, cfg.spool_segment_bytes)
+    assert spool.seqs() == seqs and spool.next_seq == 60
+    assert decode(spool.read(59), 1 << 20).images["front"].shape == (64, 64, 3)
+    spool.close()

@@ -250,8 +250,11 @@ class ActorLink:
                     self._scan_resend(now)
                     next_scan = now + min(c.resend_after_s / 2, 0.25)
                     self._spool.maintain()
-                if deadline is not None and (now >= deadline or (not self._unacked and not self._held)):
+                drained = self._queue.empty() and not self._spilled
+                if deadline is not None and (now >= deadline or (drained and not self._unacked and not self._held)):
                     break
+            while not (self._queue.empty() and not self._spilled) and not self._held:
+                self._take_queue()  # close(): whatever send() accepted reaches the spool
         finally:
             if self._held:
                 log.error("%d transitions could not be written to the full spool %s and are LOST",
