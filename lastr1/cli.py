@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
     "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
+    "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
 }
 
 
