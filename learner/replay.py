@@ -181,24 +181,30 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return int(self.sampleable().size)
 
-    def sample(self, rng: np.random.Generator, n: int, where: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def sample(self, rng: np.random.Generator, n: int, where: np.ndarray | None = None,
+               next_extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """`n` rows (with replacement) plus `next/<obs field>` for each; a terminated row's next observation
         is its own (it is masked by `1 - terminated` in the TD target)."""
         pool = self.sampleable() if where is None else where
         if pool.size == 0:
             raise ReplayError("the replay buffer has no sampleable transitions yet")
         pos = pool[rng.integers(0, pool.size, size=n)]
-        return self.gather(pos)
+        return self.gather(pos, next_extra)
 
-    def gather(self, pos: np.ndarray) -> dict[str, np.ndarray]:
+    def gather(self, pos: np.ndarray, next_extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Rows at `pos` and `next/<field>` for the observation fields and for `next_extra` (transition
+        fields such as the latents of the next step; an observation-only next row lends its own row's)."""
         pos = np.sort(np.asarray(pos))  # sorted reads are kinder to a memmap
         batch = {name: np.array(self.arrays[name][pos]) for name in self.spec}
         nxt = self.arrays["next"][pos]
         term = self.arrays["terminated"][pos].astype(bool)
         npos = np.where(term | (nxt < 0), pos, nxt % self.capacity)
+        tpos = np.where(self.arrays["obs_only"][npos], pos, npos)
         for name in self.spec:
             if _is_obs(name):
                 batch[f"next/{name}"] = np.array(self.arrays[name][npos])
+            elif name in next_extra:
+                batch[f"next/{name}"] = np.array(self.arrays[name][tpos])
         return batch
 
     def count(self, field: str) -> int:

@@ -124,3 +124,15 @@ def test_sample_counts(tmp_path):
     assert buf.count("intervention") == 2
     b = buf.sample(np.random.default_rng(0), 16)
     assert b["img/front"].shape == (16, 4, 4, 3)
+
+
+def test_next_extra_fields_fall_back_to_own_row_for_final_observation(tmp_path):
+    buf = ReplayBuffer(tmp_path, 100)
+    for i in range(3):
+        r = row(i, truncated=i == 2)
+        r["latent_len"] = np.int64(10 + i)
+        buf.add(r, "a/0", i, final_obs=obs(3) if i == 2 else None)
+    buf.commit()
+    b = buf.gather(buf.sampleable(), next_extra=("latent_len",))
+    np.testing.assert_array_equal(b["next/latent_len"], [11, 12, 12])
+    np.testing.assert_array_equal(b["next/proprio"][:, 0], [1, 2, 3])
