@@ -16,6 +16,7 @@ from lastr1.errors import Lastr1Error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
 }
 
 
