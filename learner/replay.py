@@ -60,6 +60,8 @@ class ReplayBuffer:
         self.arrays: dict[str, np.ndarray] = {}
         # stream key -> (global index, step) of its latest transition row
         self.last: dict[str, tuple[int, int]] = {}
+        # Small state that must be durable together with the rows (e.g. the wire's dedup record).
+        self.extra: dict = {}
         self.root.mkdir(parents=True, exist_ok=True)
         if (self.root / META).is_file():
             self._reopen()
@@ -76,7 +78,9 @@ class ReplayBuffer:
         self.spec = {k: Field(tuple(v[0]), v[1]) for k, v in meta["spec"].items()}
         self.total = self.committed = int(meta["total"])
         self.last = {k: (int(g), int(s)) for k, (g, s) in meta["last"].items()}
-        self._open_arrays(mode="r+")
+        self.extra = meta.get("extra", {})
+        if self.spec:
+            self._open_arrays(mode="r+")
 
     def _open_arrays(self, mode: str) -> None:
         for name, f in {**self.spec, **_BOOK}.items():
@@ -99,8 +103,11 @@ class ReplayBuffer:
             self.spec[name] = Field(tuple(v.shape), v.dtype.str)
         self._open_arrays(mode="w+")
 
-    def commit(self) -> None:
-        """Make every row added so far durable: after this returns they survive a crash."""
+    def commit(self, extra: dict | None = None) -> None:
+        """Make every row added so far durable, with `extra` in the same atomic write: after this returns
+        they survive a crash together."""
+        if extra is not None:
+            self.extra = extra
         for arr in self.arrays.values():
             arr.flush()
         meta = {
@@ -108,6 +115,7 @@ class ReplayBuffer:
             "total": self.total,
             "spec": {k: [list(f.shape), f.dtype] for k, f in self.spec.items()},
             "last": {k: list(v) for k, v in self.last.items()},
+            "extra": self.extra,
         }
         tmp = self.root / (META + ".tmp")
         tmp.write_text(json.dumps(meta))
