@@ -26,3 +26,6 @@ class LearnerConfig:
     demo_capacity: int = 50_000
     rollout_capacity: int = 200_000
     seed: int = 0
+    # Recorded demonstrations (`lastr1 record` writes, `lastr1 latents` / warm-up / the demo buffer read),
+    # relative to run_dir.
+    demo_dir: str = "demos"

@@ -31,6 +31,9 @@ class SafetyConfig:
     max_rotation_rad: float = 0.10
     # External force norm (N) above which motion stops.
     max_force_n: float = 30.0
+    # External torque norm (Nm) at the end effector above which motion stops: half of libfranka's default
+    # Cartesian torque collision threshold (20 Nm), so we stop before the arm's own reflex fires.
+    max_torque_nm: float = 10.0
 
 
 @dataclass
@@ -44,6 +47,15 @@ class CameraConfig:
     # Frames older than this pause the control loop.
     max_age_ms: float = 200.0
     intrinsics_file: str = ""
+    # Frames dropped after start while auto-exposure settles (RealSense colour takes ~0.5 s at 30 fps).
+    warmup_frames: int = 15
+    # connect() gives up when no frame has arrived this long after the stream started.
+    connect_timeout_s: float = 5.0
+    # Play a RealSense recording (.bag / .db3) instead of a live camera (serial is then ignored) ...
+    playback_file: str = ""
+    playback_repeat: bool = True
+    # ... or record the live streams to this file while running (for replays and bug reports).
+    record_file: str = ""
 
 
 @dataclass
@@ -51,6 +63,13 @@ class TeleopConfig:
     name: str = "spacemouse0"
     # Which HID device (index among connected SpaceMice) drives which arm.
     device_index: int = 0
+    # ... or its hidraw path (e.g. /dev/hidraw3), which wins over device_index when set.
+    device_path: str = ""
+    # "buttons": close button closes, open button opens; "toggle": the close button flips the gripper.
+    gripper_mode: Literal["buttons", "toggle"] = "buttons"
+    # pyspacemouse button names; "" = LEFT / RIGHT, or BTN_1 / BTN_2 on models without LEFT / RIGHT.
+    close_button: str = ""
+    open_button: str = ""
     deadzone: float = 0.05
     # Per-axis sign and scale for x y z roll pitch yaw, from `lastr1 calibrate spacemouse`.
     axis_scale: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
@@ -73,6 +92,18 @@ class SimConfig:
 
 
 @dataclass
+class KeysConfig:
+    # Operator keys in the terminal: single characters (either case), or "space", "esc", "enter", "tab".
+    success: list[str] = field(default_factory=lambda: ["s"])
+    failure: list[str] = field(default_factory=lambda: ["f"])
+    reset: list[str] = field(default_factory=lambda: ["r"])
+    pause: list[str] = field(default_factory=lambda: ["space"])  # toggles pause / resume
+    estop: list[str] = field(default_factory=lambda: ["e", "esc"])
+    # The terminal to read: "" = the controlling terminal (/dev/tty), else stdin if it is a terminal.
+    tty: str = ""
+
+
+@dataclass
 class RobotConfig:
     kind: Literal["sim", "real"] = "sim"
     arms: list[ArmConfig] = field(default_factory=lambda: [ArmConfig()])
@@ -88,3 +119,4 @@ class RobotConfig:
     gripper_close_at: float = 0.5
     gripper_open_at: float = -0.5
     key_input: Optional[str] = None
+    keys: KeysConfig = field(default_factory=KeysConfig)

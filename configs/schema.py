@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from configs.actor import ActorConfig
+from configs.calibration import CalibrationConfig
 from configs.learner import LearnerConfig
 from configs.policy import PolicyConfig
 from configs.robot import RobotConfig
@@ -21,5 +22,6 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Where a run writes everything (datasets, checkpoints, logs, videos); relative to the working directory.
     run_dir: str = "runs/default"

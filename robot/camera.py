@@ -15,6 +15,7 @@ class Frame:
     frame_number: int
     received_s: float  # time.monotonic() when the capture thread got it
     depth: np.ndarray | None = None  # (H, W) uint16 millimetres, when enabled
+    timestamp_domain: str = ""  # clock of timestamp_ms: RealSense "hardware_clock" / "global_time" / "system_time"
 
 
 class Camera(abc.ABC):
