@@ -149,7 +149,7 @@ class Trainer:
             loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(b["bc_mask"]),
                                     p.q(out.feature, a_pi), lc.beta_bc, lc.eta_q)
             (loss / lc.grad_accum).backward()
-            total += float(loss) / lc.grad_accum
+            total += float(loss.detach()) / lc.grad_accum
             bc += info["bc"] / lc.grad_accum
             q_pi += info["q_pi"] / lc.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.actor_params, lc.grad_clip)
