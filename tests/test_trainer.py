@@ -18,6 +18,15 @@ from policy_helpers import perturb_trainables, tiny_cfg  # noqa: E402
 IMG = 64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 cores shared between processes: torch's intra-op threads would only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_cfg(**learner):
     cfg = configs.load("sim_insert_hex")
     cfg.policy = tiny_cfg()
@@ -115,7 +124,7 @@ def test_only_lora_and_heads_change(setup):
 
 
 def test_bc_drives_demo_action_accuracy_up(tmp_path):
-    cfg = make_cfg(eta_q=0.0, grad_accum=1, lr=1e-2)
+    cfg = make_cfg(eta_q=0.0, grad_accum=1, lr=3e-3, micro_batch_demo=6, micro_batch_rollout=1)
     policy = policy_for(cfg)
     rng = np.random.default_rng(0)
     actions = [rng.uniform(-0.8, 0.8, (policy.H, policy.D)).astype(np.float32) for _ in range(3)]
@@ -131,10 +140,10 @@ def test_bc_drives_demo_action_accuracy_up(tmp_path):
         return float((out.action_logits.argmax(-1) == policy.action_targets(b["action"])).float().mean())
 
     acc0 = accuracy()
-    for _ in range(40):
+    for _ in range(150):
         tr.actor_step()
     acc1 = accuracy()
-    assert acc0 < 0.2 and acc1 > 0.8, (acc0, acc1)
+    assert acc0 < 0.2 and acc1 > 0.9, (acc0, acc1)
 
 
 def test_critic_fits_q_on_a_chain_mdp():
