@@ -16,9 +16,10 @@ from lastr1.errors import Lastr1Error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "learner": ("learner.cli", "serve actors: replay buffers, BC + Q updates on LoRA, adapter broadcast"),
+    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
     "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
     "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
-    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
     "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
 }
 

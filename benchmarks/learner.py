@@ -1,0 +1,82 @@
+"""Learner throughput: updates per second (an update = 2 critic + 1 actor steps, each over `grad_accum`
+micro-steps of 2 demo + 2 rollout samples, as appendix D.4) and peak memory, on the tiny config on CPU by
+default. Prints one JSON line.
+
+    python benchmarks/learner.py [--updates 3] [--config sim_insert_hex] [--policy policy/tiny_cpu] [--image 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import configs  # noqa: E402
+from learner.replay import ReplayBuffer  # noqa: E402
+from learner.trainer import Trainer  # noqa: E402
+
+
+def fill(buf: ReplayBuffer, policy, n: int, image: int, rng, intervention: bool) -> None:
+    for i in range(n):
+        buf.add({
+            "img/front": rng.integers(0, 256, (image, image, 3), dtype=np.uint8),
+            "img/wrist": rng.integers(0, 256, (image, image, 3), dtype=np.uint8),
+            "proprio": rng.normal(size=8).astype(np.float32),
+            "action": rng.uniform(-1, 1, (policy.H, policy.D)).astype(np.float32),
+            "latents": rng.normal(size=(policy.L_max, policy.d)).astype(np.float16),
+            "latent_len": np.int64(policy.L_max), "reward": np.float32(-0.05),
+            "terminated": np.bool_(i % 20 == 19), "truncated": np.bool_(False),
+            "intervention": np.bool_(intervention),
+        }, f"bench/{i // 20}", i % 20)
+    buf.commit()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="sim_insert_hex")
+    ap.add_argument("--policy", default="policy/tiny_cpu", help="a config holding the policy section")
+    ap.add_argument("--updates", type=int, default=3)
+    ap.add_argument("--image", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = configs.load(args.config)
+    cfg.policy = configs.load(args.policy).policy
+    from policy import Policy
+
+    policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        demo, rollout = ReplayBuffer(Path(tmp) / "d", 1000), ReplayBuffer(Path(tmp) / "r", 1000)
+        fill(demo, policy, 200, args.image, rng, True)
+        fill(rollout, policy, 200, args.image, rng, False)
+        tr = Trainer(cfg, policy, demo, rollout)
+        tr.update()  # warm-up: allocator, first-call overheads
+        t0 = time.perf_counter()
+        for _ in range(args.updates):
+            tr.update()
+        dt = time.perf_counter() - t0
+    lc = cfg.learner
+    per_update = (lc.critic_updates_per_actor_update + 1) * lc.grad_accum * (lc.micro_batch_demo + lc.micro_batch_rollout)
+    ups = args.updates / dt
+    print(json.dumps({
+        "updates_per_s": round(ups, 4), "samples_per_s": round(ups * per_update, 2),
+        "seconds_per_update": round(dt / args.updates, 2), "samples_per_update": per_update,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "config": args.policy, "image": args.image, "grad_accum": lc.grad_accum,
+        "threads": torch.get_num_threads(), "device": str(policy.device),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""`lastr1 learner --config …`: serve actors, learn, publish adapters."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from lastr1.cli import add_config_argument, load_config
+
+
+def add_arguments(parser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--resume", action="store_true", help="continue the learner state in run_dir")
+    parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates")
+
+
+def run(args) -> int:
+    from learner.service import Learner
+
+    cfg = load_config(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    learner = Learner(cfg, resume=args.resume)
+    try:
+        learner.run(stop, max_updates=args.max_updates)
+    except KeyboardInterrupt:
+        pass
+    return 0

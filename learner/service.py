@@ -1,0 +1,245 @@
+"""The learner process: receive transitions from any number of actors, keep them on disk, run BC + Q updates
+once enough have arrived, publish adapter versions, checkpoint, and report.
+
+Exactly-once: a received batch is added to the rollout buffer and committed *together with* the wire's
+dedup record in one atomic write, and only then acknowledged. A crash before the commit loses nothing
+(the actors still hold the transitions and resend them); a crash after it cannot double-count them (the
+reopened record drops the resends, which are acknowledged again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from learner.demos import fill_demo_buffer
+from learner.replay import ReplayBuffer
+from learner.trainer import LearnerError, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Paths:
+    root: Path
+
+    @property
+    def demo(self) -> Path:
+        return self.root / "learner" / "demo_buffer"
+
+    @property
+    def rollout(self) -> Path:
+        return self.root / "learner" / "rollout_buffer"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "learner" / "checkpoint"
+
+    @property
+    def published(self) -> Path:
+        return self.root / "learner" / "published.json"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard" / "learner"
+
+
+def transition_row(t, latent_max: int, latent_dim: int) -> dict:
+    """A wire Transition → a replay row (latents padded to L_max; the exit length kept for teacher forcing)."""
+    z = np.zeros((latent_max, latent_dim), np.float16)
+    n = latent_max
+    if t.latents is not None and t.latent_len > 0:
+        n = int(t.latent_len)
+        z[:n] = np.asarray(t.latents[:n], np.float16)
+    row = {f"img/{c}": img for c, img in t.images.items()}
+    row.update(proprio=np.asarray(t.proprio, np.float32), action=np.asarray(t.action, np.float32), latents=z,
+               latent_len=np.int64(n), reward=np.float32(t.reward), terminated=np.bool_(t.terminated),
+               truncated=np.bool_(t.truncated), intervention=np.bool_(t.intervention))
+    return row
+
+
+def final_obs(t) -> dict | None:
+    if t.next_images is None or t.next_proprio is None:
+        return None
+    return {**{f"img/{c}": v for c, v in t.next_images.items()}, "proprio": np.asarray(t.next_proprio, np.float32)}
+
+
+class Learner:
+    def __init__(self, cfg, resume: bool = False, policy=None, link=None):
+        from policy import Policy
+
+        self.cfg = cfg
+        self.paths = Paths(Path(cfg.run_dir))
+        has_state = self.paths.rollout.joinpath("meta.json").is_file() or self.paths.checkpoint.is_dir()
+        if has_state and not resume:
+            raise LearnerError(f"{self.paths.root / 'learner'} already holds a learner's state",
+                               hint="add --resume to continue it, or set --run_dir to a new folder")
+        if policy is None:
+            if cfg.policy.checkpoint:
+                policy = Policy.load(cfg.policy.checkpoint)
+            else:
+                log.warning("policy.checkpoint is empty: training a fresh, untrained policy "
+                            "(run `lastr1 warmup` first for a real run)")
+                policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+        self.policy = policy
+        lc = cfg.learner
+        self.demo = ReplayBuffer(self.paths.demo, lc.demo_capacity)
+        self.rollout = ReplayBuffer(self.paths.rollout, lc.rollout_capacity)
+        demo_dir = self.paths.root / lc.demo_dir
+        if demo_dir.is_dir():
+            fill_demo_buffer(self.demo, demo_dir, policy.H, policy.L_max)
+        elif not self.demo.committed:
+            log.warning("no demonstrations at %s: the demo stream starts with human interventions only", demo_dir)
+        self.trainer = Trainer(cfg, policy, self.demo, self.rollout)
+        if resume and self.paths.checkpoint.is_dir():
+            self.trainer.load(self.paths.checkpoint)
+            log.info("resumed from %s at update %d", self.paths.checkpoint, self.trainer.counters.updates)
+        published = json.loads(self.paths.published.read_text()) if self.paths.published.is_file() else {}
+        self.version = max(int(published.get("version", 0)), policy.version)
+        self._link = link
+        self._writer = None
+        self._last_broadcast = time.monotonic()
+        self._last_status = 0.0
+        self._rates = {"t": time.monotonic(), "updates": 0}
+        self.per_actor: dict[str, int] = {}
+        self.last_stats: dict = {}
+
+    # -- wiring ------------------------------------------------------------------------------------------
+
+    @property
+    def link(self):
+        if self._link is None:
+            from transport.learner_link import LearnerLink
+
+            self._link = LearnerLink(self.cfg.transport, dedup_state=self.rollout.extra.get("dedup"))
+        return self._link
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.paths.tensorboard))
+        return self._writer
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def ingest(self, timeout_s: float) -> int:
+        ts = self.link.recv(timeout_s)
+        if not ts:
+            return 0
+        p = self.policy
+        for t in ts:
+            self.rollout.add(transition_row(t, p.L_max, p.d), stream=f"{t.actor_id}/{t.epoch}/{t.episode}",
+                             step=t.step, final_obs=final_obs(t))
+            self.per_actor[t.actor_id] = self.per_actor.get(t.actor_id, 0) + 1
+            c = self.trainer.counters
+            c.received += 1
+            c.interventions += int(t.intervention)
+            if t.terminated or t.truncated:
+                c.episodes += 1
+                c.successes += int(t.terminated and t.reward > 0)
+        self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state()})
+        self.link.ack(ts)
+        return len(ts)
+
+    def publish(self) -> int:
+        from transport.messages import Weights
+
+        self.version += 1
+        blob = self.policy.export_adapter(self.version)
+        w = Weights.create(blob.data, self.version, meta={"updates": self.trainer.counters.updates})
+        self.link.publish_weights(w)
+        tmp = self.paths.published.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": self.version, "sha256": w.sha256, "time": time.time()}))
+        os.replace(tmp, self.paths.published)
+        self._last_broadcast = time.monotonic()
+        log.info("published adapter v%d (%.0f KB, sha256 %s…)", self.version, len(blob.data) / 1024, w.sha256[:12])
+        return self.version
+
+    def step(self) -> dict | None:
+        """Receive what has arrived; then one update if learning has started. Returns the update's stats."""
+        lc = self.cfg.learner
+        self.ingest(0.0 if self.trainer.ready() else 0.05)
+        stats = None
+        if self.trainer.ready():
+            stats = self.trainer.update()
+            self.last_stats = stats
+            u = self.trainer.counters.updates
+            for k, v in stats.items():
+                self.writer.add_scalar(f"learner/{k}", v, u)
+            due = (u % lc.broadcast_every_updates == 0
+                   or time.monotonic() - self._last_broadcast > lc.broadcast_every_s)
+            if due:
+                self.publish()
+            if u % lc.checkpoint_every_updates == 0:
+                self.save()
+        self._actor_stats()
+        return stats
+
+    def _actor_stats(self) -> None:
+        for s in self.link.stats():
+            step = self.trainer.counters.received
+            for k, v in s.all_values().items():
+                self.writer.add_scalar(f"actor/{s.actor_id}/{k}", v, step)
+
+    def save(self) -> None:
+        self.trainer.counters.version = self.version
+        self.trainer.save(self.paths.checkpoint)
+
+    def status_line(self) -> str:
+        c = self.trainer.counters
+        now = time.monotonic()
+        dt = max(now - self._rates["t"], 1e-6)
+        ups = (c.updates - self._rates["updates"]) / dt
+        if dt > 5:
+            self._rates = {"t": now, "updates": c.updates}
+        alive = sum(a.alive for a in self.link.actors().values())
+        by_actor = " ".join(f"{a}:{n}" for a, n in sorted(self.per_actor.items())) or "-"
+        rate = c.interventions / c.received if c.received else 0.0
+        state = "learning" if self.trainer.ready() else \
+            f"waiting ({self.rollout.committed}/{self.cfg.learner.start_after} rollout transitions)"
+        losses = " ".join(f"{k}={self.last_stats[k]:.3g}" for k in ("critic_loss", "bc_loss", "q")
+                          if k in self.last_stats)
+        return (f"{state} | actors {alive} alive [{by_actor}] | interv {rate:.0%} | episodes {c.episodes} "
+                f"({c.successes} ok) | updates {c.updates} ({ups:.2f}/s) | v{self.version} {losses}")
+
+    def run(self, stop: threading.Event | None = None, max_updates: int | None = None) -> None:
+        stop = stop or threading.Event()
+        tty = sys.stdout.isatty()
+        self.publish()  # actors start from the learner's current weights
+        log.info("learner ready: %s", self.status_line())
+        try:
+            while not stop.is_set():
+                self.step()
+                if max_updates is not None and self.trainer.counters.updates >= max_updates:
+                    break
+                if time.monotonic() - self._last_status > (1.0 if tty else 30.0):
+                    self._last_status = time.monotonic()
+                    line = self.status_line()
+                    if tty:
+                        print("\r" + line[:200].ljust(200), end="", flush=True)
+                    else:
+                        log.info(line)
+        finally:
+            if tty:
+                print()
+            self.close()
+
+    def close(self) -> None:
+        try:
+            if self.trainer.counters.updates:
+                self.save()
+        finally:
+            if self._link is not None:
+                self._link.close()
+            if self._writer is not None:
+                self._writer.close()

@@ -1,0 +1,242 @@
+"""One learner update as appendix D.4 describes it: 2 critic steps then 1 actor step, each accumulated over
+16 micro-steps of (2 demo/intervention + 2 rollout) samples, AdamW without weight decay, gradients clipped
+at 1.0; critic on the Q heads only, actor on the LoRA adapters and the new small modules only.
+
+The demo/intervention stream is the union of the recorded demonstrations (their own buffer) and the rollout
+buffer's intervention rows (indexed, not copied, so their images are on disk once). Each row is teacher-
+forced with the latents the actor actually produced (demonstrations: their DINOv3 targets at L_max).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learner.losses import actor_loss, critic_loss, td_target
+from learner.replay import ReplayBuffer
+from lastr1.errors import Lastr1Error
+
+log = logging.getLogger(__name__)
+
+# Transition fields of the next row that the TD target needs beside its observation.
+NEXT_EXTRA = ("latents", "latent_len")
+
+
+class LearnerError(Lastr1Error):
+    pass
+
+
+@dataclass
+class Counters:
+    updates: int = 0
+    critic_steps: int = 0
+    actor_steps: int = 0
+    version: int = 0
+    received: int = 0
+    interventions: int = 0
+    episodes: int = 0
+    successes: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg, policy, demo: ReplayBuffer, rollout: ReplayBuffer, seed: int | None = None):
+        self.cfg = cfg
+        self.lc = cfg.learner
+        self.policy = policy
+        self.demo = demo
+        self.rollout = rollout
+        self.rng = np.random.default_rng(self.lc.seed if seed is None else seed)
+        torch.manual_seed(self.lc.seed if seed is None else seed)
+        groups = policy.parameter_groups()
+        self.actor_params = groups["lora"] + groups["new"]
+        self.critic_params = groups["critic"]
+        if not self.actor_params or not self.critic_params:
+            raise LearnerError("the policy exposes no trainable LoRA/head parameters to the learner")
+        self.opt_actor = torch.optim.AdamW(self.actor_params, lr=self.lc.lr, weight_decay=self.lc.weight_decay)
+        self.opt_critic = torch.optim.AdamW(self.critic_params, lr=self.lc.critic_lr,
+                                            weight_decay=self.lc.weight_decay)
+        self.counters = Counters()
+        self.instruction = cfg.task.instruction
+
+    # -- sampling ----------------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Learning starts after `start_after` rollout transitions, with something in each stream."""
+        return (self.rollout.committed >= self.lc.start_after and len(self.rollout) > 0
+                and self._demo_pool_size() > 0)
+
+    def _demo_pool_size(self) -> int:
+        return len(self.demo) + self.rollout.count("intervention")
+
+    def _sample_demo(self, n: int) -> tuple[dict, int]:
+        """n rows of the demo/intervention stream, drawn in proportion to the two sources' sizes."""
+        n_demo = len(self.demo)
+        pool_i = self.rollout.sampleable()
+        pool_i = pool_i[self.rollout.arrays["intervention"][pool_i].astype(bool)] if pool_i.size else pool_i
+        total = n_demo + pool_i.size
+        if total == 0:
+            raise LearnerError("the demo/intervention stream is empty",
+                               hint="record demonstrations (`lastr1 record`) or intervene during rollouts")
+        k = int((self.rng.random(n) < n_demo / total).sum())
+        parts = []
+        if k:
+            parts.append(self.demo.sample(self.rng, k, next_extra=NEXT_EXTRA))
+        if n - k:
+            parts.append(self.rollout.sample(self.rng, n - k, where=pool_i, next_extra=NEXT_EXTRA))
+        return _concat(parts), n
+
+    def micro_batch(self) -> dict:
+        d, n_d = self._sample_demo(self.lc.micro_batch_demo)
+        r = self.rollout.sample(self.rng, self.lc.micro_batch_rollout, next_extra=NEXT_EXTRA)
+        b = _concat([d, r])
+        # BC on every demo-stream row and on any rollout row a human produced.
+        b["bc_mask"] = np.concatenate([np.ones(n_d, bool), r["intervention"].astype(bool)])
+        return b
+
+    def _train_batch(self, rows: dict, prefix: str = ""):
+        from policy import TrainBatch
+
+        images = {k[len(prefix) + 4:]: v for k, v in rows.items() if k.startswith(prefix + "img/")}
+        return TrainBatch(
+            slow_images=images, instructions=[self.instruction] * len(rows["reward"]), fast_images=images,
+            proprio=rows[prefix + "proprio"], latents=rows[prefix + "latents"].astype(np.float32),
+            latent_len=rows[prefix + "latent_len"],
+        )
+
+    # -- the two steps ------------------------------------------------------------------------------------
+
+    def critic_step(self) -> dict:
+        p, lc = self.policy, self.lc
+        self.opt_critic.zero_grad(set_to_none=True)
+        total, q_mean = 0.0, 0.0
+        for _ in range(lc.grad_accum):
+            b = self.micro_batch()
+            n = len(b["reward"])
+            with torch.no_grad():
+                both = _concat_batches(self._train_batch(b), self._train_batch(b, "next/"))
+                out = p.forward_train(both)
+                feat, feat_next = out.feature[:n], out.feature[n:]
+                a_next = p.expected_action_norm(out.action_logits[n:])
+                y = td_target(torch.as_tensor(b["reward"], dtype=torch.float32),
+                              torch.as_tensor(b["terminated"]), p.q_target(feat_next, a_next), lc.gamma)
+            q = p.q(feat, p.normalize_action(b["action"]))
+            loss = critic_loss(q, y) / lc.grad_accum
+            loss.backward()
+            total += float(loss.detach())
+            q_mean += float(q.detach().mean()) / lc.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.critic_params, lc.grad_clip)
+        self.opt_critic.step()
+        p.soft_update_targets(lc.tau)
+        self.counters.critic_steps += 1
+        return {"critic_loss": total, "q": q_mean, "critic_grad_norm": float(grad_norm)}
+
+    def actor_step(self) -> dict:
+        p, lc = self.policy, self.lc
+        self.opt_actor.zero_grad(set_to_none=True)
+        total, bc, q_pi = 0.0, 0.0, 0.0
+        for _ in range(lc.grad_accum):
+            b = self.micro_batch()
+            out = p.forward_train(self._train_batch(b))
+            tokens = p.action_targets(b["action"])
+            a_pi = p.expected_action_norm(out.action_logits)
+            loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(b["bc_mask"]),
+                                    p.q(out.feature, a_pi), lc.beta_bc, lc.eta_q)
+            (loss / lc.grad_accum).backward()
+            total += float(loss.detach()) / lc.grad_accum
+            bc += info["bc"] / lc.grad_accum
+            q_pi += info["q_pi"] / lc.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.actor_params, lc.grad_clip)
+        self.opt_actor.step()
+        self.counters.actor_steps += 1
+        return {"actor_loss": total, "bc_loss": bc, "q_pi": q_pi, "actor_grad_norm": float(grad_norm)}
+
+    def update(self) -> dict:
+        """2 critic steps, then 1 actor step (the critic-to-actor ratio of D.4)."""
+        self.policy.train()
+        stats: dict = {}
+        for _ in range(self.lc.critic_updates_per_actor_update):
+            stats.update(self.critic_step())
+        stats.update(self.actor_step())
+        self.policy.eval()
+        self.counters.updates += 1
+        return stats
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Adapters, heads, target heads (via the policy), optimisers, RNG and counters, atomically. The
+        buffers persist themselves (`commit`); their committed totals are recorded for the log."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.policy.save(tmp / "policy")
+        torch.save({"actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
+        state = {"counters": self.counters.__dict__, "np_rng": self.rng.bit_generator.state,
+                 "buffers": {"demo": self.demo.committed, "rollout": self.rollout.committed}}
+        (tmp / "learner.json").write_text(json.dumps(state, indent=1))
+        if path.exists():
+            import shutil
+
+            old = path.with_name(path.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Restore a checkpoint made by `save` into this trainer (its policy must have the same config)."""
+        from policy import Policy
+
+        path = Path(path)
+        if not (path / "learner.json").is_file():
+            raise LearnerError(f"no learner checkpoint at {path}", hint="start without --resume")
+        saved = Policy.load(path / "policy", device=str(self.policy.device))
+        with torch.no_grad():
+            own = dict(self.policy.named_parameters())
+            for k, v in saved.trainable_state().items():
+                own[k].copy_(v)
+            self.policy.q_targets.load_state_dict(saved.q_targets.state_dict())
+        self.policy.set_stats(saved.stats)
+        self.policy.version = saved.version
+        opt = torch.load(path / "optim.pt", weights_only=True)
+        self.opt_actor.load_state_dict(opt["actor"])
+        self.opt_critic.load_state_dict(opt["critic"])
+        torch.set_rng_state(opt["torch_rng"])
+        state = json.loads((path / "learner.json").read_text())
+        self.counters = Counters(**state["counters"])
+        self.rng.bit_generator.state = state["np_rng"]
+
+
+def _concat(parts: list[dict]) -> dict:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _concat_batches(a, b):
+    from policy import TrainBatch
+
+    cat = lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)])  # noqa: E731
+    return TrainBatch(
+        slow_images={k: cat(a.slow_images[k], b.slow_images[k]) for k in a.slow_images},
+        instructions=a.instructions + b.instructions,
+        fast_images={k: cat(a.fast_images[k], b.fast_images[k]) for k in a.fast_images},
+        proprio=cat(a.proprio, b.proprio), latents=cat(a.latents, b.latents),
+        latent_len=cat(a.latent_len, b.latent_len),
+    )

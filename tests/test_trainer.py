@@ -1,0 +1,197 @@
+"""The learner's update (appendix D.4) on the tiny policy and small on-disk buffers."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import configs
+from learner.losses import critic_loss, td_target
+from learner.replay import ReplayBuffer
+from learner.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from policy_helpers import perturb_trainables, tiny_cfg  # noqa: E402
+
+IMG = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 cores shared between processes: torch's intra-op threads would only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_cfg(**learner):
+    cfg = configs.load("sim_insert_hex")
+    cfg.policy = tiny_cfg()
+    base = dict(start_after=4, grad_accum=2, micro_batch_demo=2, micro_batch_rollout=2, lr=3e-3, critic_lr=3e-3)
+    for k, v in {**base, **learner}.items():
+        setattr(cfg.learner, k, v)
+    return cfg
+
+
+def policy_for(cfg):
+    from policy import Policy
+
+    torch.manual_seed(0)
+    return Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+
+
+def row(rng, policy, action=None, terminated=False, intervention=False, scene=None):
+    scene = rng.integers(0, 256) if scene is None else scene
+    img = np.full((IMG, IMG, 3), scene, np.uint8)
+    img[::7] = 255 - scene
+    return {
+        "img/front": img, "img/wrist": img[::-1].copy(),
+        "proprio": np.full(8, scene / 255, np.float32),
+        "action": rng.uniform(-1, 1, (policy.H, policy.D)).astype(np.float32) if action is None else action,
+        "latents": rng.normal(size=(policy.L_max, policy.d)).astype(np.float16),
+        "latent_len": np.int64(policy.L_max),
+        "reward": np.float32(-0.05), "terminated": np.bool_(terminated), "truncated": np.bool_(False),
+        "intervention": np.bool_(intervention),
+    }
+
+
+def fill(buf, rng, policy, episodes, steps, intervention=False, actions=None):
+    for e in range(episodes):
+        for t in range(steps):
+            a = None if actions is None else actions[t]
+            buf.add(row(rng, policy, a, terminated=t == steps - 1, intervention=intervention, scene=40 * t + 10),
+                    f"s/{e}", t)
+    buf.commit()
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    cfg = make_cfg()
+    policy = policy_for(cfg)
+    rng = np.random.default_rng(0)
+    demo, rollout = ReplayBuffer(tmp_path / "demo", 64), ReplayBuffer(tmp_path / "rollout", 64)
+    fill(demo, rng, policy, 2, 3, intervention=True)
+    fill(rollout, rng, policy, 2, 3)
+    return cfg, policy, demo, rollout
+
+
+def test_start_threshold_ratio_and_accumulation(setup, tmp_path):
+    cfg, policy, demo, rollout = setup
+    cfg.learner.start_after = 7
+    tr = Trainer(cfg, policy, demo, rollout)
+    assert rollout.committed == 6 and not tr.ready()
+    rollout.add(row(np.random.default_rng(1), policy, terminated=True), "s/9", 0)
+    assert not tr.ready()  # added but not committed: not yet durable, not yet counted
+    rollout.commit()
+    assert tr.ready()
+    calls = []
+    orig = tr.micro_batch
+    tr.micro_batch = lambda: calls.append(1) or orig()
+    stats = tr.update()
+    # 2 critic steps + 1 actor step, each over grad_accum micro-batches of 2 demo + 2 rollout rows
+    assert len(calls) == (2 + 1) * cfg.learner.grad_accum
+    assert (tr.counters.critic_steps, tr.counters.actor_steps, tr.counters.updates) == (2, 1, 1)
+    assert {"critic_loss", "actor_loss", "bc_loss", "q"} <= set(stats)
+    b = orig()
+    assert len(b["reward"]) == 4 and b["bc_mask"][:2].all()
+
+
+def test_only_lora_and_heads_change(setup):
+    cfg, policy, demo, rollout = setup
+    perturb_trainables(policy)  # LoRA B starts at zero, which would leave every LoRA A without gradient
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    Trainer(cfg, policy, demo, rollout).update()
+    groups = policy.parameter_groups()
+    role = {id(p): k for k in ("lora", "new", "critic") for p in groups[k]}
+    changed = {"lora": set(), "new": set(), "critic": set()}
+    for n, p in policy.named_parameters():
+        if id(p) in role:
+            if not torch.equal(before[n], p):
+                changed[role[id(p)]].add(n)
+        elif n.startswith("q_targets."):
+            assert not torch.equal(before[n], p), f"target head {n} was not soft-updated"
+        else:
+            assert torch.equal(before[n], p), f"{n} is not trainable by the learner but changed"
+    assert len(changed["critic"]) == len(groups["critic"])
+    lora = [n for n, p in policy.named_parameters() if id(p) in role and role[id(p)] == "lora"]
+    # every adapter of the acting expert, and the reasoning tower's adapters that feed the acting block
+    assert {n for n in lora if n.startswith("expert.")} <= changed["lora"]
+    assert any(n.startswith("vlm.") for n in changed["lora"])
+    assert "action_head.weight" in changed["new"]
+
+
+def test_bc_drives_demo_action_accuracy_up(tmp_path):
+    cfg = make_cfg(eta_q=0.0, grad_accum=1, lr=3e-3, micro_batch_demo=6, micro_batch_rollout=1)
+    policy = policy_for(cfg)
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-0.8, 0.8, (policy.H, policy.D)).astype(np.float32) for _ in range(3)]
+    demo, rollout = ReplayBuffer(tmp_path / "d", 32), ReplayBuffer(tmp_path / "r", 32)
+    fill(demo, rng, policy, 1, 3, intervention=True, actions=actions)
+    fill(rollout, rng, policy, 1, 3)
+    tr = Trainer(cfg, policy, demo, rollout)
+
+    def accuracy():
+        b = demo.gather(demo.sampleable())
+        with torch.no_grad():
+            out = policy.forward_train(tr._train_batch(b))
+        return float((out.action_logits.argmax(-1) == policy.action_targets(b["action"])).float().mean())
+
+    acc0 = accuracy()
+    for _ in range(150):
+        tr.actor_step()
+    acc1 = accuracy()
+    assert acc0 < 0.2 and acc1 > 0.9, (acc0, acc1)
+
+
+def test_critic_fits_q_on_a_chain_mdp():
+    """s0 → s1 → s2 → s3 (terminal, +10), step penalty −1: Q*(s_i) = Σ γ^k r_{i+k}, with π(s′) = the data's
+    action, so the fixed point is exact. Uses the policy's own Q ensemble and the learner's loss terms."""
+    from policy.heads import QEnsemble
+
+    torch.manual_seed(0)
+    gamma, n = 0.9, 4
+    feats = torch.eye(n)
+    act = torch.zeros(n, 2, 1)
+    r = torch.tensor([-1.0, -1.0, -1.0, 10.0])
+    term = torch.tensor([False, False, False, True])
+    nxt = torch.tensor([1, 2, 3, 3])
+    q_true = torch.zeros(n)
+    for i in reversed(range(n)):
+        q_true[i] = r[i] + (0 if term[i] else gamma * q_true[nxt[i]])
+    online = QEnsemble(feature_dim=n, action_numel=2, hidden=64)
+    target = online.frozen_copy()
+    opt = torch.optim.AdamW(online.parameters(), lr=3e-3, weight_decay=0.0)
+    for _ in range(1500):
+        with torch.no_grad():
+            y = td_target(r, term, target(feats[nxt], act[nxt]), gamma)
+        loss = critic_loss(online(feats, act), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        target.soft_update_from(online, 0.05)
+    q = online(feats, act).detach()
+    torch.testing.assert_close(q, q_true.expand(2, n), atol=0.15, rtol=0.0)
+
+
+def test_resumed_learner_makes_the_same_next_update(setup, tmp_path):
+    cfg, policy, demo, rollout = setup
+    a = Trainer(cfg, policy, demo, rollout)
+    a.update()
+    ckpt = a.save(tmp_path / "ckpt")
+    a.update()
+    expected = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    expected_targets = {k: v.clone() for k, v in policy.q_targets.state_dict().items()}
+
+    fresh = policy_for(cfg)  # a restarted process: same config, fresh objects, buffers reopened from disk
+    b = Trainer(cfg, fresh, ReplayBuffer(demo.root, 64), ReplayBuffer(rollout.root, 64))
+    b.load(ckpt)
+    assert b.counters.updates == 1
+    b.update()
+    for n, p in fresh.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p, expected[n], rtol=0, atol=1e-6, msg=n)
+    for k, v in fresh.q_targets.state_dict().items():
+        torch.testing.assert_close(v, expected_targets[k], rtol=0, atol=1e-6)
