@@ -150,6 +150,7 @@ def test_send_returns_at_once_while_the_learner_is_down_or_stalled(tmp_path, clo
     assert np.median(took) < 0.005 and max(took) < 0.25, (np.median(took), max(took))
     until(lambda: actor.backlog().queued == 0 and actor.backlog().unacked == 300, what="all spooled")
     stalled.close(0)
+    ctx.term()  # closing is asynchronous; term() returns once the port is released for the learner
     with LearnerLink(cfg, port=port) as learner:  # the learner comes up: everything arrives, once
         got = collect(learner, 300, timeout=15)
         assert sorted(t.seq for t in got) == list(range(300))
