@@ -200,7 +200,9 @@ def test_two_arms_lift_the_bar_together():
         reached = np.array([s.position for s in env.arm.state()])
         assert np.all(np.linalg.norm(reached - targets, axis=1) < 0.002), reached - targets
         env.reset(seed=0)
-        keys, steps = run_expert(env, max_steps=150)
+        # The loop is paced in wall time and the sim slows under load, so allow more steps than the ~60 a
+        # quiet machine needs: the point is that the two arms succeed together, not how fast.
+        keys, steps = run_expert(env, max_steps=400)
         assert keys == [Key.SUCCESS], f"no success in {steps} steps"
         bar = env.sim.scene(max_age_s=0)["objects"]["bar"]
         assert bar[2] > 0.025 + cfg.robot.sim.lift_height_m
