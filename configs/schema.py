@@ -4,6 +4,7 @@ each package owns its fields; this file only composes them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from configs.actor import ActorConfig
 from configs.calibration import CalibrationConfig
@@ -25,3 +26,11 @@ class Config:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Where a run writes everything (datasets, checkpoints, logs, videos); relative to the working directory.
     run_dir: str = "runs/default"
+
+    def path(self, p: str | Path) -> Path:
+        """A path named in the config: absolute, or relative to the working directory when it exists there,
+        else inside run_dir (so one run folder holds keys, spool, demos, checkpoints and logs)."""
+        p = Path(p).expanduser()
+        if p.is_absolute() or p.exists():
+            return p
+        return Path(self.run_dir) / p

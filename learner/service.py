@@ -119,7 +119,8 @@ class Learner:
         if self._link is None:
             from transport.learner_link import LearnerLink
 
-            self._link = LearnerLink(self.cfg.transport, dedup_state=self.rollout.extra.get("dedup"))
+            self._link = LearnerLink(self.cfg.transport, keys_dir=self.cfg.path(self.cfg.transport.keys_dir),
+                                     dedup_state=self.rollout.extra.get("dedup"))
         return self._link
 
     @property
