@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from configs.actor import ActorConfig
+from configs.demo import DemoConfig
 from configs.calibration import CalibrationConfig
 from configs.learner import LearnerConfig
 from configs.policy import PolicyConfig
@@ -23,6 +24,7 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     actor: ActorConfig = field(default_factory=ActorConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Where a run writes everything (datasets, checkpoints, logs, videos); relative to the working directory.
     run_dir: str = "runs/default"

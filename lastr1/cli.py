@@ -16,6 +16,7 @@ from lastr1.errors import Lastr1Error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("lastr1.demo", "the whole loop on the simulated robot in one command (keys, demos, warm-up, RL, eval)"),
     "learner": ("learner.cli", "serve actors: replay buffers, BC + Q updates on LoRA, adapter broadcast"),
     "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
     "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),

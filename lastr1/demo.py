@@ -1,0 +1,165 @@
+"""`lastr1 demo`: the whole human-in-the-loop loop on the simulated robot, on any laptop, in one command.
+
+It runs the same subcommands a lab runs, in the order a lab runs them, each as its own process (as on a
+real robot PC and GPU box): CurveZMQ keys → demonstrations by the scripted expert → DINOv3 latent targets →
+warm-up → learner and actor together on loopback, the scripted operator intervening, for a set time →
+evaluation of the warm-up policy and of the post-trained one. Every file lands in one run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from lastr1.errors import Lastr1Error
+
+
+class DemoError(Lastr1Error):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lastr1.cli import add_config_argument
+
+    add_config_argument(parser, default="demo")
+    parser.add_argument("--run-dir", default=None, help="output folder (default runs/demo-<time>)")
+    parser.add_argument("--demos", type=int, default=None, help="scripted demonstrations to record")
+    parser.add_argument("--minutes", type=float, default=None, help="how long the actor–learner loop runs")
+    parser.add_argument("--eval-rollouts", type=int, default=None, help="rollouts per evaluation")
+    parser.add_argument("--skip-baseline", action="store_true", help="do not evaluate the warm-up policy")
+
+
+class Stage:
+    """One `lastr1 …` child process with its output in the run folder's logs/."""
+
+    def __init__(self, run_dir: Path, config: Path, name: str, argv: list[str]):
+        self.name = name
+        self.cmd = [sys.executable, "-m", "lastr1.cli", argv[0], "--config", str(config), *argv[1:]]
+        self.log = run_dir / "logs" / f"{name}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Stage":
+        env = dict(os.environ)
+        env.setdefault("MUJOCO_GL", "egl")
+        # Several processes share few cores: torch's intra-op threads would only contend with each other.
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env["PYTHONUNBUFFERED"] = "1"
+        self._out = open(self.log, "w")
+        self._out.write("$ " + shlex.join(self.cmd) + "\n")
+        self._out.flush()
+        self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self.proc is not None
+        rc = self.proc.wait(timeout)
+        self._out.close()
+        if rc != 0:
+            tail = "".join(self.log.read_text().splitlines(True)[-15:])
+            raise DemoError(f"stage {self.name!r} failed (exit {rc}); the end of {self.log}:\n{tail}",
+                            hint=f"rerun it alone: {shlex.join(self.cmd)}")
+        return rc
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM (the learner saves its checkpoint on it), then wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def run(self) -> int:
+        t0 = time.monotonic()
+        print(f"  {self.name:<10} ", end="", flush=True)
+        rc = self.start().wait()
+        print(f"done in {time.monotonic() - t0:5.1f} s   (log: {self.log})")
+        return rc
+
+
+def run(args) -> int:
+    import configs
+    from lastr1.cli import load_config
+
+    cfg = load_config(args)
+    run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    if (run_dir / "learner").exists():
+        raise DemoError(f"{run_dir} already holds a run", hint="pass a new --run-dir")
+    cfg.run_dir = str(run_dir)
+    d = cfg.demo
+    demos = args.demos if args.demos is not None else d.demos
+    minutes = args.minutes if args.minutes is not None else d.minutes
+    rollouts = args.eval_rollouts if args.eval_rollouts is not None else d.eval_rollouts
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "config.yaml"
+    config.write_text("# the effective config of this demo run; every stage reads it\n"
+                      + yaml.safe_dump(configs.to_dict(cfg), sort_keys=False))
+    warm = run_dir / cfg.policy.warmup.out
+    learned = run_dir / "learner" / "checkpoint" / "policy"
+    steps = int(minutes * 60 * cfg.task.control_hz)
+    print(f"lastr1 demo: {cfg.task.name} on the simulated robot -> {run_dir}")
+    t_start = time.monotonic()
+
+    def stage(name, *argv):
+        return Stage(run_dir, config, name, list(argv))
+
+    stage("keys", "keys", "--dir", str(run_dir / cfg.transport.keys_dir), "--actors", cfg.actor.actor_id).run()
+    stage("record", "record", "--episodes", str(demos)).run()
+    stage("latents", "latents").run()
+    stage("warmup", "warmup").run()
+    if not args.skip_baseline:
+        stage("eval-warmup", "eval", "--policy.checkpoint", str(warm), "--rollouts", str(rollouts),
+              "--out", str(run_dir / "eval" / "warmup")).run()
+
+    learner = stage("learner", "learner", "--policy.checkpoint", str(warm)).start()
+    print(f"  learner    started            (log: {learner.log})")
+    try:
+        time.sleep(2.0)
+        if learner.proc.poll() is not None:
+            learner.wait()
+        stage("actor", "actor", "--policy.checkpoint", str(warm), "--steps", str(steps)).run()
+    finally:
+        learner.stop()
+    if learner.proc.returncode not in (0, -signal.SIGTERM):
+        learner.wait()
+    if not (learned / "policy.json").is_file():
+        raise DemoError("the learner left no checkpoint", hint=f"see {learner.log}")
+    stage("eval-final", "eval", "--policy.checkpoint", str(learned), "--rollouts", str(rollouts),
+          "--out", str(run_dir / "eval" / "final")).run()
+
+    summary = {"run_dir": str(run_dir), "minutes": round((time.monotonic() - t_start) / 60, 1)}
+    for name in ("warmup", "final"):
+        f = run_dir / "eval" / name / "results.json"
+        if f.is_file():
+            summary[f"{name}_success"] = _success(json.loads(f.read_text()))
+    (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+    print("\nfiles:")
+    for label, p in [("config", config), ("demonstrations", run_dir / cfg.learner.demo_dir),
+                     ("warm-up policy", warm), ("post-trained policy", learned),
+                     ("evaluations (JSON, CSV, PNG, MP4)", run_dir / "eval"),
+                     ("TensorBoard", run_dir / "tensorboard"), ("logs", run_dir / "logs")]:
+        print(f"  {label:<36} {p}")
+    print("\n" + "  ".join(f"{k}: {v}" for k, v in summary.items() if k.endswith("success")))
+    return 0
+
+
+def _success(results: dict) -> float | None:
+    """The overall success rate from `lastr1 eval`'s results.json."""
+    for key in ("success_rate", "mean"):
+        if isinstance(results.get(key), (int, float)):
+            return float(results[key])
+    overall = results.get("overall") or {}
+    if isinstance(overall, dict) and isinstance(overall.get("mean"), (int, float)):
+        return float(overall["mean"])
+    return None
