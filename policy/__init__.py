@@ -1,1 +1,22 @@
-"""The dual-system latent-reasoning VLA: reasoning tower, acting tower, latent CoT, action tokens, Q heads, LoRA adapters, warm-up. Knows nothing of robots or sockets."""
+"""The dual-system latent-reasoning VLA: reasoning tower, acting tower, latent CoT, action tokens, Q heads, LoRA adapters, warm-up. Knows nothing of robots or sockets.
+
+Heavy imports (torch, transformers) happen when these names are first used, so `import policy` stays cheap.
+"""
+
+from __future__ import annotations
+
+_EXPORTS = {
+    "Policy": "policy.model", "Prefix": "policy.model", "ActOutput": "policy.model", "TrainBatch": "policy.model",
+    "TrainOut": "policy.model", "AdapterBlob": "policy.adapter", "ActionTokenizer": "policy.action_tokenizer",
+    "Stats": "policy.action_tokenizer", "PolicyError": "policy.errors", "AdapterError": "policy.errors",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'policy' has no attribute {name!r}")

@@ -1,0 +1,256 @@
+"""Everything this package assumes about `transformers` (written against 5.23), in one module.
+
+The towers run their own layer loop (policy/towers.py) so that the acting tower can attend over the
+reasoning tower's cached keys/values with our own masks and positions; that loop reaches into Qwen3-VL's
+modules only through the functions here: config construction, model loading, the decoder layer's parts,
+M-RoPE cos/sin, the vision tower's merged + DeepStack features, and the tokenizer. When a `transformers`
+release renames any of these, this is the file to fix (tests/test_policy_core.py compares our loop against
+`Qwen3VLModel.forward`, so a silent change fails there).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policy.errors import PolicyError
+
+# Module names peft targets (attention of every text layer; MLP by config). Vision blocks use `qkv`/`proj`,
+# so these never match the (frozen) vision encoder.
+ATTENTION_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_PROJ = ("gate_proj", "up_proj", "down_proj")
+
+# Qwen2-VL/Qwen3-VL prompt specials (names as in the Qwen tokenizer).
+VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
+
+
+def _qwen3_vl():
+    from transformers.models.qwen3_vl import configuration_qwen3_vl as cfg_mod
+    from transformers.models.qwen3_vl import modeling_qwen3_vl as model_mod
+
+    return cfg_mod, model_mod
+
+
+def tiny_config(t, vocab_size: int, token_ids: dict[str, int], attn_implementation: str = "sdpa"):
+    """A Qwen3VLConfig from our `TinyTowerConfig` sizes (also used for the 4B-shaped benchmark)."""
+    cfg_mod, _ = _qwen3_vl()
+    head_dim = t.head_dim or t.hidden_size // t.heads
+    if t.heads % t.kv_heads:
+        raise PolicyError(f"policy.tiny.heads ({t.heads}) must be a multiple of kv_heads ({t.kv_heads})")
+    section = list(t.mrope_section) or _scaled_mrope_section(head_dim)
+    if sum(section) != head_dim // 2:
+        raise PolicyError(f"policy.tiny.mrope_section {section} must sum to head_dim/2 = {head_dim // 2}")
+    if any(i >= t.vision_layers for i in t.deepstack):
+        raise PolicyError(f"policy.tiny.deepstack {t.deepstack} names vision layers beyond {t.vision_layers}")
+    config = cfg_mod.Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=t.vocab_size or vocab_size,
+            hidden_size=t.hidden_size,
+            intermediate_size=t.intermediate_size,
+            num_hidden_layers=t.layers,
+            num_attention_heads=t.heads,
+            num_key_value_heads=t.kv_heads,
+            head_dim=head_dim,
+            max_position_embeddings=262144,
+            rope_parameters=dict(
+                rope_type="default", rope_theta=t.rope_theta, mrope_section=section, mrope_interleaved=True
+            ),
+        ),
+        vision_config=dict(
+            depth=t.vision_layers,
+            hidden_size=t.vision_hidden_size,
+            intermediate_size=t.vision_intermediate_size,
+            num_heads=t.vision_heads,
+            out_hidden_size=t.hidden_size,
+            patch_size=t.patch_size,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=t.vision_positions,
+            deepstack_visual_indexes=list(t.deepstack),
+        ),
+        image_token_id=token_ids[IMAGE_PAD],
+        video_token_id=token_ids[VIDEO_PAD],
+        vision_start_token_id=token_ids[VISION_START],
+        vision_end_token_id=token_ids[VISION_END],
+        tie_word_embeddings=True,
+    )
+    config._attn_implementation = attn_implementation
+    config.text_config._attn_implementation = attn_implementation
+    config.vision_config._attn_implementation = attn_implementation
+    return config
+
+
+def _scaled_mrope_section(head_dim: int) -> list[int]:
+    half = head_dim // 2
+    h = w = max(1, round(half * 20 / 64))
+    return [half - h - w, h, w]
+
+
+def build_random(config, dtype: torch.dtype, device: str | torch.device, seed: int) -> nn.Module:
+    """A randomly initialised Qwen3VLModel (no LM head: our heads read the hidden states)."""
+    _, model_mod = _qwen3_vl()
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = model_mod.Qwen3VLModel(config)
+    return model.to(dtype)
+
+
+def load_pretrained(folder: str | Path, dtype: torch.dtype, device: str, attn_implementation: str) -> nn.Module:
+    """Qwen3VLModel from a local folder holding a Qwen3-VL checkpoint (the LM head is not loaded)."""
+    _, model_mod = _qwen3_vl()
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise PolicyError(
+            f"policy.model {str(folder)!r} is neither 'tiny' nor a folder with a Qwen3-VL config.json",
+            hint="download Qwen3-VL (e.g. Qwen/Qwen3-VL-4B-Instruct) to that folder on the GPU box, or use "
+            "--policy.model tiny",
+        )
+    try:
+        model = model_mod.Qwen3VLModel.from_pretrained(
+            folder, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
+        )
+    except (OSError, ValueError) as e:
+        raise PolicyError(f"cannot load Qwen3-VL from {folder}: {e}") from None
+    return model.to(device)
+
+
+def model_config_dict(model: nn.Module) -> dict:
+    return model.config.to_dict()
+
+
+def config_from_dict(d: dict, attn_implementation: str):
+    cfg_mod, _ = _qwen3_vl()
+    config = cfg_mod.Qwen3VLConfig(**{k: v for k, v in d.items() if k not in ("architectures", "transformers_version")})
+    for c in (config, config.text_config, config.vision_config):
+        c._attn_implementation = attn_implementation
+    return config
+
+
+# --- parts of the model -------------------------------------------------------------------------------------
+
+
+def text_model(model: nn.Module) -> nn.Module:
+    return model.language_model
+
+
+def vision_model(model: nn.Module) -> nn.Module:
+    return model.visual
+
+
+def text_config(model: nn.Module):
+    return model.config.text_config
+
+
+def vision_config(model: nn.Module):
+    return model.config.vision_config
+
+
+def embed_tokens(model: nn.Module) -> nn.Embedding:
+    return model.language_model.embed_tokens
+
+
+def layers(lm: nn.Module) -> nn.ModuleList:
+    return lm.layers
+
+
+def final_norm(lm: nn.Module) -> nn.Module:
+    return lm.norm
+
+
+def kv_geometry(model: nn.Module) -> tuple[int, int, int]:
+    """(layers, kv heads, head_dim): what an acting expert must share to read the tower's cache."""
+    tc = text_config(model)
+    return tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim
+
+
+def new_text_stack(model: nn.Module, hidden: int, intermediate: int, heads: int) -> tuple[nn.ModuleList, nn.Module]:
+    """Fresh decoder layers + final norm with the tower's layer count/KV geometry and the given width."""
+    _, model_mod = _qwen3_vl()
+    tc = text_config(model).__class__(**{**text_config(model).to_dict(), "hidden_size": hidden,
+                                         "intermediate_size": intermediate, "num_attention_heads": heads})
+    tc._attn_implementation = text_config(model)._attn_implementation
+    stack = nn.ModuleList([model_mod.Qwen3VLTextDecoderLayer(tc, i) for i in range(tc.num_hidden_layers)])
+    for m in stack.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=tc.initializer_range)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return stack, model_mod.Qwen3VLTextRMSNorm(hidden, eps=tc.rms_norm_eps)
+
+
+def rotary(model: nn.Module, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """M-RoPE cos/sin for positions (3, B, L) (t, h, w rows), in x's dtype."""
+    return model.language_model.rotary_emb(x, positions)
+
+
+def decoder_layer(
+    layer: nn.Module,
+    h: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    mask: torch.Tensor | None,
+    past: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One Qwen3 decoder layer whose queries attend over [past keys/values ; own keys/values].
+
+    `mask` is a boolean (B, 1, Q, K) "may attend" matrix over those keys (None: all). Returns the new hidden
+    state and this call's own (k, v) — post-RoPE, post-k_norm, as Qwen3VLTextAttention caches them."""
+    _, model_mod = _qwen3_vl()
+    attn = layer.self_attn
+    x = layer.input_layernorm(h)
+    shape = (*x.shape[:-1], -1, attn.head_dim)
+    q = attn.q_norm(attn.q_proj(x).view(shape)).transpose(1, 2)
+    k = attn.k_norm(attn.k_proj(x).view(shape)).transpose(1, 2)
+    v = attn.v_proj(x).view(shape).transpose(1, 2)
+    q, k = model_mod.apply_rotary_pos_emb(q, k, cos, sin)
+    keys, values = (k, v) if past is None else (torch.cat([past[0], k], 2), torch.cat([past[1], v], 2))
+    out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling, enable_gqa=True)
+    h = h + attn.o_proj(out.transpose(1, 2).reshape(*x.shape[:-1], -1))
+    h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return h, (k, v)
+
+
+def image_features(model: nn.Module, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
+    """Merged visual tokens (N, d_text) and the DeepStack features (list of (N, d_text)) for flat patches."""
+    visual = model.visual
+    out = visual(pixel_values.to(visual.dtype), grid_thw=grid_thw, return_dict=True)
+    return out.pooler_output, list(out.deepstack_features)
+
+
+# --- processor side -----------------------------------------------------------------------------------------
+
+
+def load_tokenizer(folder: str | Path):
+    """The pretrained model's own tokenizer (a `tokenizers.Tokenizer`), read from its tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise PolicyError(f"{folder} has no tokenizer.json", hint="copy the model's tokenizer files beside it")
+    return Tokenizer.from_file(str(path))
+
+
+def read_preprocessor(folder: str | Path) -> dict:
+    """Image processor settings of a pretrained folder (Qwen2VLImageProcessor keys), or {} if absent."""
+    path = Path(folder) / "preprocessor_config.json"
+    if not path.is_file():
+        return {}
+    d = json.loads(path.read_text())
+    out = {}
+    size = d.get("size") or {}
+    if "shortest_edge" in size:
+        out["min_pixels"] = int(size["shortest_edge"])
+    if "longest_edge" in size:
+        out["max_pixels"] = int(size["longest_edge"])
+    for key in ("min_pixels", "max_pixels"):
+        if key in d:
+            out[key] = int(d[key])
+    for key, ours in (("patch_size", "patch_size"), ("merge_size", "merge_size"),
+                      ("temporal_patch_size", "temporal_patch_size"), ("image_mean", "mean"), ("image_std", "std")):
+        if key in d:
+            out[ours] = tuple(d[key]) if isinstance(d[key], list) else d[key]
+    return out
