@@ -27,6 +27,7 @@ rollout then counts as a failure), "record" (the person, or the scripted expert 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -228,11 +229,8 @@ class Runtime:
             max_steps: int | None = None, seeds: list[int] | None = None) -> list[EpisodeSummary]:
         """Run episodes until `stop` is set, `max_episodes` end or `max_steps` (total) are taken."""
         stop = stop or threading.Event()
-        hz = self.cfg.actor.key_poll_hz
-        if self.env.keys is not None and hz > 0:
-            self._watcher = _KeyWatcher(self.env.keys, self._urgent, hz)
         done: list[EpisodeSummary] = []
-        try:
+        with self.session():
             while not stop.is_set():
                 if max_episodes is not None and len(done) >= max_episodes:
                     break
@@ -245,11 +243,21 @@ class Runtime:
                 if s is None:
                     break
                 done.append(s)
-        finally:
-            if self._watcher is not None:
+        return done
+
+    @contextlib.contextmanager
+    def session(self):
+        """The key watcher runs while episodes do (`run` opens one; callers of `run_episode` may too)."""
+        hz = self.cfg.actor.key_poll_hz
+        if self.env.keys is not None and hz > 0 and self._watcher is None:
+            self._watcher = _KeyWatcher(self.env.keys, self._urgent, hz)
+            try:
+                yield self
+            finally:
                 self._watcher.close()
                 self._watcher = None
-        return done
+        else:
+            yield self
 
     def run_episode(self, seed: int | None, stop: threading.Event, budget: int | None = None,
                     condition: str = "") -> EpisodeSummary | None:
@@ -269,7 +277,7 @@ class Runtime:
         with self._env_lock:
             obs = env.reset(seed=seed, **({"condition": condition} if condition else {}))
         if self.confirm_reset:
-            if not self._await_reset_key(stop):
+            if not self._await_reset_key(stop, condition):
                 return None
             with self._env_lock:
                 obs = env.observe()
@@ -426,9 +434,10 @@ class Runtime:
             g[:] = np.where(g == 0.0, gripper, g)
         return a
 
-    def _await_reset_key(self, stop: threading.Event) -> bool:
-        self._status = "waiting for the scene reset (press the reset key)"
-        log.info("reset the scene, then press the reset key to start the next episode")
+    def _await_reset_key(self, stop: threading.Event, condition: str = "") -> bool:
+        what = f"set up the scene for condition {condition!r}" if condition else "reset the scene"
+        self._status = f"waiting: {what}, then press the reset key"
+        log.info("%s, then press the reset key to start the next episode", what)
         while not stop.is_set():
             keys = self._keys()
             if Key.RESET in keys and not self.paused:

@@ -16,6 +16,9 @@ from lastr1.errors import Lastr1Error
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "actor": ("actor.main", "run the robot-side RL actor: robot + policy + link to the learner"),
+    "record": ("actor.record", "record demonstrations (SpaceMouse, or the scripted expert in sim); LeRobot export"),
+    "eval": ("actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
 }
 
 
