@@ -19,6 +19,14 @@ class ArmConfig:
     # Uniform randomisation of the home pose at reset (± metres, ± radians of yaw).
     home_noise_xyz: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     home_noise_yaw: float = 0.0
+    # Franka Hand. A close command grasps (anything between 0 and the open width counts as held, as the hand
+    # cannot know the object's size) with this force; 20 N holds a 60 g peg with margin and is under the
+    # hand's 70 N continuous limit. Speed 0.05 m/s is what franky-sim's hand can do (its velocity limit).
+    gripper_force_n: float = 20.0
+    gripper_speed: float = 0.05
+    gripper_open_width: float = 0.08
+    # A blocking reset (home move, gripper) that takes longer than this means the arm is stuck.
+    reset_timeout_s: float = 15.0
 
 
 @dataclass
@@ -85,6 +93,45 @@ class SimConfig:
     # Probability per step that the scripted operator takes over when the policy drifts.
     intervention_rate: float = 0.0
     seed: int = 0
+    # How long an injected camera dropout / simulator stall lasts (s): longer than a camera's max_age_ms so
+    # the stale-frame path runs.
+    fault_camera_drop_s: float = 0.5
+    fault_stall_s: float = 0.3
+    # franky-sim's default joint gains lag ~0.1 s (kv/kp = 1/10). kp × 2 with kv = kp/50 tracked 1-cm steps at
+    # 10 Hz to 0.02 mm at rest (notes/drivers-and-sim.md); kp × 6 at kp/25 went unstable (the damping is
+    # explicit: kv·dt/inertia must stay below 2 on the wrist joints).
+    kp_scale: float = 2.0
+    kv_ratio: float = 50.0
+    # Render the robot's collision meshes (3 k faces) instead of its visual meshes (240 k): software EGL took
+    # 60-80 ms for two 128-px views with the visual meshes, 3-4 ms with the collision ones.
+    render_collision_meshes: bool = True
+    # Report an external wrench (O_F_ext_hat_K) estimated from MuJoCo contacts (franky-sim reports zeros),
+    # so the safety layer's force limit acts in sim too.
+    wrench_from_contacts: bool = True
+    # After a teleport reset the controller needs a moment before the next motion (50-300 ms measured).
+    settle_s: float = 0.15
+    # Simulated cameras render at this rate (all at once, in the host): ~8 ms per pair of 128-px views, so
+    # 15 fps keeps frames ≤ 67 ms old (under max_age_ms) for ~15 % of a core.
+    camera_fps: float = 15.0
+    startup_timeout_s: float = 60.0
+    # --- task difficulty (robot/sim/tasks.py) ---
+    # sim_insert_hex: the fixture moves ±x, ±y (m) around its nominal place per seed, and turns ±yaw (rad).
+    slot_range_m: list[float] = field(default_factory=lambda: [0.05, 0.08])
+    slot_yaw_range_rad: float = 0.0
+    # Play between the peg's flats and the hole's (m per side); 4 mm is modest precision, learnable at 10 Hz.
+    slot_clearance_m: float = 0.004
+    # The peg counts as inserted when its bottom is this far below the fixture top (the hole is 4 cm deep).
+    insert_depth_m: float = 0.015
+    # "hand": episodes start with the peg grasped (short: ~30-40 steps); "table": pick it up first.
+    peg_start: Literal["hand", "table"] = "hand"
+    # sim_lift_bar: solved when the bar is this high and tilted less than max_tilt_rad.
+    lift_height_m: float = 0.08
+    max_tilt_rad: float = 0.17
+    # --- scripted operator (robot/sim/expert.py) ---
+    # The operator takes over when the policy's translation differs from the expert's by more than this
+    # (normalised units, 0..2√3) or its gripper command disagrees; each takeover lasts intervention_steps.
+    intervention_drift: float = 0.8
+    intervention_steps: int = 10
     # Fault injection (probability per step), so error paths run in sim.
     fault_reflex_p: float = 0.0
     fault_camera_drop_p: float = 0.0
@@ -115,6 +162,9 @@ class RobotConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     # Images handed to the policy are resized to this square size.
     image_size: int = 128
+    # Recover reflex/collision errors right away (StepInfo.faults/recovered tell the actor); off: the actor
+    # must call env.arm.recover() itself.
+    auto_recover: bool = True
     # Gripper: close when the command rises above close_at, open when it falls below open_at (hysteresis).
     gripper_close_at: float = 0.5
     gripper_open_at: float = -0.5

@@ -1,0 +1,434 @@
+"""`FrankyArm`: one Franka arm + Franka Hand through `franky` (franky-control); `MultiArm`: several as one.
+
+    arm = FrankyArm(ArmConfig(host="172.16.0.2", realtime="enforce"))
+    with arm:
+        arm.reset()                                   # blocking: home (randomised as configured), hand open
+        s = arm.state()[0]                            # pose, joints, hand width, external wrench, errors
+        arm.move_to(p[None], q[None], np.array([1.0]))  # asynchronous, pre-empts the running motion
+
+Motions are absolute Cartesian targets (the safety layer turned the normalised action into current pose +
+base-frame delta, clipped to the workspace box); franky plans each with its jerk-limited generator and
+`move(..., asynchronous=True)` replaces the running one without stopping, so a 10-Hz stream of targets moves
+smoothly. The hand runs in a worker thread (its commands block for ~0.5-1 s) and is commanded only when the
+gripper number crosses the hysteresis thresholds, never every step.
+
+Errors: a reflex/collision aborts the running motion; `state().errors` then lists the franka::Errors names
+(and the aborted motion's message), `move_to` raises `ArmFault`, and `recover()` runs franky's automatic
+error recovery. Nothing listening at the host → `DeviceNotFound`; a connection that dies → `ConnectionLost`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+
+from configs.robot import ArmConfig
+from lastr1.errors import require
+from robot import rotations
+from robot.arm import Arm, ArmState
+from robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError
+
+
+class FrankyArm(Arm):
+    n_arms = 1
+
+    def __init__(self, cfg: ArmConfig, host: str | None = None, gripper_close_at: float = 0.5,
+                 gripper_open_at: float = -0.5):
+        if not gripper_open_at < gripper_close_at:
+            raise RobotError(
+                f"gripper hysteresis needs open_at < close_at, got {gripper_open_at} and {gripper_close_at}",
+                hint="set robot.gripper_open_at below robot.gripper_close_at (defaults -0.5 and 0.5)",
+            )
+        self.cfg = cfg
+        self.host = host or cfg.host
+        self.close_at, self.open_at = gripper_close_at, gripper_open_at
+        self._robot = None
+        self._gripper = None
+        self._franky = None
+        self._faults: list[str] = []  # messages of aborted motions, until recover()
+        # Hand worker: the wanted state (True closed / False open / None untouched) and the one reached.
+        self._hand_cv = threading.Condition()
+        self._hand_want: bool | None = None
+        self._hand_have: bool | None = None
+        self._hand_busy = False
+        self._hand_error = ""
+        self._hand_thread: threading.Thread | None = None
+        self._closing = False
+
+    # ---------------------------------------------------------------- connection
+
+    def connect(self) -> None:
+        franky = self._franky = require("franky", "robot", "the Franka arm driver")
+        rt = franky.RealtimeConfig.Enforce if self.cfg.realtime == "enforce" else franky.RealtimeConfig.Ignore
+        try:
+            self._robot = franky.Robot(self.host, realtime_config=rt)
+        except franky.NetworkException as e:
+            raise DeviceNotFound(
+                f"{self.cfg.name}: no Franka FCI answers at {self.host} ({e})",
+                hint="check the robot is on, FCI is activated in Desk, the brakes are open, and this PC reaches "
+                f"{self.host} (ping); in sim, the sim host must be running on that address",
+            ) from None
+        except franky.RealtimeException as e:
+            raise RobotError(
+                f"{self.cfg.name}: franky needs a real-time kernel with realtime=enforce ({e})",
+                hint="run on the PREEMPT_RT robot PC, or set robot.arms[i].realtime: ignore (off-robot only)",
+            ) from None
+        except franky.IncompatibleVersionException as e:
+            raise RobotError(f"{self.cfg.name}: libfranka and the robot firmware disagree ({e})",
+                             hint="install the franky-control build whose libfranka matches the robot's system version") from None
+        self._robot.relative_dynamics_factor = self.cfg.relative_dynamics_factor
+        try:
+            self._gripper = franky.Gripper(self.host)
+        except franky.NetworkException as e:
+            self._robot = None
+            raise DeviceNotFound(f"{self.cfg.name}: no Franka Hand answers at {self.host} ({e})",
+                                 hint="check the hand is mounted and enabled in Desk") from None
+        self._closing = False
+        self._hand_thread = threading.Thread(target=self._hand_loop, name=f"{self.cfg.name}-hand", daemon=True)
+        self._hand_thread.start()
+
+    def close(self) -> None:
+        if self._robot is None:
+            return
+        self._closing = True
+        with self._hand_cv:
+            self._hand_cv.notify_all()
+        try:
+            self._robot.stop()
+        except Exception:  # closing: the connection may already be gone
+            pass
+        if self._hand_thread is not None:
+            self._hand_thread.join(timeout=5)
+        self._robot = self._gripper = None
+
+    def _need(self):
+        if self._robot is None:
+            raise RobotError(f"{self.cfg.name} is not connected", hint="call connect() (or use `with arm:`)")
+        return self._robot
+
+    def _lost(self, e) -> ConnectionLost:
+        return ConnectionLost(f"{self.cfg.name}: lost the connection to {self.host} ({e})",
+                              hint="check the network cable / the robot (or sim host) is still running, then "
+                              "reconnect; the arm holds its last position")
+
+    # ---------------------------------------------------------------- state
+
+    def _check_motion(self) -> None:
+        """Collect the exception of an aborted asynchronous motion (reflex, rejected command)."""
+        f = self._franky
+        try:
+            self._robot.poll_motion()
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, f.InvalidOperationException, RuntimeError) as e:
+            # RuntimeError: e.g. "Motion planner failed" near the edge of the reach
+            if not _preempted(e):
+                self._faults.append(_first_line(e))
+
+    def errors(self) -> list[str]:
+        """franka::Errors names set now, plus messages of motions aborted since the last recover()."""
+        return self.state()[0].errors
+
+    def state(self) -> list[ArmState]:
+        robot = self._need()
+        f = self._franky
+        self._check_motion()
+        try:
+            s = robot.state
+            width = float(self._gripper.width)
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        pose = s.O_T_EE
+        errors = _error_names(s.current_errors)
+        return [ArmState(
+            position=np.array(pose.translation, dtype=np.float64),
+            quaternion=np.array(pose.quaternion, dtype=np.float64),
+            joints=np.array(s.q, dtype=np.float64),
+            gripper_width=width,
+            wrench=np.array(s.O_F_ext_hat_K, dtype=np.float64),
+            errors=errors + [m for m in self._faults if m not in errors],
+            timestamp=time.monotonic(),
+        )]
+
+    @property
+    def has_errors(self) -> bool:
+        robot = self._need()
+        self._check_motion()
+        return bool(self._faults) or bool(robot.has_errors)
+
+    # ---------------------------------------------------------------- motion
+
+    def move_to(self, positions: np.ndarray, quaternions: np.ndarray, grippers: np.ndarray) -> None:
+        robot = self._need()
+        f = self._franky
+        p = np.asarray(positions, dtype=np.float64).reshape(-1)[:3]
+        q = np.asarray(quaternions, dtype=np.float64).reshape(-1)[:4]
+        if self._faults:
+            raise ArmFault(f"{self.cfg.name}: motion aborted earlier: {'; '.join(self._faults)}",
+                           hint="call recover() before moving again")
+        motion = f.CartesianMotion(f.Affine(p, q / np.linalg.norm(q)), f.ReferenceType.Absolute)
+        try:
+            try:
+                robot.move(motion, asynchronous=True)
+            except (f.ControlException, RuntimeError) as e:
+                if not _preempted(e):
+                    raise
+                robot.move(motion, asynchronous=True)
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, f.InvalidOperationException, RuntimeError) as e:
+            self._faults.append(_first_line(e))
+            raise ArmFault(f"{self.cfg.name}: motion refused: {e}", hint="call recover() before moving again") from None
+        self.command_gripper(float(np.asarray(grippers).reshape(-1)[0]))
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running motion to reach its target; False on timeout. Raises ArmFault if it aborted."""
+        robot = self._need()
+        f = self._franky
+        try:
+            return bool(robot.join_motion(timeout=timeout))
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, RuntimeError) as e:
+            if _preempted(e):
+                return True
+            self._faults.append(_first_line(e))
+            raise ArmFault(f"{self.cfg.name}: motion aborted: {e}", hint="call recover() before moving again") from None
+
+    def stop(self) -> None:
+        robot = self._need()
+        f = self._franky
+        try:
+            robot.stop()
+            # The stopped motion ends with "preempted"; collect that here so the next move does not raise it.
+            robot.join_motion(timeout=1.0)
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, RuntimeError) as e:
+            if not _preempted(e):
+                self._faults.append(_first_line(e))
+
+    def recover(self) -> None:
+        robot = self._need()
+        f = self._franky
+        self._check_motion()
+        try:
+            ok = robot.recover_from_errors()
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except f.CommandException as e:
+            ok, why = False, str(e)
+        else:
+            why = "recover_from_errors() returned False"
+            # franky answers from the state it read before the recovery went through; ask fresh states.
+            deadline = time.monotonic() + 0.2
+            while not ok and time.monotonic() < deadline:
+                time.sleep(0.01)
+                ok = not robot.has_errors
+        if not ok:
+            raise ArmFault(f"{self.cfg.name}: automatic error recovery failed: {why}",
+                           hint="check the arm in Desk (user stop released? in the workspace?), then recover there")
+        self._faults.clear()
+
+    def home_pose(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        p = np.array(self.cfg.home_xyz, dtype=np.float64)
+        roll, pitch, yaw = self.cfg.home_rpy
+        if rng is not None:
+            p = p + rng.uniform(-1, 1, 3) * np.asarray(self.cfg.home_noise_xyz, dtype=np.float64)
+            yaw = yaw + rng.uniform(-1, 1) * self.cfg.home_noise_yaw
+        return p, rotations.from_rpy(np.array([roll, pitch, yaw]))
+
+    def start_reset(self, rng: np.random.Generator | None = None) -> None:
+        """Begin the home motion and open the hand; `finish_reset()` waits for both (MultiArm overlaps arms)."""
+        robot = self._need()
+        f = self._franky
+        p, q = self.home_pose(rng)
+        if self._faults or robot.has_errors:
+            self.recover()
+        motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
+        try:
+            try:
+                robot.move(motion, asynchronous=True)
+            except (f.ControlException, RuntimeError) as e:
+                if not _preempted(e):  # a stale "preempted" from the last motion surfaces here: move again
+                    raise
+                robot.move(motion, asynchronous=True)
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, RuntimeError) as e:
+            self._faults.append(_first_line(e))
+            raise ArmFault(f"{self.cfg.name}: the home motion was refused: {e}", hint="recover() and reset() again") from None
+        self.set_gripper(False, wait=False)
+
+    def finish_reset(self) -> None:
+        robot = self._need()
+        f = self._franky
+        deadline = time.monotonic() + self.cfg.reset_timeout_s
+        try:
+            done = robot.join_motion(timeout=self.cfg.reset_timeout_s)
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, RuntimeError) as e:
+            self._faults.append(_first_line(e))
+            raise ArmFault(f"{self.cfg.name}: the home motion was aborted: {e}",
+                           hint="recover() and reset() again; check nothing blocks the path home") from None
+        if not done:
+            raise ArmFault(f"{self.cfg.name}: the home motion did not finish in {self.cfg.reset_timeout_s} s",
+                           hint="check the arm is not blocked; raise robot.arms[i].reset_timeout_s if it is just slow")
+        self.wait_gripper(max(0.1, deadline - time.monotonic()))
+
+    def reset(self, rng: np.random.Generator | None = None) -> None:
+        self.start_reset(rng)
+        self.finish_reset()
+
+    # ---------------------------------------------------------------- hand
+
+    def command_gripper(self, g: float) -> None:
+        """Hysteresis: close above close_at, open below open_at, otherwise leave the hand as it is."""
+        if not math.isfinite(g):
+            return
+        if g >= self.close_at:
+            self.set_gripper(True)
+        elif g <= self.open_at:
+            self.set_gripper(False)
+
+    def set_gripper(self, closed: bool, wait: bool = False, timeout: float = 5.0) -> None:
+        with self._hand_cv:
+            if self._hand_want != closed:
+                self._hand_want = closed
+                self._hand_cv.notify_all()
+        if wait:
+            self.wait_gripper(timeout)
+
+    def wait_gripper(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._hand_cv:
+            while self._hand_busy or self._hand_have != self._hand_want:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing:
+                    raise ArmFault(f"{self.cfg.name}: the hand did not finish within {timeout:.1f} s"
+                                   f"{' (' + self._hand_error + ')' if self._hand_error else ''}",
+                                   hint="check the Franka Hand (homing in Desk), nothing jams the fingers")
+                self._hand_cv.wait(left)
+
+    @property
+    def gripper_closed(self) -> bool | None:
+        """What the hand was last told to be (None before any command)."""
+        return self._hand_want
+
+    def _hand_loop(self) -> None:
+        f = self._franky
+        while True:
+            with self._hand_cv:
+                while not self._closing and self._hand_want == self._hand_have:
+                    self._hand_cv.wait()
+                if self._closing:
+                    return
+                want = self._hand_want
+                self._hand_busy = True
+            try:
+                if want:
+                    # Width 0 with a wide outer tolerance: "close on whatever is there", as the hand cannot
+                    # know the object's size; the fingers keep the force on after contact.
+                    self._gripper.grasp(0.0, self.cfg.gripper_speed, self.cfg.gripper_force_n,
+                                        epsilon_inner=0.005, epsilon_outer=self.cfg.gripper_open_width)
+                else:
+                    self._gripper.move(self.cfg.gripper_open_width, self.cfg.gripper_speed)
+                error = ""
+            except Exception as e:  # a failed hand command must not kill the worker; it is reported
+                error = f"hand {'grasp' if want else 'open'} failed: {e}"
+            with self._hand_cv:
+                self._hand_have = want  # even on failure: retrying every step would hammer the hand
+                self._hand_error = error
+                self._hand_busy = False
+                self._hand_cv.notify_all()
+
+
+def _error_names(errors) -> list[str]:
+    """Names of the set flags of a franky.Errors."""
+    return [n for n in dir(errors) if not n.startswith("_") and getattr(errors, n) is True]
+
+
+class MultiArm(Arm):
+    """Several arms acting as one: actions, targets and states are the arms' ones, concatenated in order."""
+
+    def __init__(self, arms: list[Arm]):
+        if not arms:
+            raise RobotError("MultiArm needs at least one arm")
+        self.arms = arms
+        self.n_arms = sum(a.n_arms for a in arms)
+
+    def connect(self) -> None:
+        done = []
+        try:
+            for a in self.arms:
+                a.connect()
+                done.append(a)
+        except Exception:
+            for a in done:
+                a.close()
+            raise
+
+    def close(self) -> None:
+        for a in self.arms:
+            a.close()
+
+    def state(self) -> list[ArmState]:
+        return [s for a in self.arms for s in a.state()]
+
+    def _split(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.asarray(x)
+        out, i = [], 0
+        for a in self.arms:
+            out.append(x[i : i + a.n_arms])
+            i += a.n_arms
+        return out
+
+    def move_to(self, positions: np.ndarray, quaternions: np.ndarray, grippers: np.ndarray) -> None:
+        faults = []
+        for a, p, q, g in zip(self.arms, self._split(positions), self._split(quaternions), self._split(grippers)):
+            try:
+                a.move_to(p, q, g)
+            except ArmFault as e:  # the other arms still get their targets; the fault is re-raised after
+                faults.append(e)
+        if faults:
+            raise faults[0]
+
+    def stop(self) -> None:
+        for a in self.arms:
+            a.stop()
+
+    def recover(self) -> None:
+        for a in self.arms:
+            a.recover()
+
+    @property
+    def has_errors(self) -> bool:
+        return any(getattr(a, "has_errors", False) for a in self.arms)
+
+    def set_gripper(self, closed: list[bool], wait: bool = False, timeout: float = 5.0) -> None:
+        for a, c in zip(self.arms, closed):
+            a.set_gripper(c)
+        if wait:
+            for a in self.arms:
+                a.wait_gripper(timeout)
+
+    def reset(self, rng: np.random.Generator | None = None) -> None:
+        # All arms move home at once (a dual-arm reset takes one arm's time).
+        for a in self.arms:
+            a.start_reset(rng)
+        for a in self.arms:
+            a.finish_reset()
+
+
+def _preempted(e: BaseException) -> bool:
+    """A motion ended by our own stop()/new motion, not by the robot: not a fault."""
+    return "preempted" in str(e).lower()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

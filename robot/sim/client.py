@@ -1,0 +1,200 @@
+"""Start, talk to, and stop the sim host process (robot/sim/host.py).
+
+    with SimHost(cfg) as host:          # cfg: configs.schema.Config; spawns `python -m robot.sim.host`
+        FrankyArm(..., host=host.hosts[0])   # the real driver, on loopback
+        host.render(); host.scene(); host.reset(objects, fixtures); host.fault("reflex", arm=0)
+
+No orphans: the host dies with SIGTERM from `close()`, from an atexit hook, from the kernel when this process
+dies (PR_SET_PDEATHSIG), and on its own when the socket closes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+
+from robot.errors import ConnectionLost, DeviceNotFound, RobotError
+from robot.sim import wire
+
+_live: "weakref.WeakSet[SimHost]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for host in list(_live):
+        host.close()
+
+
+def host_spec(cfg) -> dict:
+    """What the host needs from the run config (plain data: it crosses the process boundary)."""
+    from configs.loader import to_dict
+
+    n = cfg.task.n_arms
+    robot = cfg.robot
+    if len(robot.arms) < n or len(robot.sim.hosts) < n:
+        raise RobotError(
+            f"task {cfg.task.name} uses {n} arm(s) but the config lists {len(robot.arms)} arm(s) and "
+            f"{len(robot.sim.hosts)} sim host address(es)",
+            hint="list one robot.arms entry and one robot.sim.hosts loopback address (127.0.0.x) per arm",
+        )
+    return {
+        "task": cfg.task.name,
+        "sim": to_dict(robot.sim),
+        "hosts": list(robot.sim.hosts[:n]),
+        "homes": [[list(a.home_xyz), list(a.home_rpy)] for a in robot.arms[:n]],
+        "open_widths": [a.gripper_open_width for a in robot.arms[:n]],
+        "cameras": [{"name": c.name, "width": robot.sim.render_width, "height": robot.sim.render_height}
+                    for c in robot.cameras],
+    }
+
+
+class SimHost:
+    def __init__(self, cfg, spec: dict | None = None):
+        self.spec = spec or host_spec(cfg)
+        self.timeout_s = cfg.robot.sim.startup_timeout_s if cfg is not None else 60.0
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._stderr = None
+        self.info: dict = {}
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.info["hosts"]
+
+    @property
+    def home_q(self) -> list[list[float]]:
+        return self.info["home_q"]
+
+    def start(self) -> "SimHost":
+        mine, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env.setdefault("MUJOCO_GL", "egl")
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the `robot` package
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty host must never block on it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "robot.sim.host", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=self._stderr, start_new_session=True,  # the terminal's Ctrl-C goes to us, not the host
+        )
+        theirs.close()
+        self.sock = mine
+        _live.add(self)
+        try:
+            self.sock.settimeout(self.timeout_s)
+            wire.send(self.sock, self.spec)
+            reply = wire.recv(self.sock)
+        except (OSError, wire.WireError, socket.timeout) as e:
+            tail = self._stderr_tail()
+            self.close()
+            raise DeviceNotFound(
+                f"the sim host did not start ({type(e).__name__}: {e}){tail}",
+                hint="check that mujoco and franky-sim==1.0.4 import (`python -c 'import franky_sim'`) and that "
+                "EGL works (MUJOCO_GL=egl)",
+            ) from None
+        if not reply.get("ok"):
+            self.close()
+            error = reply.get("error", "")
+            hint = ("another simulator (or a stale sim host) holds that address: pick other robot.sim.hosts "
+                    "(any 127.x.y.z) or stop it" if "is taken" in error else
+                    "see the message; the sim host's traceback follows it")
+            raise DeviceNotFound(f"the sim host failed to start: {error}\n{reply.get('trace', '')}", hint=hint)
+        self.info = reply
+        self.sock.settimeout(10.0)
+        return self
+
+    def call(self, op: str, **kwargs) -> dict:
+        if self.sock is None:
+            raise ConnectionLost("the sim host is not running", hint="start it (SimHost.start / make_env) first")
+        with self._lock:
+            try:
+                wire.send(self.sock, {"op": op, **kwargs})
+                reply = wire.recv(self.sock)
+            except (OSError, wire.WireError, socket.timeout) as e:
+                alive = self.proc is not None and self.proc.poll() is None
+                raise ConnectionLost(
+                    f"the sim host stopped answering ({type(e).__name__}: {e}; process "
+                    f"{'still running' if alive else f'exited with {self.proc.returncode}'}){self._stderr_tail()}",
+                    hint="restart the environment (env.close(); make_env(cfg))",
+                ) from None
+        if not reply.pop("ok", False):
+            raise RobotError(f"sim host: {op} failed: {reply.get('error')}")
+        return reply
+
+    # -------------------------------------------------------------- typed requests
+
+    def render(self) -> dict:
+        return self.call("render")
+
+    def scene(self) -> dict:
+        return self.call("scene")
+
+    def reset(self, objects: dict, fixtures: dict) -> float:
+        return self.call("reset", objects=objects, fixtures=fixtures)["time"]
+
+    def pin(self, obj: str, arm: int) -> None:
+        self.call("pin", obj=obj, arm=arm)
+
+    def unpin(self) -> None:
+        self.call("unpin")
+
+    def fault(self, kind: str, **kwargs) -> None:
+        """Inject a fault: fault("reflex", arm=0), fault("camera_drop", camera="wrist", seconds=0.5),
+        fault("stall", seconds=0.3)."""
+        self.call("fault", kind=kind, **kwargs)
+
+    # -------------------------------------------------------------- lifetime
+
+    def _stderr_tail(self, n: int = 2000) -> str:
+        if self._stderr is None:
+            return ""
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode(errors="replace")[-n:].strip()
+        except (OSError, ValueError):
+            return ""
+        return f"\n--- sim host stderr ---\n{text}" if text else ""
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # SIGTERM: the host exits in ~30 ms
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=3)
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        _live.discard(self)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> "SimHost":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
