@@ -275,7 +275,7 @@ class Runtime:
             env.resume()
         self._status = "resetting"
         with self._env_lock:
-            obs = env.reset(seed=seed, **({"condition": condition} if condition else {}))
+            obs = env.reset(seed=seed, condition=condition)
         if self.confirm_reset:
             if not self._await_reset_key(stop, condition):
                 return None
