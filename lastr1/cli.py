@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "actor": ("actor.main", "run the robot-side RL actor: robot + policy + link to the learner"),
     "record": ("actor.record", "record demonstrations (SpaceMouse, or the scripted expert in sim); LeRobot export"),
     "eval": ("actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
+    "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
 }
 
 

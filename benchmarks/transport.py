@@ -1,0 +1,256 @@
+"""Transitions/s and one-way latency of the actor→learner wire over loopback TCP, beside (a) raw ZeroMQ moving
+pre-serialised bytes of the same size with the same security and (b) pickle + lz4 over ZeroMQ (HIL-SERL's
+transport), for CurveZMQ on/off and raw/JPEG images. Prints one JSON line.
+
+A realistic transition: three 256×256×3 uint8 images, an 8×7 float32 action chunk, 8 proprio, 8 latents ×
+2560 float16 (~0.63 MB raw). Our link's figure includes everything the real one does: validation, the copy
+in send(), msgpack, the write to the on-disk spool, the learner's validation and dedup, and the ack.
+
+    python benchmarks/transport.py [--seconds 2.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WINDOW = 64  # transitions in flight (queued or unacknowledged) while measuring throughput
+LATENCY_HZ = 50
+
+
+def make_transition(seed: int = 0):
+    from transport.messages import Transition
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:256, 0:256]
+
+    def image(k):  # smooth shapes + sensor noise: compresses like a camera frame, not like random bytes
+        base = np.stack([(xx * (k + 1) + yy) % 256, (yy * 2 + k * 40) % 256, ((xx - 128) ** 2 + (yy - 128) ** 2) // 64 % 256], -1)
+        return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
+
+    return Transition(
+        episode=0, step=0, policy_version=0, intervention=False,
+        images={"front": image(0), "wrist": image(1), "wrist2": image(2)},
+        proprio=rng.normal(size=8).astype(np.float32), action=rng.uniform(-1, 1, (8, 7)).astype(np.float32),
+        latents=rng.normal(size=(8, 2560)).astype(np.float16), latent_len=4, reward=-0.05,
+        terminated=False, truncated=False, t_obs=time.time(),
+    )
+
+
+def _cfg(root: str, curve: bool, jpeg: int, port: int = 0):
+    from configs.transport import TransportConfig
+
+    return TransportConfig(keys_dir=f"{root}/keys", spool_dir=f"{root}/spool", insecure=not curve,
+                           jpeg_quality=jpeg, port=port, bind_host="127.0.0.1", learner_host="127.0.0.1")
+
+
+def _raw_sockets(ctx, kind, root: str, curve: bool):
+    import zmq
+
+    from transport import keys
+
+    s = ctx.socket(kind)
+    s.linger = 0
+    if curve:
+        if kind == zmq.ROUTER:
+            s.curve_server = True
+            s.curve_publickey, s.curve_secretkey = keys.learner_pair(f"{root}/keys")
+        else:
+            s.curve_serverkey = keys.learner_public(f"{root}/keys")
+            s.curve_publickey, s.curve_secretkey = keys.actor_pair(f"{root}/keys", "actor0")
+    return s
+
+
+def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
+    """Runs in its own process (as the learner does). Reports receive times (and send times for ours)."""
+    import zmq
+
+    stamps = []
+    if mode == "ours":
+        from transport.learner_link import LearnerLink
+
+        link = LearnerLink(_cfg(root, curve, jpeg))
+        conn.send(link.port)
+        while not conn.poll():
+            batch = link.recv(0.05)
+            now = time.time()
+            stamps += [(now, t.t_sent) for t in batch]
+            link.ack(batch)
+        link.close()
+    else:
+        ctx = zmq.Context(1)
+        s = _raw_sockets(ctx, zmq.ROUTER, root, curve)
+        conn.send(s.bind_to_random_port("tcp://127.0.0.1"))
+        while not conn.poll():
+            if s.poll(50):
+                while True:
+                    try:
+                        _, msg = s.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    if mode == "pickle_lz4":
+                        import lz4.frame
+
+                        d = pickle.loads(lz4.frame.decompress(msg.buffer))
+                        stamps.append((time.time(), d["t_sent"]))
+                    else:
+                        stamps.append((time.time(), 0.0))
+        ctx.destroy(0)
+    conn.recv()
+    conn.send(stamps)
+
+
+def _start(mode, root, curve, jpeg):
+    here, there = mp.Pipe()
+    p = mp.get_context("spawn").Process(target=receiver, args=(mode, root, curve, jpeg, there), daemon=True)
+    p.start()
+    return p, here
+
+
+def _finish(p, conn):
+    conn.send("stop")
+    stamps = conn.recv()
+    p.join(10)
+    return stamps
+
+
+class Ours:
+    def __init__(self, root, curve, jpeg, port, t):
+        from transport.actor_link import ActorLink
+
+        self.t = t
+        self.link = ActorLink(_cfg(root, curve, jpeg, port), "actor0", spool_dir=f"{root}/spool-{curve}-{jpeg}")
+
+    def burst(self, until, hz=None):
+        next_t = time.time()
+        while time.time() < until:
+            if hz is not None:
+                time.sleep(max(0.0, next_t - time.time()))
+                next_t += 1 / hz
+            else:
+                b = self.link.backlog()
+                if b.queued + b.unacked >= WINDOW:
+                    time.sleep(0.0005)
+                    continue
+            self.link.send(self.t)
+
+    def settle(self):
+        self.link.wait_acked(10)
+
+    def close(self):
+        self.link.close()
+
+
+class Raw:
+    def __init__(self, root, curve, port, payload_fn):
+        import zmq
+
+        self.ctx = zmq.Context(1)
+        self.s = _raw_sockets(self.ctx, zmq.DEALER, root, curve)
+        self.s.sndhwm = WINDOW
+        self.s.connect(f"tcp://127.0.0.1:{port}")
+        self.payload_fn = payload_fn
+
+    def burst(self, until):
+        while time.time() < until:
+            self.s.send(self.payload_fn())
+
+    def settle(self):
+        time.sleep(0.3)
+
+    def close(self):
+        self.ctx.destroy(0)
+
+
+def _rate(stamps, windows) -> float:
+    n = sum(any(a <= r <= b for a, b in windows) for r, _ in stamps)
+    return n / sum(b - a for a, b in windows)
+
+
+def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict:
+    """Our link, raw ZeroMQ (and pickle+lz4) measured in alternating short bursts, so that load from other
+    processes on the machine hits every contender alike."""
+    from transport.messages import encode
+
+    t_wire = t.normalised()
+    t_wire.actor_id, t_wire.seq = "actor0", 0
+    payload = encode(t_wire, jpeg)
+    procs = {m: _start(m, root, curve, jpeg) for m in ["ours", "raw"] + (["pickle_lz4"] if pickled else [])}
+    ports = {m: conn.recv() for m, (p, conn) in procs.items()}
+    senders = {"ours": Ours(root, curve, jpeg, ports["ours"], t), "raw": Raw(root, curve, ports["raw"], lambda: payload)}
+    if pickled:
+        senders["pickle_lz4"] = Raw(root, curve, ports["pickle_lz4"], pickled)
+    windows: dict[str, list] = {m: [] for m in senders}
+    for m, snd in senders.items():  # warm-up: connections, handshakes, page cache
+        snd.burst(time.time() + 0.3)
+        snd.settle()
+    for _ in range(rounds):
+        for m, snd in senders.items():
+            t0 = time.time()
+            snd.burst(t0 + seconds / rounds)
+            windows[m].append((t0, time.time()))
+            snd.settle()
+    t_lat = time.time()
+    senders["ours"].burst(t_lat + 2.0, hz=LATENCY_HZ)  # steady rate well below capacity: no queueing
+    senders["ours"].settle()
+    for snd in senders.values():
+        snd.close()
+    stamps = {m: _finish(p, conn) for m, (p, conn) in procs.items()}
+    lat = np.array([(r - s) * 1e3 for r, s in stamps["ours"] if s >= t_lat])
+    out = {m: _rate(stamps[m], windows[m]) for m in senders}
+    return dict(message_bytes=len(payload), ours=out["ours"], raw=out["raw"], pickle_lz4=out.get("pickle_lz4"),
+                p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=2.0, help="throughput window per measurement")
+    ap.add_argument("--jpeg-quality", type=int, default=90)
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from transport import keys
+    from transport.messages import encode
+
+    t = make_transition()
+    root = tempfile.mkdtemp(prefix="lastr1-bench-")
+    keys.generate(f"{root}/keys", ["actor0"])
+    out: dict = {}
+    arrays = dict(images=t.images, proprio=t.proprio, action=t.action, latents=t.latents, reward=t.reward)
+
+    def pickled():  # HIL-SERL's way: the whole dict through pickle, then lz4
+        import lz4.frame
+
+        return lz4.frame.compress(pickle.dumps({**arrays, "t_sent": time.time()}, protocol=5))
+
+    for curve in (True, False):
+        pickle_lz4 = None
+        for jpeg in (0, args.jpeg_quality):
+            r = bench_setting(root, curve, jpeg, args.seconds, t, pickled if not jpeg else None)
+            pickle_lz4 = r["pickle_lz4"] or pickle_lz4  # not image-dependent: measured with raw images
+            out[f"curve_{'on' if curve else 'off'}_{'jpeg' if jpeg else 'raw'}"] = dict(
+                message_bytes=r["message_bytes"], transitions_per_s=round(r["ours"], 1),
+                raw_zmq_per_s=round(r["raw"], 1), pickle_lz4_per_s=round(pickle_lz4, 1),
+                ratio_vs_raw=round(r["ours"] / r["raw"], 3), ratio_vs_pickle_lz4=round(r["ours"] / pickle_lz4, 3),
+                latency_p50_ms=round(r["p50"], 2), latency_p99_ms=round(r["p99"], 2),
+            )
+    default = out.pop("curve_on_raw")
+    line = {**default, **out, "seconds_per_measurement": args.seconds, "cpu_count": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
