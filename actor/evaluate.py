@@ -90,6 +90,8 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
             env = make_env(cfg)
             own.append(env)
         check_cameras(policy, env)
+        if getattr(env, "sim", None) is not None:
+            cfg.actor.interventions = False  # nobody to take over in sim; the policy is judged alone
         camera = "front" if "front" in env.camera_names else env.camera_names[0]
         sink = VideoSink(camera)
         agent = make_agent(cfg, policy, explore=False)
