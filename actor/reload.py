@@ -55,6 +55,8 @@ class HotReloader:
         self.rejected = 0
         self.last_stage_ms = 0.0
         self.last_apply_ms = 0.0
+        self.max_apply_ms = 0.0
+        self.stage_thread = ""  # where the heavy part last ran (the loop thread must never be it)
         self.last_error: str | None = None
 
     # --- background ---------------------------------------------------------------------------------------
@@ -124,6 +126,7 @@ class HotReloader:
             torch.cuda.synchronize()  # the copies above are finished before the loop uses them
         ms = (time.perf_counter() - t0) * 1e3
         self.last_stage_ms = ms
+        self.stage_thread = threading.current_thread().name
         return Staged(int(blob.version), ready, ms)
 
     # --- the loop's side ----------------------------------------------------------------------------------
@@ -147,6 +150,7 @@ class HotReloader:
                 own[k].copy_(t)
             self.policy.version = staged.version
         self.last_apply_ms = (time.perf_counter() - t0) * 1e3
+        self.max_apply_ms = max(self.max_apply_ms, self.last_apply_ms)
         self.applied += 1
         log.info("hot reload: now on weights v%d (applied in %.2f ms)", staged.version, self.last_apply_ms)
         return staged.version

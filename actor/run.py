@@ -78,6 +78,8 @@ class ActorResult:
     steps: int = 0
     sent: int = 0
     versions_applied: int = 0
+    max_apply_ms: float = 0.0  # longest weight swap inside the loop (the staging runs on its own thread)
+    stage_thread: str = ""
     status: dict = field(default_factory=dict)
 
 
@@ -143,7 +145,8 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
         with reloader:
             episodes = rt.run(stop, max_episodes=max_episodes or cfg.actor.max_episodes or None, max_steps=max_steps)
         reporter.send_stats(rt.status())
-        return ActorResult(episodes, rt.total_steps, sink.sent, reloader.applied, rt.status())
+        return ActorResult(episodes, rt.total_steps, sink.sent, reloader.applied, rt.status(), reloader.max_apply_ms,
+                           reloader.stage_thread)
     finally:
         for part in reversed(own):
             try:

@@ -160,6 +160,8 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     assert versions == sorted(versions) and versions[0] == 0
     assert [v for v, _ in published] == [1, 2] and max(versions) == 2 == policy.version
     assert res.versions_applied == 2
+    # No tick stalls on reload: verification and parsing ran on the reload thread, the loop only copied.
+    assert res.stage_thread == "hot-reload" and res.max_apply_ms < 0.1 * 1e3 / cfg.task.control_hz
 
 
 def test_actor_keeps_running_without_learner_and_spools(world, tmp_path):
