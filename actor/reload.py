@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Staged:
     version: int
-    tensors: dict[str, torch.Tensor]  # already on the policy's device and dtype
+    pairs: list[tuple[torch.Tensor, torch.Tensor]]  # (live parameter, new value on its device and dtype)
     stage_ms: float
 
 
@@ -113,7 +113,7 @@ class HotReloader:
             raise AdapterError(f"adapter v{blob.version} does not fit this policy: {len(missing)} missing "
                                f"(e.g. {missing[:2]}), {len(extra)} unknown (e.g. {extra[:2]})",
                                hint="actor and learner must use the same policy config (acting, lora_*, sizes)")
-        ready = {}
+        ready = []
         for k, t in tensors.items():
             p = own[k]
             if t.shape != p.shape:
@@ -121,8 +121,8 @@ class HotReloader:
                                    f"expected {tuple(p.shape)}")
             if not torch.isfinite(t).all():
                 raise AdapterError(f"adapter v{blob.version}: {k} holds NaN/inf; not applied")
-            ready[k] = t.to(device=p.device, dtype=p.dtype)
-        if any(t.is_cuda for t in ready.values()):
+            ready.append((p, t.to(device=p.device, dtype=p.dtype)))
+        if any(t.is_cuda for _, t in ready):
             torch.cuda.synchronize()  # the copies above are finished before the loop uses them
         ms = (time.perf_counter() - t0) * 1e3
         self.last_stage_ms = ms
@@ -143,11 +143,10 @@ class HotReloader:
         if staged is None or staged.version <= self.policy.version:
             return None
         t0 = time.perf_counter()
-        own = self.policy.trainable_state()
         lock = getattr(self.policy, "_lock", None) or contextlib.nullcontext()
         with lock, torch.no_grad():
-            for k, t in staged.tensors.items():
-                own[k].copy_(t)
+            for p, t in staged.pairs:
+                p.copy_(t)
             self.policy.version = staged.version
         self.last_apply_ms = (time.perf_counter() - t0) * 1e3
         self.max_apply_ms = max(self.max_apply_ms, self.last_apply_ms)

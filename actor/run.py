@@ -145,8 +145,8 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
         with reloader:
             episodes = rt.run(stop, max_episodes=max_episodes or cfg.actor.max_episodes or None, max_steps=max_steps)
         reporter.send_stats(rt.status())
-        return ActorResult(episodes, rt.total_steps, sink.sent, reloader.applied, rt.status(), reloader.max_apply_ms,
-                           reloader.stage_thread)
+        return ActorResult(episodes=episodes, steps=rt.total_steps, sent=sink.sent, versions_applied=reloader.applied,
+                           max_apply_ms=reloader.max_apply_ms, stage_thread=reloader.stage_thread, status=rt.status())
     finally:
         for part in reversed(own):
             try:
