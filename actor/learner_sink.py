@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class TransitionSink(Sink):
-    def __init__(self, link, horizon: int, latent_max: int, latent_dim: int):
+    def __init__(self, link, horizon: int, latent_max: int, latent_dim: int, status=None):
         self.link = link
+        self.status = status  # the runtime's status() for the loop figures in the episode's stats
         self.H, self.L, self.d = horizon, latent_max, latent_dim
         self.chunks = ChunkAssembler(horizon)
         self.sent = 0
@@ -38,11 +39,15 @@ class TransitionSink(Sink):
             self._send(rec, chunk)
         from transport.messages import Stats
 
+        s = self.status() if self.status is not None else {}
+        nan = float("nan")
         self.link.send_stats(Stats(
             episode_return=summary.ret,
             intervention_rate=summary.intervention_steps / max(1, summary.steps),
+            loop_hz=float(s.get("hz", nan)), policy_latency_ms=float(s.get("policy_ms", nan)),
             values={"episode": summary.episode, "episode_steps": summary.steps,
-                    "episode_success": float(summary.success), "policy_version": summary.versions[1]},
+                    "episode_success": float(summary.success), "policy_version": summary.versions[1],
+                    "period_p99_ms": float(s.get("period_p99_ms", nan))},
         ))
 
     def _send(self, s: StepRecord, chunk: np.ndarray) -> None:

@@ -142,6 +142,7 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
         reporter = _Reporter(cfg, link, on_status)
         rt = Runtime(cfg, env, agent=agent, sink=sink, reloader=reloader, mode="rl", seed=cfg.robot.sim.seed,
                      on_tick=reporter)
+        sink.status = rt.status
         with reloader:
             episodes = rt.run(stop, max_episodes=max_episodes or cfg.actor.max_episodes or None, max_steps=max_steps)
         reporter.send_stats(rt.status())

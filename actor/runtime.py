@@ -302,7 +302,11 @@ class Runtime:
         human_before = False
         self.rate.restart()
         while True:
+            if self.reloader is not None:
+                self.reloader.loop_idle()
             self.rate.wait()
+            if self.reloader is not None:
+                self.reloader.loop_busy()
             keys = self._keys()
             if Key.SUCCESS in keys and prev is not None:
                 outcome = "success"
@@ -374,6 +378,8 @@ class Runtime:
             self._step = step
             self._emit(ep, step)
 
+        if self.reloader is not None:
+            self.reloader.loop_idle()  # resets and waits are no ticks: staging may go ahead
         # The episode ended: the last step gets its outcome and the final observation.
         if prev is not None:
             if outcome in ("success", "failure"):

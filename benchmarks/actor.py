@@ -12,7 +12,7 @@ It also times the two halves of a reload for the tiny adapter as used, and for a
 LoRA r=16 + heads on Qwen3-VL-4B): `stage` (sha256, safetensors parse, finite check — on the reload thread)
 against `apply` (the in-place copy — the only part inside the loop), which is why reloading never stalls a tick.
 
-    python benchmarks/actor.py [--seconds 30] [--config sim_insert_hex]
+    python benchmarks/actor.py [--blocks 3] [--block-seconds 10] [--config sim_insert_hex]
 """
 
 from __future__ import annotations
@@ -32,53 +32,71 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _phase(cfg, env, policy, learner, seconds: float, reload_every_s: float | None, src) -> dict:
-    from actor.learner_sink import TransitionSink
-    from actor.reload import HotReloader
-    from actor.run import make_agent, make_link
-    from actor.runtime import Runtime
+def _learner(conn, transport: dict, policy_cfg: dict, n_arms: int) -> None:
+    """The learner's side in its own process (as on the GPU box): acknowledge every transition and, between
+    "publish" and "stop", publish a new adapter every second."""
+    import torch
+
+    import configs
+    from configs.policy import PolicyConfig
+    from configs.transport import TransportConfig
+    from policy import Policy
+    from transport.learner_link import LearnerLink
     from transport.messages import Weights
 
-    link = make_link(cfg)
+    link = LearnerLink(configs.build(TransportConfig, transport), port=0, bind_host="127.0.0.1")
+    src = Policy.from_config(configs.build(PolicyConfig, policy_cfg), n_arms=n_arms, proprio_dim=8 * n_arms)
+    conn.send(link.port)
+    version, period, next_at = 0, None, 0.0
+    while True:
+        link.ack(link.recv(timeout_s=0.02))
+        if conn.poll():
+            cmd = conn.recv()
+            if cmd == "quit":
+                break
+            period = cmd if cmd else None
+            conn.send(version)
+            next_at = time.monotonic() + (period or 0)
+        if period and time.monotonic() >= next_at:
+            next_at += period
+            version += 1
+            with torch.no_grad():
+                for p in src.trainable_parameters():
+                    p.add_(0.001)
+            blob = src.export_adapter(version)
+            link.publish_weights(Weights.create(blob.data, version))
+    link.close()
+
+
+def _phase(cfg, env, policy, link, seconds: float) -> dict:
+    from actor.learner_sink import TransitionSink
+    from actor.reload import HotReloader
+    from actor.run import make_agent
+    from actor.runtime import Runtime
+
     reloader = HotReloader(policy, link.latest_weights, cfg.actor.reload_poll_s)
     rt = Runtime(cfg, env, agent=make_agent(cfg, policy), sink=TransitionSink(link, policy.H, policy.L_max, policy.d),
                  reloader=reloader, mode="rl")
     stop = threading.Event()
-    published = []
-
-    def publish():
-        v = policy.version
-        while not stop.wait(reload_every_s):
-            v += 1
-            with torch_no_grad():
-                for p in src.trainable_parameters():
-                    p.add_(0.001)
-            blob = src.export_adapter(v)
-            learner.publish_weights(Weights.create(blob.data, v))
-            published.append(v)
-
-    pub = threading.Thread(target=publish, daemon=True) if reload_every_s else None
     timer = threading.Timer(seconds, stop.set)
     with reloader:
         timer.start()
-        if pub:
-            pub.start()
         rt.run(stop)
     timer.cancel()
-    if pub:
-        pub.join()
-    link.close(timeout_s=5.0)
-    periods = rt.rate.periods_ms.values()
-    return dict(periods=periods, latency=rt.latency_ms.values(), reason=rt.reason_ms.values(), act=rt.act_ms.values(),
-                applied=reloader.applied, published=len(published), max_apply_ms=reloader.max_apply_ms,
-                stage_ms=reloader.last_stage_ms, overruns=rt.rate.overruns, steps=rt.total_steps,
-                episodes=len(rt.episodes))
+    return dict(periods=list(rt.rate.periods_ms.values()), latency=list(rt.latency_ms.values()),
+                reason=list(rt.reason_ms.values()), act=list(rt.act_ms.values()), applied=reloader.applied,
+                max_apply_ms=reloader.max_apply_ms, stage_ms=[reloader.last_stage_ms] if reloader.applied else [],
+                overruns=rt.rate.overruns)
 
 
-def torch_no_grad():
-    import torch
-
-    return torch.no_grad()
+def _merge(parts: list[dict]) -> dict:
+    out = {k: [] for k in ("periods", "latency", "reason", "act", "stage_ms")}
+    for p in parts:
+        for k in out:
+            out[k] += p[k]
+    out.update(applied=sum(p["applied"] for p in parts), overruns=sum(p["overruns"] for p in parts),
+               max_apply_ms=max(p["max_apply_ms"] for p in parts))
+    return out
 
 
 def _large_adapter(mb: float = 100.0, reps: int = 3) -> dict:
@@ -118,17 +136,20 @@ def _large_adapter(mb: float = 100.0, reps: int = 3) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=30.0, help="per phase")
+    ap.add_argument("--blocks", type=int, default=3, help="blocks per condition (they alternate)")
+    ap.add_argument("--block-seconds", type=float, default=10.0)
     ap.add_argument("--config", default="sim_insert_hex")
     ap.add_argument("--host", default="127.0.7.2", help="loopback address of the sim arm")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, os.environ.get("LOGLEVEL", "ERROR")))
     os.environ.setdefault("MUJOCO_GL", "egl")
+
+    import multiprocessing as mp
 
     import configs
     from policy import Policy
+    from actor.run import make_link
     from robot.env import make_env
-    from transport.learner_link import LearnerLink
 
     tmp = tempfile.mkdtemp(prefix="lastr1-bench-actor-")
     cfg = configs.load(args.config, [
@@ -136,26 +157,37 @@ def main() -> None:
         "--robot.sim.intervention_rate", "0.0", "--task.max_episode_steps", "100000", "--task.control_hz", "10",
     ])
     cfg.policy = configs.load("policy/tiny_cpu").policy
-    learner = LearnerLink(cfg.transport, port=0, bind_host="127.0.0.1")
-    cfg.transport.port = learner.port
-    stop = threading.Event()
-
-    def drain():
-        while not stop.is_set():
-            learner.ack(learner.recv(timeout_s=0.05))
-
-    threading.Thread(target=drain, daemon=True).start()
-    env = make_env(cfg)
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=_learner, args=(child, configs.to_dict(cfg.transport), configs.to_dict(cfg.policy),
+                                              cfg.task.n_arms), daemon=True)
+    proc.start()
+    env = None
     try:
+        if not conn.poll(120):
+            raise RuntimeError("the learner process did not start")
+        cfg.transport.port = conn.recv()
+        env = make_env(cfg)
         policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
-        src = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
         adapter_bytes = len(policy.export_adapter(0).data)
-        base = _phase(cfg, env, policy, learner, args.seconds, None, src)
-        rel = _phase(cfg, env, policy, learner, args.seconds, 1.0, src)
+        link = make_link(cfg)
+        base_parts, rel_parts = [], []
+        published = 0
+        # Blocks alternate without / with reloads, so both see the same background load of the machine.
+        for b in range(2 * args.blocks):
+            reload = b % 2 == 1
+            conn.send(1.0 if reload else 0)  # the learner publishes every second during reload blocks
+            conn.recv()
+            (rel_parts if reload else base_parts).append(_phase(cfg, env, policy, link, args.block_seconds))
+        conn.send(0)
+        published = conn.recv()
+        link.close(timeout_s=5.0)
+        base, rel = _merge(base_parts), _merge(rel_parts)
     finally:
-        stop.set()
-        env.close()
-        learner.close()
+        conn.send("quit")
+        proc.join(10)
+        if env is not None:
+            env.close()
     nominal = 1e3 / cfg.task.control_hz
 
     def pct(x, q):
@@ -169,9 +201,11 @@ def main() -> None:
         reason_step_p50_ms=pct(base["reason"], 50), act_step_p50_ms=pct(base["act"], 50),
         p99_error_pct_with_reload=round(abs(p99_rel - nominal) / nominal * 100, 2),
         nominal_period_ms=nominal, ticks=len(base["periods"]), ticks_with_reload=len(rel["periods"]),
+        late_ticks=int(np.sum(np.asarray(base["periods"]) > 1.1 * nominal)),
+        late_ticks_with_reload=int(np.sum(np.asarray(rel["periods"]) > 1.1 * nominal)),
         overruns=base["overruns"], overruns_with_reload=rel["overruns"],
-        reloads_published=rel["published"], reloads_applied=rel["applied"],
-        reload_apply_max_ms=round(rel["max_apply_ms"], 3), reload_stage_ms=round(rel["stage_ms"], 2),
+        reloads_published=published, reloads_applied=rel["applied"],
+        reload_apply_max_ms=round(rel["max_apply_ms"], 3), reload_stage_ms=pct(rel["stage_ms"], 50),
         adapter_mb=round(adapter_bytes / 2**20, 2), **_large_adapter(),
         policy="tiny_cpu", cpu_cores=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2),
     )

@@ -113,6 +113,8 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     try:
         res = run_actor(cfg, env=env, policy=policy, link=link, max_episodes=2)
         assert link.wait_acked(10.0)
+        time.sleep(0.3)
+        stats = learner.link.stats()
     finally:
         done.set()
         unspy()
@@ -160,6 +162,10 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     assert versions == sorted(versions) and versions[0] == 0
     assert [v for v, _ in published] == [1, 2] and max(versions) == 2 == policy.version
     assert res.versions_applied == 2
+    # Stats reached the learner: episode return, intervention rate, loop rate, policy latency.
+    full = [s for s in stats if s.episode_return is not None]
+    assert full and full[-1].loop_hz > 0 and full[-1].policy_latency_ms > 0
+    assert any(s.episode_return == pytest.approx(e.ret) for s in full for e in res.episodes)
     # No tick stalls on reload: verification and parsing ran on the reload thread, the loop only copied.
     assert res.stage_thread == "hot-reload" and res.max_apply_ms < 0.1 * 1e3 / cfg.task.control_hz
 
