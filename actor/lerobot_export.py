@@ -156,7 +156,7 @@ def export_lerobot(src: str | Path, out: str | Path, *, robot_type: str = "frank
     info = {
         "codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "total_episodes": n, "total_frames": index,
         "total_tasks": len(tasks), "total_videos": n * len(cameras), "total_chunks": (n - 1) // CHUNKS_SIZE + 1,
-        "chunks_size": CHUNKS_SIZE, "fps": fps, "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH,
+        "chunks_size": CHUNKS_SIZE, "fps": int(fps) if float(fps).is_integer() else fps, "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH,
         "video_path": VIDEO_PATH if cameras else None, "features": features,
     }
     (tmp / "meta/info.json").write_text(json.dumps(info, indent=4))

@@ -170,38 +170,57 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     assert res.stage_thread == "hot-reload" and res.max_apply_ms < 0.1 * 1e3 / cfg.task.control_hz
 
 
-def test_actor_keeps_running_without_learner_and_spools(world, tmp_path):
-    from actor.run import make_link, run_actor
-
-    _, env, policy = world
-    cfg = _cfg(tmp_path, "--robot.sim.intervention_rate", "0.0", "--task.max_episode_steps", "6")
-    cfg.policy = tiny_cfg()
+def test_actor_keeps_ticking_through_learner_outages_and_loses_nothing(world, tmp_path):
+    """No learner at the start, then one, then that one dies and another starts on the same port: the loop
+    never stops, transitions wait in the spool, and the learners together get each exactly once."""
     import socket
 
-    with socket.socket() as s:  # a port nobody listens on
+    from actor.run import make_link, run_actor
+    from transport.learner_link import LearnerLink
+
+    _, env, policy = world
+    n = 30
+    cfg = _cfg(tmp_path, "--actor.interventions", "false", "--task.max_episode_steps", str(n))
+    cfg.policy = tiny_cfg()
+    with socket.socket() as s:  # a port nobody listens on yet
         s.bind(("127.0.0.1", 0))
         cfg.transport.port = s.getsockname()[1]
+    state = tmp_path / "learner_dedup.json"
     link = make_link(cfg)
-    try:
-        res = run_actor(cfg, env=env, policy=policy, link=link, max_episodes=1)
-        assert res.steps == 6 and res.sent == 6
-        b = link.backlog()
-        assert b.unacked + b.queued == 6  # every transition kept for the learner
-        # The learner comes up on that port later: the spooled transitions arrive, each once.
-        from transport.learner_link import LearnerLink
+    out = {}
+    actor = threading.Thread(target=lambda: out.update(res=run_actor(cfg, env=env, policy=policy, link=link,
+                                                                      max_episodes=1)))
+    got, outage = [], []
 
-        ll = LearnerLink(cfg.transport, port=cfg.transport.port, bind_host="127.0.0.1")
-        got = []
-        deadline = time.monotonic() + 20
-        while len(got) < 6 and time.monotonic() < deadline:
-            batch = ll.recv(timeout_s=0.1)
-            got += batch
+    def collect(ll, until):
+        deadline = time.monotonic() + 30
+        while not until() and time.monotonic() < deadline:
+            batch = ll.recv(timeout_s=0.05)
+            got.extend(batch)
             ll.ack(batch)
-        assert sorted(t.step for t in got) == list(range(6))
+
+    try:
+        actor.start()
+        time.sleep(1.5)  # the loop runs with nobody listening
+        a = LearnerLink(cfg.transport, port=cfg.transport.port, bind_host="127.0.0.1", state_path=state)
+        collect(a, lambda: len(got) >= 15)
+        a.close()
+        outage.append(time.time())
+        time.sleep(1.0)  # the learner is down
+        outage.append(time.time())
+        b = LearnerLink(cfg.transport, port=cfg.transport.port, bind_host="127.0.0.1", state_path=state)
+        actor.join(60)
+        steps = out["res"].steps  # n, or fewer if the scene said failure (the peg fell)
+        collect(b, lambda: len({t.step for t in got}) >= steps)
         assert link.wait_acked(10.0)
-        ll.close()
+        b.close()
     finally:
+        actor.join(60)
         link.close()
+    res = out["res"]
+    assert res.sent == res.steps > 15 and res.episodes[0].intervention_steps == 0
+    assert sorted(t.step for t in got) == list(range(res.steps))  # each exactly once, across both learners
+    assert any(outage[0] <= t.t_obs <= outage[1] for t in got)  # the loop kept acting while nobody listened
 
 
 def test_eval_writes_results_videos_and_chart(world, tmp_path):
