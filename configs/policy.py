@@ -28,7 +28,9 @@ class TinyTowerConfig:
     deepstack: list[int] = field(default_factory=lambda: [0])
     # Learned vision position table (a square); Qwen3-VL uses 48² and interpolates to each image's grid.
     vision_positions: int = 256
-    rope_theta: float = 5_000_000.0
+    # RoPE base. Qwen3-VL's 5e6 suits 128-d heads over 256k tokens; with 16-d heads it leaves ~2 useful
+    # frequencies over our ~200 tokens, and the acting tower's zero placeholders differ by RoPE alone.
+    rope_theta: float = 10_000.0
     # Interleaved M-RoPE split of head_dim/2 frequencies over (t, h, w); must sum to head_dim // 2.
     # Empty: split like Qwen3-VL's [24, 20, 20] of 64, scaled.
     mrope_section: list[int] = field(default_factory=list)

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("actor.record", "record demonstrations (SpaceMouse, or the scripted expert in sim); LeRobot export"),
     "eval": ("actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
     "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
+    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
 }
 
 

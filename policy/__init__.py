@@ -1,4 +1,5 @@
-"""The dual-system latent-reasoning VLA: reasoning tower, acting tower, latent CoT, action tokens, Q heads, LoRA adapters, warm-up. Knows nothing of robots or sockets.
+"""The dual-system latent-reasoning VLA: reasoning tower, acting tower, latent CoT, action tokens, Q heads,
+LoRA adapters, warm-up. Knows nothing of robots or sockets (design §2, §4; the API is in policy/model.py).
 
 Heavy imports (torch, transformers) happen when these names are first used, so `import policy` stays cheap.
 """

@@ -70,17 +70,18 @@ class ActionTokenizer:
         """Robot units → [-1, 1] by q01/q99 (numpy or torch, any leading shape, last dim D)."""
         q01, q99, scaled = self._like(action)
         x = (action - q01) / (q99 - q01 + _MIN_RANGE * ~scaled) * 2 - 1
-        x = _xp(action).where(scaled, x, action)
-        return _xp(action).clip(x, -1, 1)
+        x = _xp(action).clip(_xp(action).where(scaled, x, action), -1, 1)
+        return x if isinstance(x, torch.Tensor) else x.astype(np.float32)
 
     def denormalize(self, x):
         """[-1, 1] → robot units (numpy or torch; differentiable for torch)."""
         q01, q99, scaled = self._like(x)
-        return _xp(x).where(scaled, (x + 1) / 2 * (q99 - q01) + q01, x)
+        a = _xp(x).where(scaled, (x + 1) / 2 * (q99 - q01) + q01, x)
+        return a if isinstance(a, torch.Tensor) else a.astype(np.float32)
 
     def encode(self, action) -> np.ndarray:
         """Robot-unit actions (..., D) → tokens (..., D) int64 in [0, n_bins)."""
-        x = self.normalize(np.asarray(action, np.float32)).astype(np.float32)
+        x = self.normalize(np.asarray(action, np.float32))
         return np.clip(np.floor((x + 1) / 2 * self.n_bins), 0, self.n_bins - 1).astype(np.int64)
 
     def decode(self, tokens) -> np.ndarray:

@@ -118,16 +118,16 @@ def load_pretrained(folder: str | Path, dtype: torch.dtype, device: str, attn_im
     return model.to(device)
 
 
-def model_config_dict(model: nn.Module) -> dict:
-    return model.config.to_dict()
-
-
-def config_from_dict(d: dict, attn_implementation: str):
-    cfg_mod, _ = _qwen3_vl()
-    config = cfg_mod.Qwen3VLConfig(**{k: v for k, v in d.items() if k not in ("architectures", "transformers_version")})
-    for c in (config, config.text_config, config.vision_config):
-        c._attn_implementation = attn_implementation
-    return config
+def tower_hidden_size(cfg) -> int:
+    """The reasoning tower's width for a policy config without building the model: the latent width, and
+    so the k of the DINOv3 top-k latent targets (paper §2.2)."""
+    if cfg.model == "tiny":
+        return cfg.tiny.hidden_size
+    path = Path(cfg.model).expanduser() / "config.json"
+    if not path.is_file():
+        raise PolicyError(f"policy.model {cfg.model!r}: no config.json there")
+    d = json.loads(path.read_text())
+    return int((d.get("text_config") or d)["hidden_size"])
 
 
 # --- parts of the model -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ log-probability is the sum over its H·D tokens. `reason()` runs every κ contro
 Interface used by the actor and the learner (all shapes batch-first, actions in the robot's [-1, 1] units
 unless called *_norm, which are the q01/q99-normalised units of the action tokens):
 
+    Policy.create(cfg.policy, n_arms, proprio_dim)   (cfg.policy.checkpoint if set, else from_config)
     Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8) / Policy.load(path) / policy.save(path)
     policy.reason(slow_images, instruction, explore) -> Prefix
     policy.act(prefix, fast_images, proprio, explore, temperature) -> ActOutput
@@ -33,8 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,6 @@ from policy.image_processor import ImageProcessor
 from policy.positions import mrope_positions
 from policy.prompt import PromptBuilder, tiny_tokenizer
 
-log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -152,7 +150,7 @@ class Policy(nn.Module):
             d_act = d
         self.d_act = d_act
         f32 = dict(device=self.device, dtype=torch.float32)
-        embed_rms = hf_compat.embed_tokens(vlm).weight.float().pow(2).mean().sqrt().item()
+        embed_rms = _rms(hf_compat.embed_tokens(vlm).weight)
         # New inputs/outputs (the authors' added vocabulary rows), float32 whatever the towers' dtype.
         self.latent_start = nn.Parameter(torch.randn(d, **f32) * embed_rms)
         self.latent_end = nn.Parameter(torch.randn(d, **f32) * embed_rms)
@@ -203,6 +201,19 @@ class Policy(nn.Module):
         torch.manual_seed(cfg.seed + 1)  # the new heads: reproducible too
         return cls(cfg, vlm, tok, proc, n_arms, proprio_dim, source=cfg.model)
 
+    @classmethod
+    def create(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> "Policy":
+        """What the actor and learner start from: `cfg.checkpoint` if set (e.g. the warm-up's), else a fresh
+        policy from the config."""
+        if cfg.checkpoint:
+            policy = cls.load(cfg.checkpoint, device=cfg.device)
+            want = 8 * n_arms if proprio_dim is None else proprio_dim
+            if (policy.n_arms, policy.proprio_dim) != (n_arms, want):
+                raise PolicyError(f"{cfg.checkpoint} is a {policy.n_arms}-arm policy with {policy.proprio_dim}-d "
+                                  f"proprio; this run has {n_arms} arm(s), {want}-d proprio")
+            return policy
+        return cls.from_config(cfg, n_arms, proprio_dim)
+
     def _build_expert(self, lm: nn.Module) -> ActingExpert:
         e = self.cfg.expert
         tc = hf_compat.text_config(self.vlm)
@@ -238,8 +249,7 @@ class Policy(nn.Module):
 
     def _refresh_derived(self) -> None:
         # Latents enter the tower at the token-embedding scale (see `_latent_in`).
-        emb = hf_compat.embed_tokens(self.vlm).weight
-        self.latent_rms = emb.float().pow(2).mean().sqrt().item()
+        self.latent_rms = _rms(hf_compat.embed_tokens(self.vlm).weight)
 
     def set_stats(self, stats: Stats) -> None:
         if len(stats.action_q01) != self.D or len(stats.proprio_mean) != self.proprio_dim:
@@ -414,6 +424,8 @@ class Policy(nn.Module):
             temperature: float = 1.0) -> ActOutput:
         """One action chunk from the cached prefix and the current fast inputs (camera → uint8 HxWx3,
         proprio (P,) robot units). Greedy: argmax per token; explore: sample at `temperature`."""
+        if not temperature > 0:
+            raise PolicyError(f"action temperature must be > 0, got {temperature}")
         with self._lock:
             fast = self._frames(fast_images, self.cfg.fast_cameras, None)
             toks, segments = self._fast_inputs(fast, np.asarray(proprio, np.float32)[None])
@@ -659,6 +671,10 @@ class Policy(nn.Module):
         return policy
 
 
+def _rms(w: torch.Tensor) -> float:
+    return 0.02 if w.is_meta else w.float().pow(2).mean().sqrt().item()  # meta: shape-only builds
+
+
 def choose_exit(e: torch.Tensor, explore: bool, threshold: float, temperature: float) -> tuple[int, float]:
     """The exit group from the <latent_end> logits of the candidates computed so far (paper §2.4).
 
@@ -679,10 +695,12 @@ def _copy_into(policy: nn.Module, tensors: dict, select, path: Path) -> None:
         missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
         raise PolicyError(f"{path} does not match this policy build: missing {missing[:3]}, unknown {extra[:3]}",
                           hint="the checkpoint was written with a different policy config or lastr1 version")
+    wrong = [n for n, t in tensors.items() if t.shape != own[n].shape]
+    if wrong:
+        raise PolicyError(f"{path} does not match this policy build: {wrong[0]} is {tuple(tensors[wrong[0]].shape)}"
+                          f", expected {tuple(own[wrong[0]].shape)}",
+                          hint="the checkpoint was written with a different policy config (sizes, lora_rank, acting)")
     with torch.no_grad():
         for n, t in tensors.items():
             own[n].copy_(t)
 
-
-def lora_names(policy: Policy) -> list[str]:
-    return [n for n, _ in policy.named_parameters() if re.search(r"lora_[AB]", n)]

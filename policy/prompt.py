@@ -63,12 +63,22 @@ class PromptBuilder:
         self.template = template
         self.merge = merge_size
         self.pad_id = self.ids[PAD] if self.ids[PAD] is not None else 0
+        self._cache: dict = {}
 
     def _encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids if text else []
 
     def build(self, instruction: str, grids: list[tuple[int, int, int]]) -> Prompt:
-        """The prompt with one <|vision_start|> <|image_pad|>×n <|vision_end|> block per slow camera."""
+        """The prompt with one <|vision_start|> <|image_pad|>×n <|vision_end|> block per slow camera
+        (cached: the actor asks for the same instruction every κ steps)."""
+        key = (instruction, tuple(map(tuple, grids)))
+        if key not in self._cache:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = self._build(instruction, grids)
+        return self._cache[key]
+
+    def _build(self, instruction: str, grids) -> Prompt:
         before, rest = self.template.split("{images}", 1)
         between, after = rest.split("{instruction}", 1)
         ids: list[int] = self._encode(before)

@@ -9,10 +9,28 @@ import torch
 
 from policy_helpers import INSTRUCTION, batch_from, frames, padded_latents, perturb_trainables, tiny_policy
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """CI shares 2 cores between test processes; torch's intra-op threads then only contend (10× slower)."""
+    import torch
 
-@pytest.fixture(scope="module", params=["expert", "shared"])
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+@pytest.fixture(scope="module", params=["expert", "shared", "narrow-expert"])
 def policy(request):
-    p = tiny_policy(acting=request.param)
+    from configs.policy import ExpertConfig
+
+    if request.param == "narrow-expert":  # its own width, same layers and KV geometry as the tower
+        p = tiny_policy(acting="expert", expert=ExpertConfig(hidden_size=32, intermediate_size=64, heads=2,
+                                                             init="random"))
+        assert p.d_act == 32 and len(p.expert.layers) == p.cfg.tiny.layers
+    else:
+        p = tiny_policy(acting=request.param)
     perturb_trainables(p)
     return p
 

@@ -1,0 +1,83 @@
+"""`lastr1 warmup` on a handful of synthetic demonstrations written with the real dataset writer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import configs
+from policy_helpers import INSTRUCTION
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """CI shares 2 cores between test processes; torch's intra-op threads then only contend (10× slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _demos(root, n_episodes=2, steps=3, latents=True, seed=0):
+    from transport.dataset import EpisodeWriter, save_latent_targets
+
+    rng = np.random.default_rng(seed)
+    for _ in range(n_episodes):
+        w = EpisodeWriter(root, "sim_insert_hex", INSTRUCTION, fps=10)
+        for _ in range(steps):
+            w.add({c: rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in ("front", "wrist")},
+                  proprio=rng.normal(size=8), action=rng.uniform(-1, 1, 7))
+        path = w.finish(success=True)
+        if latents:
+            save_latent_targets(path, rng.normal(size=(steps, 8, 64)))
+
+
+def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_path):
+    from policy import Policy
+    from policy.warmup import warmup
+
+    _demos(tmp_path / "demos")
+    cfg = configs.load("policy/tiny_cpu", ["--run_dir", str(tmp_path), "--policy.warmup.steps", "150",
+                                           "--policy.warmup.lr", "0.003", "--policy.warmup.log_every", "20"])
+    res = warmup(cfg, progress=False)
+    assert res.token_accuracy >= 0.95, res
+    assert (tmp_path / "checkpoints" / "warmup.tb").is_dir()  # TensorBoard curves beside the checkpoint
+    p = Policy.load(res.checkpoint)
+    # the action statistics travel with the checkpoint: decoding stays inside the demonstrated range
+    from transport.dataset import load_dataset
+
+    eps = load_dataset(tmp_path / "demos")
+    acts = np.concatenate([e.action for e in eps])
+    assert np.allclose(p.stats.action_q01, np.quantile(acts, 0.01, axis=0), atol=1e-6)
+    ep = eps[0]
+    pre = p.reason({"front": ep.images["front"][0]}, INSTRUCTION)
+    out = p.act(pre, {"wrist": ep.images["wrist"][0]}, ep.proprio[0])
+    assert out.action.shape == (8, 7) and np.isfinite(out.action).all()
+    assert (out.action >= acts.min(0) - 0.01).all() and (out.action <= acts.max(0) + 0.01).all()
+    # the exit was supervised at the fixed length 8 (appendix D.2, single-task): teacher-forced with the
+    # targets, the tower now says "continue" at 2, 4, 6 and "exit" at 8
+    import torch
+
+    from policy.warmup import DemoSet
+
+    data = DemoSet(eps, p, 8, True, INSTRUCTION)
+    batch, _, _, _ = data.batch(np.arange(len(data)), np.random.default_rng(0))
+    with torch.no_grad():
+        e = p.forward_train(batch).exit_logits
+    assert (e[:, :3] < 0).all() and (e[:, 3] > 0).all(), e
+
+
+def test_warmup_needs_latent_targets_or_says_how_to_skip_them(tmp_path):
+    from lastr1.cli import main
+    from policy import PolicyError
+    from policy.warmup import warmup
+
+    _demos(tmp_path / "demos", n_episodes=1, steps=2, latents=False)
+    cfg = configs.load("policy/tiny_cpu", ["--run_dir", str(tmp_path)])
+    with pytest.raises(PolicyError, match="lastr1 latents"):
+        warmup(cfg, progress=False)
+    rc = main(["warmup", "--config", "policy/tiny_cpu", "--no-latent-loss", "--run_dir", str(tmp_path),
+               "--policy.warmup.steps", "2", "--policy.warmup.batch_size", "2"])
+    assert rc == 0 and (tmp_path / "checkpoints" / "warmup" / "trainable.safetensors").is_file()
