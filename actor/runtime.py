@@ -155,6 +155,7 @@ class Runtime:
         self.confirm_reset = (cfg.robot.kind == "real" and cfg.actor.confirm_reset) if confirm_reset is None \
             else confirm_reset
         self.rate = RateKeeper(cfg.task.control_hz, cfg.actor.warn_every_s)
+        self.work_ms = Window()  # a tick's own work: tick start → the action sent (the rest is sleep)
         self.latency_ms = Window()  # policy compute on the steps where it ran
         self.reason_ms = Window()
         self.act_ms = Window()
@@ -303,8 +304,8 @@ class Runtime:
         self.rate.restart()
         while True:
             if self.reloader is not None:
-                self.reloader.loop_idle()
-            self.rate.wait()
+                self.reloader.loop_idle(self.rate.next_tick)
+            t_tick = self.rate.wait()
             if self.reloader is not None:
                 self.reloader.loop_busy()
             keys = self._keys()
@@ -368,6 +369,7 @@ class Runtime:
                     log.warning("step held: %s", "; ".join(info.reasons + info.faults))
                 self._emit(ep, step)
                 continue
+            self.work_ms.add((time.monotonic() - t_tick) * 1e3)
             gripper = action.reshape(-1, 7)[:, 6].copy()
             n_human += int(human)
             self._interventions_window.add(float(human))

@@ -76,6 +76,11 @@ class RateKeeper:
         return now
 
     @property
+    def next_tick(self) -> float | None:
+        """time.monotonic() of the next tick (None before the first)."""
+        return self._next
+
+    @property
     def hz(self) -> float:
         p = self.periods_ms.percentile(50)
         return 1e3 / p if p == p and p > 0 else float("nan")
