@@ -10,7 +10,8 @@ One tick (the env is `robot.env.RobotEnv`, the same for the real and the simulat
 
 Keys pressed after a tick's action are the outcome of that action: success/failure mark the step before
 them, so the reward and `terminated` land on the step that finished the task. Every step is handed to the
-sink one tick late, once the next observation (s′) or the episode's end is known.
+sink one step late (after the next action went out), once s′ and whether the episode ended are known. A
+step the safety layer held is no step: nothing moved, so the previous step's s′ is simply the next view.
 
 Episodes end by the success key (terminated, `task.success_reward`), the failure key (terminated: the
 operator judged the attempt over, nothing further is earned in it), the time limit (`truncated`: the state
@@ -341,10 +342,7 @@ class Runtime:
                 self._halt()
                 continue
             if prev is not None:
-                prev.next_obs = obs
-                ret += prev.reward
-                self.sink.step(prev)
-                prev = None
+                prev.next_obs = obs  # s′ of the last step; it is handed on once the next step exists
 
             decision = None
             if self.agent is not None:
@@ -370,6 +368,9 @@ class Runtime:
                 self._emit(ep, step)
                 continue
             self.work_ms.add((time.monotonic() - t_tick) * 1e3)
+            if prev is not None:  # after the action went out: bookkeeping never delays the arm
+                ret += prev.reward
+                self.sink.step(prev)
             gripper = action.reshape(-1, 7)[:, 6].copy()
             n_human += int(human)
             self._interventions_window.add(float(human))

@@ -286,3 +286,80 @@ def test_record_keeps_successes_and_exports_lerobot(world, tmp_path):
         assert np.abs(frames.astype(int) - ep.images[cam].astype(int)).mean() < 8  # H.264 at crf 18
     stats = [json.loads(x) for x in (out / "meta/episodes_stats.jsonl").read_text().splitlines()]
     assert np.array(stats[0]["stats"]["observation.images.front"]["mean"]).shape == (3, 1, 1)
+
+
+def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tmp_path):
+    """The operator's keys typed into a real terminal (a pty) while the loop runs on the simulated robot."""
+    import os
+
+    from actor.agent import Agent
+    from actor.runtime import Runtime, Sink
+    from robot.terminal_keys import TerminalKeys
+
+    cfg, env, policy = world
+    cfg = _cfg(tmp_path, "--actor.interventions", "false", "--task.max_episode_steps", "1000")
+    recs, ends = [], []
+
+    class Collect(Sink):
+        def step(self, s):
+            recs.append(s)
+
+        def episode_end(self, summary):
+            ends.append(summary)
+
+    master, slave = os.openpty()
+    keys = TerminalKeys(cfg.robot.keys, fd=slave)
+    scripted, env.keys = env.keys, keys
+    rt = Runtime(cfg, env, agent=Agent(policy, cfg.task.instruction, kappa=4), sink=Collect(), mode="rl")
+    t = threading.Thread(target=lambda: rt.run(max_episodes=3), daemon=True)
+
+    def wait(cond, timeout=20.0):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.01)
+        assert cond()
+
+    def type_(ch):
+        os.write(master, ch.encode())
+
+    try:
+        t.start()
+        wait(lambda: rt.total_steps >= 4)
+        type_(" ")  # pause: the safety layer holds at once, no steps are taken
+        wait(lambda: env.safety.paused, timeout=0.5)
+        n = rt.total_steps
+        time.sleep(0.5)
+        assert rt.total_steps <= n + 1 and rt.status()["state"] == "paused"
+        type_(" ")  # resume
+        wait(lambda: rt.total_steps >= n + 3)
+        assert not env.safety.paused
+        type_("s")  # the operator confirms success
+        wait(lambda: len(ends) == 1)
+        assert ends[0].outcome == "success" and recs[-1].terminated and not recs[-1].truncated
+        assert recs[-1].reward == pytest.approx(cfg.task.success_reward)
+
+        wait(lambda: len(recs) >= ends[0].steps + 3)
+        type_("e")  # e-stop: latched at once, the episode ends, nothing moves until the reset key
+        wait(lambda: env.safety.estopped, timeout=0.5)
+        wait(lambda: len(ends) == 2)
+        assert ends[1].outcome == "estop" and recs[-1].truncated and recs[-1].next_obs is not None
+        time.sleep(0.5)
+        assert len(ends) == 2 and env.safety.estopped and "reset key" in rt.status()["state"]
+        type_("r")  # the person says it is safe: the e-stop clears and the next episode starts
+        wait(lambda: len(recs) > sum(e.steps for e in ends) + 2)
+        assert not env.safety.estopped
+        type_("f")  # failure: terminated, no success reward
+        wait(lambda: len(ends) == 3)
+        assert ends[2].outcome == "failure" and recs[-1].terminated
+        assert recs[-1].reward == pytest.approx(cfg.task.step_penalty)
+        t.join(10)
+        assert [r.step for r in recs] == [*range(ends[0].steps), *range(ends[1].steps), *range(ends[2].steps)]
+    finally:
+        t.join(10)
+        env.keys = scripted
+        keys.close()
+        os.close(master)
+        os.close(slave)
+        if env.safety.estopped:
+            env.safety.reset_estop()
+        env.resume()
