@@ -71,7 +71,8 @@ class Agent:
         self._stale = True
 
     def _plan_due(self) -> bool:
-        return self._stale or self._chunk is None or self._since_plan >= self.replan_every or self._k >= len(self._chunk)
+        return (self._stale or self._chunk is None or self._since_plan >= self.replan_every
+                or self._k >= len(self._chunk))
 
     def _reason_due(self) -> bool:
         return self._prefix is None or self._since_reason >= self.kappa

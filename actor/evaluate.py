@@ -158,7 +158,8 @@ def _mean_std(rates: list[float]) -> dict:
 
 def write_results(out: Path, results: dict, rows: list[dict]) -> None:
     (out / "results.json").write_text(json.dumps({**results, "rollouts": rows}, indent=1))
-    fields = ["run", "condition", "rollout", "seed", "success", "outcome", "steps", "ret", "intervention_steps", "video"]
+    fields = ["run", "condition", "rollout", "seed", "success", "outcome", "steps", "ret", "intervention_steps",
+              "video"]
     with open(out / "rollouts.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -230,8 +231,8 @@ def run(args) -> int:
     old = signal.signal(signal.SIGINT, lambda *a: stop.set())
     status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
     try:
-        results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts, runs=args.runs or cfg.actor.eval_runs,
-                           conditions=conditions, out=out, video=not args.no_video, stop=stop, on_status=status)
+        results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts,
+                           runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out, video=not args.no_video, stop=stop, on_status=status)
     finally:
         signal.signal(signal.SIGINT, old)
         status.close()

@@ -35,9 +35,9 @@ VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_inde
 
 def _stats(x: np.ndarray, axis, keepdims: bool = False) -> dict:
     x = np.asarray(x, np.float64)
-    return {"min": np.min(x, axis=axis, keepdims=keepdims).tolist(), "max": np.max(x, axis=axis, keepdims=keepdims).tolist(),
-            "mean": np.mean(x, axis=axis, keepdims=keepdims).tolist(), "std": np.std(x, axis=axis, keepdims=keepdims).tolist(),
-            "count": [int(x.shape[0])]}
+    out = {name: f(x, axis=axis, keepdims=keepdims).tolist()
+           for name, f in (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std))}
+    return {**out, "count": [int(x.shape[0])]}
 
 
 def _image_stats(frames: np.ndarray) -> dict:
@@ -156,7 +156,8 @@ def export_lerobot(src: str | Path, out: str | Path, *, robot_type: str = "frank
     info = {
         "codebase_version": CODEBASE_VERSION, "robot_type": robot_type, "total_episodes": n, "total_frames": index,
         "total_tasks": len(tasks), "total_videos": n * len(cameras), "total_chunks": (n - 1) // CHUNKS_SIZE + 1,
-        "chunks_size": CHUNKS_SIZE, "fps": int(fps) if float(fps).is_integer() else fps, "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH,
+        "chunks_size": CHUNKS_SIZE, "fps": int(fps) if float(fps).is_integer() else fps,
+        "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH,
         "video_path": VIDEO_PATH if cameras else None, "features": features,
     }
     (tmp / "meta/info.json").write_text(json.dumps(info, indent=4))

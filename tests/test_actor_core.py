@@ -4,7 +4,6 @@ hot reload staged off the loop thread and applied only at chunk boundaries."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 
 import numpy as np
