@@ -17,9 +17,12 @@ from lastr1.errors import Lastr1Error
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lastr1.demo", "the whole loop on the simulated robot in one command (keys, demos, warm-up, RL, eval)"),
+    "actor": ("actor.main", "run the robot-side RL actor: robot + policy + link to the learner"),
     "learner": ("learner.cli", "serve actors: replay buffers, BC + Q updates on LoRA, adapter broadcast"),
-    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
+    "record": ("actor.record", "record demonstrations (SpaceMouse, or the scripted expert in sim); LeRobot export"),
     "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
+    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
+    "eval": ("actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
     "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
 }

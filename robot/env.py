@@ -73,13 +73,15 @@ class RobotEnv:
 
     # -------------------------------------------------------------- episode
 
-    def reset(self, seed: int | None = None) -> Observation:
+    def reset(self, seed: int | None = None, condition: str = "") -> Observation:
+        """Home (randomised by `seed`) and a new scene. `condition` (sim): the evaluation condition the scene
+        shows (robot/sim/conditions.py; "" = original); on the real robot a person sets the scene up."""
         rng = np.random.default_rng(seed)
         self._halt()
         if self.arm_has_errors():
             self.arm.recover()
         if self.sim is not None:
-            self.sim.reset(self, rng)
+            self.sim.reset(self, rng, condition)
         else:
             self.arm.reset(rng)
         self._moving = False

@@ -146,6 +146,10 @@ class SimHost:
     def reset(self, objects: dict, fixtures: dict) -> float:
         return self.call("reset", objects=objects, fixtures=fixtures)["time"]
 
+    def condition(self, name: str) -> None:
+        """The scene's look for an evaluation condition (robot/sim/conditions.py)."""
+        self.call("condition", name=name)
+
     def pin(self, obj: str, arm: int) -> None:
         self.call("pin", obj=obj, arm=arm)
 

@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from robot.sim import patches, wire
+from robot.sim import conditions, patches, wire
 from robot import rotations
 from robot.sim.tasks import make_task, quat_from_rpy
 
@@ -176,6 +176,7 @@ class Host:
         for tag, attrs in self.task.assets():
             ET.SubElement(asset, tag, **attrs)
         self.task.build(sim.worldbody)
+        conditions.build(asset, sim.worldbody, self.task.objects)  # evaluation conditions (Table 2)
         self.cameras = {}
         for cam in self.spec["cameras"]:
             name = cam["name"]
@@ -220,6 +221,7 @@ class Host:
                 if m.geom_group[g] == 3 and self.robot_of_body[m.geom_bodyid[g]] >= 0:
                     body = mj.mj_id2name(m, mj.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) or ""
                     m.geom_rgba[g] = (0.25, 0.25, 0.27, 1) if "finger" in body else (0.92, 0.92, 0.9, 1)
+        self.appearance = conditions.Appearance(mj, m, self.task.objects)
         self._render_data = mj.MjData(m)
         self._renderers = {}
         self._scene_option = mj.MjvOption()
@@ -371,6 +373,13 @@ class Host:
             return float(d.time)
 
         return {"time": self.in_sim(teleport)}
+
+    def op_condition(self, name: str) -> dict:
+        """Switch the scene's look to an evaluation condition (robot/sim/conditions.py); physics unchanged."""
+        if name not in conditions.CONDITIONS:
+            raise ValueError(f"unknown condition {name!r}: one of {', '.join(conditions.CONDITIONS)}")
+        self.in_sim(lambda: self.appearance.apply(name))
+        return {}
 
     def op_pin(self, obj: str, arm: int) -> dict:
         offset = np.asarray(self.task.hand_offset(obj), float)

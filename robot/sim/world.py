@@ -30,10 +30,15 @@ class SimWorld:
         self._fault_rng = np.random.default_rng(cfg.robot.sim.seed + 1)
         self._scene: dict | None = None
         self._scene_at = 0.0
+        self.condition = "original"  # evaluation condition the scene shows (robot/sim/conditions.py)
 
     # ------------------------------------------------------------ episode
 
-    def reset(self, env, rng: np.random.Generator) -> None:
+    def reset(self, env, rng: np.random.Generator, condition: str = "") -> None:
+        condition = condition or "original"
+        if condition != self.condition:
+            self.host.condition(condition)  # raises for an unknown name, before anything moves
+            self.condition = condition
         sample = self.task.sample(rng)
         self.params = sample["params"]
         self.host.reset(sample["objects"], sample["fixtures"])

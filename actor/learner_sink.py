@@ -1,0 +1,75 @@
+"""Steps → `transport.messages.Transition`s to the learner, in order, each with its action chunk.
+
+A policy step carries the chunk the policy planned; a human step the person's next H actions (actor/chunks.py
+says why). The latents are padded to the policy's L_max (`latent_len` says how many are real) so every
+transition of a run has the same shapes, which the learner's fixed-shape replay buffer needs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from actor.chunks import ChunkAssembler
+from actor.runtime import EpisodeSummary, Sink, StepRecord
+
+log = logging.getLogger(__name__)
+
+
+class TransitionSink(Sink):
+    def __init__(self, link, horizon: int, latent_max: int, latent_dim: int, status=None):
+        self.link = link
+        self.status = status  # the runtime's status() for the loop figures in the episode's stats
+        self.H, self.L, self.d = horizon, latent_max, latent_dim
+        self.chunks = ChunkAssembler(horizon)
+        self.sent = 0
+        self.last_seq = -1
+
+    def step(self, s: StepRecord) -> None:
+        if s.human:
+            self.chunks.push(s, human=s.action)
+        else:
+            self.chunks.push(s, chunk=s.decision.chunk)
+        for rec, chunk in self.chunks.ready():
+            self._send(rec, chunk)
+
+    def episode_end(self, summary: EpisodeSummary) -> None:
+        for rec, chunk in self.chunks.flush():
+            self._send(rec, chunk)
+        from transport.messages import Stats
+
+        s = self.status() if self.status is not None else {}
+        nan = float("nan")
+        self.link.send_stats(Stats(
+            episode_return=summary.ret,
+            intervention_rate=summary.intervention_steps / max(1, summary.steps),
+            loop_hz=float(s.get("hz", nan)), policy_latency_ms=float(s.get("policy_ms", nan)),
+            values={"episode": summary.episode, "episode_steps": summary.steps,
+                    "episode_success": float(summary.success), "policy_version": summary.versions[1],
+                    "period_p99_ms": float(s.get("period_p99_ms", nan))},
+        ))
+
+    def _send(self, s: StepRecord, chunk: np.ndarray) -> None:
+        from transport.messages import Transition
+
+        d = s.decision
+        latents = latent_len = None
+        if d is not None:
+            latents = np.zeros((self.L, self.d), np.float16)
+            latents[: d.latent_len] = d.latents[: d.latent_len]
+            latent_len = d.latent_len
+        last = s.terminated or s.truncated
+        nxt = s.next_obs if (s.truncated and s.next_obs is not None) else None
+        t = Transition(
+            episode=s.episode, step=s.step, policy_version=d.version if d is not None else 0,
+            intervention=bool(s.human), images=s.obs.images, proprio=s.obs.proprio,
+            action=np.asarray(chunk, np.float32), latents=latents, latent_len=latent_len or 0,
+            reward=float(s.reward), terminated=bool(s.terminated), truncated=bool(s.truncated), t_obs=s.t_obs,
+            next_images=nxt.images if nxt is not None else None,
+            next_proprio=nxt.proprio if nxt is not None else None,
+        )
+        self.last_seq = self.link.send(t)
+        self.sent += 1
+        if last:
+            log.debug("episode %d: %d transitions sent (last seq %d)", s.episode, s.step + 1, self.last_seq)

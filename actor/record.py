@@ -1,0 +1,126 @@
+"""`lastr1 record`: demonstrations for the warm-up (paper §3.3: 30 per task, recorded with a SpaceMouse).
+
+    lastr1 record --config configs/real/insert_hex.yaml --episodes 30
+    lastr1 record --config sim_insert_hex --episodes 5            # the scripted expert drives in sim
+    lastr1 record --config sim_insert_hex --export-lerobot out/   # also write the LeRobotDataset layout
+    lastr1 record --config sim_insert_hex --export-only --export-lerobot out/
+
+The person drives every step (in sim: the scripted expert); the operator's success key keeps the episode
+(in sim: the scene's success), the failure key, the reset key or the time limit discard it. Episodes go to
+`<run_dir>/<learner.demo_dir>` in our dataset format (transport/dataset.py), which `lastr1 warmup`,
+`lastr1 latents` and the learner's demo buffer read.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from actor.runtime import EpisodeSummary, Runtime, Sink, StepRecord
+
+log = logging.getLogger(__name__)
+
+
+class DemoSink(Sink):
+    """Each episode into an `EpisodeWriter`; kept (renamed into place) only when it succeeded."""
+
+    def __init__(self, root: str | Path, cfg, source: str):
+        self.root = Path(root)
+        self.cfg = cfg
+        self.source = source
+        self.writer = None
+        self.kept: list[Path] = []
+        self.discarded = 0
+
+    def episode_start(self, episode: int, seed, obs) -> None:
+        from transport.dataset import EpisodeWriter
+
+        self.writer = EpisodeWriter(self.root, self.cfg.task.name, self.cfg.task.instruction, self.cfg.task.control_hz,
+                                    extra={"seed": seed, "source": self.source, "robot": self.cfg.robot.kind,
+                                           "n_arms": self.cfg.task.n_arms})
+
+    def step(self, s: StepRecord) -> None:
+        self.writer.add(s.obs.images, s.obs.proprio, s.action, s.reward, intervention=s.human)
+
+    def episode_end(self, summary: EpisodeSummary) -> None:
+        w, self.writer = self.writer, None
+        if summary.success and len(w):
+            path = w.finish(success=True)
+            self.kept.append(path)
+            log.info("demonstration kept: %s (%d steps)", path, summary.steps)
+        else:
+            w.discard()
+            self.discarded += 1
+            log.info("demonstration discarded (%s)", summary.outcome)
+
+
+def record(cfg, n: int, out: str | Path, stop: threading.Event | None = None, *, env=None,
+           max_attempts: int | None = None, on_status=None) -> DemoSink:
+    """Record until `n` successful demonstrations are kept (or `max_attempts` episodes, or `stop`)."""
+    stop = stop or threading.Event()
+    own = env is None
+    if env is None:
+        from robot.env import make_env
+
+        env = make_env(cfg)
+    try:
+        sim = getattr(env, "sim", None) is not None
+        if not sim and env.teleop is None:
+            from actor.runtime import ActorError
+
+            raise ActorError("recording on the real robot needs a SpaceMouse", hint="list one under robot.teleop")
+        sink = DemoSink(out, cfg, "scripted expert" if sim else "spacemouse")
+        rt = Runtime(cfg, env, sink=sink, mode="record", seed=cfg.robot.sim.seed,
+                     expert=env.expert_action if sim else None, on_tick=on_status)
+        attempts = max_attempts or 3 * n
+        while len(sink.kept) < n and len(rt.episodes) < attempts and not stop.is_set():
+            if rt.run(stop, max_episodes=1) == []:
+                break
+        if len(sink.kept) < n and not stop.is_set():
+            log.warning("kept %d of %d demonstrations after %d attempts", len(sink.kept), n, len(rt.episodes))
+        return sink
+    finally:
+        if own:
+            env.close()
+
+
+def add_arguments(parser) -> None:
+    from lastr1.cli import add_config_argument
+
+    add_config_argument(parser)
+    parser.add_argument("--episodes", type=int, default=None, help="successful demonstrations to keep "
+                        "(default actor.record_episodes)")
+    parser.add_argument("--out", default=None, help="dataset folder (default <run_dir>/<learner.demo_dir>)")
+    parser.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (3×)")
+    parser.add_argument("--export-lerobot", metavar="DIR", default=None,
+                        help="also write the dataset in the LeRobotDataset v2.1 layout (parquet + mp4) to DIR")
+    parser.add_argument("--export-only", action="store_true", help="only export the existing dataset")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+
+
+def run(args) -> int:
+    from actor.run import run_path
+    from actor.status import StatusLine
+    from lastr1.cli import load_config
+
+    cfg = load_config(args)
+    out = Path(args.out) if args.out else run_path(cfg, cfg.learner.demo_dir)
+    if not args.export_only:
+        stop = threading.Event()
+        old = signal.signal(signal.SIGINT, lambda *a: stop.set())
+        status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
+        try:
+            sink = record(cfg, args.episodes or cfg.actor.record_episodes, out, stop,
+                          max_attempts=args.max_attempts, on_status=status)
+        finally:
+            signal.signal(signal.SIGINT, old)
+            status.close()
+        print(f"lastr1 record: kept {len(sink.kept)} demonstrations in {out} ({sink.discarded} discarded)")
+    if args.export_lerobot:
+        from actor.lerobot_export import export_lerobot
+
+        dst = export_lerobot(out, args.export_lerobot, overwrite=args.overwrite)
+        print(f"lastr1 record: LeRobotDataset v2.1 written to {dst}")
+    return 0

@@ -1,0 +1,156 @@
+"""The actor process put together: robot + policy + link to the learner + the loop.
+
+    stop = threading.Event()
+    result = run_actor(cfg, stop)            # blocks; set `stop` from another thread (lastr1 demo) to end it
+
+Everything is built from the config; a caller (tests, `lastr1 demo`) may hand in an env, a policy or a link
+it already has. With no learner reachable the loop keeps running on its last weights; the link spools every
+transition on disk and resends it when the learner answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actor.runtime import ActorError, EpisodeSummary, Runtime
+
+log = logging.getLogger(__name__)
+
+
+def run_path(cfg, p: str | Path) -> Path:
+    """A config path: absolute, or relative to the working directory if it exists there, else to run_dir."""
+    p = Path(p).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return Path(cfg.run_dir) / p
+
+
+def build_policy(cfg):
+    """The policy of `policy.checkpoint`, or — with a loud warning — a fresh one from the config."""
+    from policy import Policy
+
+    n = cfg.task.n_arms
+    if cfg.policy.checkpoint:
+        path = run_path(cfg, cfg.policy.checkpoint)
+        policy = Policy.load(path, device=cfg.policy.device)
+        log.info("policy: %s (version %d)", path, policy.version)
+    else:
+        log.warning("policy.checkpoint is empty: starting from a FRESH %s policy with random heads — it will not "
+                    "solve anything until trained. Run `lastr1 warmup` on demonstrations and set "
+                    "policy.checkpoint.", "tiny random" if cfg.policy.model == "tiny" else cfg.policy.model)
+        policy = Policy.from_config(cfg.policy, n_arms=n, proprio_dim=8 * n)
+    if policy.D != 7 * n:
+        raise ActorError(f"the policy acts for {policy.D // 7} arm(s), task {cfg.task.name} has {n}",
+                         hint="use a checkpoint warmed up on this task's demonstrations")
+    return policy
+
+
+def check_cameras(policy, env) -> None:
+    need = set(policy.cfg.slow_cameras) | set(policy.cfg.fast_cameras)
+    missing = sorted(need - set(env.camera_names))
+    if missing:
+        raise ActorError(f"the policy reads camera(s) {missing}, the robot has {env.camera_names}",
+                         hint="name robot.cameras[].name as policy.slow_cameras / policy.fast_cameras")
+
+
+def make_agent(cfg, policy, explore: bool | None = None):
+    from actor.agent import Agent
+
+    return Agent(policy, cfg.task.instruction, kappa=cfg.policy.kappa, replan_every=cfg.actor.replan_every,
+                 explore=cfg.actor.explore if explore is None else explore,
+                 temperature=cfg.actor.action_temperature)
+
+
+def make_link(cfg):
+    from transport.actor_link import ActorLink
+
+    t = cfg.transport
+    return ActorLink(t, cfg.actor.actor_id, spool_dir=run_path(cfg, t.spool_dir), keys_dir=run_path(cfg, t.keys_dir))
+
+
+@dataclass
+class ActorResult:
+    episodes: list[EpisodeSummary] = field(default_factory=list)
+    steps: int = 0
+    sent: int = 0
+    versions_applied: int = 0
+    max_apply_ms: float = 0.0  # longest weight swap inside the loop (the staging runs on its own thread)
+    stage_thread: str = ""
+    status: dict = field(default_factory=dict)
+
+
+class _Reporter:
+    """Per-tick callback: the status line, and stats to the learner every `actor.stats_every_s`."""
+
+    def __init__(self, cfg, link, on_status):
+        self.cfg, self.link, self.on_status = cfg, link, on_status
+        self._last_stats = time.monotonic()
+
+    def __call__(self, s: dict) -> None:
+        if self.link is not None:
+            if not self.link.connected:
+                b = self.link.backlog()
+                s["link"] = f"learner unreachable, {b.unacked + b.queued} spooled"
+            now = time.monotonic()
+            if now - self._last_stats >= self.cfg.actor.stats_every_s:
+                self._last_stats = now
+                self.send_stats(s)
+        if self.on_status is not None:
+            self.on_status(s)
+
+    def send_stats(self, s: dict) -> None:
+        from transport.messages import Stats
+
+        def num(x):
+            return float(x) if x is not None else float("nan")
+
+        self.link.send_stats(Stats(
+            intervention_rate=num(s["intervention_rate"]), loop_hz=num(s["hz"]), policy_latency_ms=num(s["policy_ms"]),
+            values={"period_p99_ms": num(s["period_p99_ms"]), "policy_version": s["version"],
+                    "episodes": s["episodes"], "success_rate": num(s["success_rate"]), "steps": s["total_steps"]},
+        ))
+
+
+def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None, link=None,
+              max_episodes: int | None = None, max_steps: int | None = None, on_status=None) -> ActorResult:
+    """Run the RL actor until `stop` is set (or the episode/step budget is spent). Things handed in are not
+    closed here; things built here are."""
+    from actor.learner_sink import TransitionSink
+    from actor.reload import HotReloader
+
+    stop = stop or threading.Event()
+    own: list = []
+    try:
+        if policy is None:
+            policy = build_policy(cfg)
+        if link is None:
+            link = make_link(cfg)
+            own.append(link)
+        if env is None:
+            from robot.env import make_env
+
+            env = make_env(cfg)
+            own.append(env)
+        check_cameras(policy, env)
+        agent = make_agent(cfg, policy)
+        reloader = HotReloader(policy, link.latest_weights, cfg.actor.reload_poll_s)
+        sink = TransitionSink(link, policy.H, policy.L_max, policy.d)
+        reporter = _Reporter(cfg, link, on_status)
+        rt = Runtime(cfg, env, agent=agent, sink=sink, reloader=reloader, mode="rl", seed=cfg.robot.sim.seed,
+                     on_tick=reporter)
+        sink.status = rt.status
+        with reloader:
+            episodes = rt.run(stop, max_episodes=max_episodes or cfg.actor.max_episodes or None, max_steps=max_steps)
+        reporter.send_stats(rt.status())
+        return ActorResult(episodes=episodes, steps=rt.total_steps, sent=sink.sent, versions_applied=reloader.applied,
+                           max_apply_ms=reloader.max_apply_ms, stage_thread=reloader.stage_thread, status=rt.status())
+    finally:
+        for part in reversed(own):
+            try:
+                part.close()
+            except Exception as e:  # close the rest even if one part fails
+                log.error("closing %s: %s", type(part).__name__, e)

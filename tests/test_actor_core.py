@@ -1,0 +1,181 @@
+"""The actor's pieces on the real tiny policy: slow/fast schedule, receding horizon, intervention chunks,
+hot reload staged off the loop thread and applied only at chunk boundaries."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from actor.agent import Agent
+from actor.chunks import ChunkAssembler
+from actor.reload import HotReloader
+from actor.timing import RateKeeper
+from policy.errors import AdapterError
+from policy_helpers import INSTRUCTION, frames, perturb_trainables, tiny_policy
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return tiny_policy()
+
+
+def _obs(seed):
+    f = frames(seed)
+    return {"front": f["front"], "wrist": f["wrist"]}, f["proprio"]
+
+
+def test_schedule_reason_every_kappa_plan_every_n(policy):
+    agent = Agent(policy, INSTRUCTION, kappa=4, replan_every=2, explore=True)
+    log = []
+    for t in range(12):
+        d = agent.step(*_obs(t))
+        log.append((d.reasoned, d.planned))
+        assert d.action.shape == (policy.D,) and d.chunk.shape == (policy.H, policy.D)
+        assert d.latents.dtype == np.float16 and d.latents.shape == (d.latent_len, policy.d)
+    assert [r for r, _ in log] == [t % 4 == 0 for t in range(12)]
+    assert [p for _, p in log] == [t % 2 == 0 for t in range(12)]
+
+
+def test_chunk_is_followed_between_replans(policy):
+    agent = Agent(policy, INSTRUCTION, kappa=8, replan_every=4, explore=True)
+    d0 = agent.step(*_obs(0))
+    rest = [agent.step(*_obs(t)) for t in range(1, 4)]
+    for k, d in enumerate(rest, start=1):
+        assert not d.planned
+        np.testing.assert_array_equal(d.action, d0.chunk[k])
+        # the plan from here on is the chunk's rest with its last action repeated
+        np.testing.assert_array_equal(d.chunk[: policy.H - k], d0.chunk[k:])
+        np.testing.assert_array_equal(d.chunk[policy.H - k:], np.repeat(d0.chunk[-1:], k, 0))
+    assert agent.step(*_obs(4)).planned
+
+
+def test_interrupt_forces_replan_and_boundary(policy):
+    agent = Agent(policy, INSTRUCTION, kappa=3, replan_every=4, explore=False)
+    agent.step(*_obs(0))
+    assert not agent.at_boundary
+    agent.interrupt()
+    d = agent.step(*_obs(1))
+    assert d.planned and not d.reasoned  # a re-plan on the cached prefix, no new reasoning yet
+    agent.step(*_obs(2))
+    assert not agent.at_boundary  # 3 steps since reasoning, but the chunk is still being followed
+    agent.interrupt()
+    assert agent.at_boundary  # a re-plan is due and so is reasoning: new weights may go in now
+    assert agent.step(*_obs(3)).reasoned
+
+
+def test_chunk_assembler_human_steps_carry_future_human_actions():
+    H = 4
+    asm = ChunkAssembler(H)
+    pol = np.arange(H * 2, dtype=np.float32).reshape(H, 2)
+    h = [np.full(2, 10.0 + i, np.float32) for i in range(6)]
+    asm.push("p0", chunk=pol)
+    assert [x for x, _ in asm.ready()] == ["p0"]
+    asm.push("h0", human=h[0])
+    asm.push("h1", human=h[1])
+    asm.push("p3", chunk=pol)  # the person let go after two steps
+    out = dict(asm.ready())
+    assert list(out) == ["h0", "h1", "p3"]
+    np.testing.assert_array_equal(out["h0"][:, 0], [10, 11, 11, 11])  # last human action repeated
+    np.testing.assert_array_equal(out["h1"][:, 0], [11, 11, 11, 11])
+    np.testing.assert_array_equal(out["p3"], pol)
+    # a long takeover: each step's chunk is its next H human actions; nothing is released out of order
+    for i in range(6):
+        asm.push(f"H{i}", human=h[i])
+    asm.push("p", chunk=pol)
+    released = asm.ready()
+    assert [x for x, _ in released] == [f"H{i}" for i in range(6)] + ["p"]
+    np.testing.assert_array_equal(released[0][1][:, 0], [10, 11, 12, 13])
+    np.testing.assert_array_equal(released[2][1][:, 0], [12, 13, 14, 15])
+    np.testing.assert_array_equal(released[5][1][:, 0], [15, 15, 15, 15])
+    # a policy step behind an unfinished human chunk waits for it
+    asm.push("h", human=h[0])
+    assert asm.ready() == []
+    assert [x for x, _ in asm.flush()] == ["h"]
+
+
+def test_hot_reload_stages_in_background_and_applies_at_boundary(policy):
+    src = tiny_policy()
+    perturb_trainables(src, seed=3)
+    blob = src.export_adapter(7)
+
+    class W:  # what ActorLink.latest_weights returns: version, sha256, adapter bytes
+        version, sha256, adapter = blob.version, blob.sha256, blob.data
+
+    box = {"w": None}
+    before = {k: v.detach().clone() for k, v in policy.trainable_state().items()}
+    v0 = policy.version
+    with HotReloader(policy, lambda: box["w"], poll_s=0.01) as rl:
+        time.sleep(0.05)
+        assert rl.pending is None and policy.version == v0
+        box["w"] = W
+        deadline = time.monotonic() + 10
+        while rl.pending is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rl.pending == 7
+        # staged, not applied: the live weights are untouched until the loop says so
+        for k, v in policy.trainable_state().items():
+            assert torch.equal(v, before[k])
+        assert rl.apply() == 7
+    assert policy.version == 7 and rl.applied == 1
+    want = src.trainable_state()
+    for k, v in policy.trainable_state().items():
+        assert torch.equal(v, want[k])
+    assert rl.apply() is None  # nothing new
+
+
+def test_hot_reload_rejects_bad_blob_and_keeps_weights(policy):
+    good = policy.export_adapter(policy.version)
+    state = {k: v.detach().clone() for k, v in policy.trainable_state().items()}
+
+    class Bad:
+        version = policy.version + 5
+        adapter = good.data[:-10] + b"0123456789"
+        sha256 = good.sha256  # hash no longer matches
+
+    rl = HotReloader(policy, lambda: Bad)
+    assert rl.poll() is None and rl.rejected == 1 and "sha256" in rl.last_error
+    assert rl.apply() is None
+    for k, v in policy.trainable_state().items():
+        assert torch.equal(v, state[k])
+    with pytest.raises(AdapterError):
+        rl.stage(dataclasses.replace(good, version=good.version + 1))  # header says another version
+
+
+def test_rate_keeper_keeps_absolute_schedule():
+    rk = RateKeeper(50.0)
+    t = [rk.wait() for _ in range(11)]
+    d = np.diff(t)
+    assert abs(np.mean(d) - 0.02) < 0.004
+    time.sleep(0.1)  # a stall: the missed ticks are dropped, not burst through
+    rk.wait()
+    t2 = [rk.wait() for _ in range(3)]
+    assert min(np.diff(t2)) > 0.015 and rk.overruns == 1
+
+
+def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
+    import io
+    import logging
+
+    from actor.status import StatusLine, format_status
+
+    s = dict(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4, successes=3,
+             state="running")
+    line = format_status(s)
+    for part in ("ep 3", "step 17", "9.9 Hz", "policy 12 ms", "v5", "interv 25%", "success 3/4 (75%)"):
+        assert part in line
+    buf = io.StringIO()
+    tty = StatusLine(every_s=0.0, stream=buf, tty=True)
+    tty(s)
+    tty({**s, "step": 18, "state": "paused"})
+    tty.close()
+    out = buf.getvalue()
+    assert out.count("\r") == 2 and out.endswith("\n") and "[paused]" in out
+    with caplog.at_level(logging.INFO, logger="actor.status"):
+        log = StatusLine(every_s=0.0, log_every_s=3600, stream=io.StringIO(), tty=False)
+        log(s)
+        log(s)  # within log_every_s: not repeated
+    assert len([r for r in caplog.records if "ep 3" in r.getMessage()]) == 1
