@@ -220,13 +220,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from actor.run import run_path
     from actor.status import StatusLine
     from lastr1.cli import load_config
 
     cfg = load_config(args)
     conditions = args.conditions.split(",") if args.conditions else list(cfg.task.eval_conditions)
-    out = Path(args.out) if args.out else run_path(cfg, cfg.actor.eval_dir) / time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else cfg.path(cfg.actor.eval_dir) / time.strftime("%Y%m%d-%H%M%S")
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *a: stop.set())
     status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)

@@ -101,12 +101,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from actor.run import run_path
     from actor.status import StatusLine
     from lastr1.cli import load_config
 
     cfg = load_config(args)
-    out = Path(args.out) if args.out else run_path(cfg, cfg.learner.demo_dir)
+    out = Path(args.out) if args.out else cfg.path(cfg.learner.demo_dir)
     if not args.export_only:
         stop = threading.Event()
         old = signal.signal(signal.SIGINT, lambda *a: stop.set())

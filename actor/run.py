@@ -21,21 +21,13 @@ from actor.runtime import ActorError, EpisodeSummary, Runtime
 log = logging.getLogger(__name__)
 
 
-def run_path(cfg, p: str | Path) -> Path:
-    """A config path: absolute, or relative to the working directory if it exists there, else to run_dir."""
-    p = Path(p).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return Path(cfg.run_dir) / p
-
-
 def build_policy(cfg):
     """The policy of `policy.checkpoint`, or — with a loud warning — a fresh one from the config."""
     from policy import Policy
 
     n = cfg.task.n_arms
     if cfg.policy.checkpoint:
-        path = run_path(cfg, cfg.policy.checkpoint)
+        path = cfg.path(cfg.policy.checkpoint)
         policy = Policy.load(path, device=cfg.policy.device)
         log.info("policy: %s (version %d)", path, policy.version)
     else:
@@ -69,7 +61,7 @@ def make_link(cfg):
     from transport.actor_link import ActorLink
 
     t = cfg.transport
-    return ActorLink(t, cfg.actor.actor_id, spool_dir=run_path(cfg, t.spool_dir), keys_dir=run_path(cfg, t.keys_dir))
+    return ActorLink(t, cfg.actor.actor_id, spool_dir=cfg.path(t.spool_dir), keys_dir=cfg.path(t.keys_dir))
 
 
 @dataclass

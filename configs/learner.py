@@ -26,6 +26,6 @@ class LearnerConfig:
     demo_capacity: int = 50_000
     rollout_capacity: int = 200_000
     seed: int = 0
-    # Demonstrations (`lastr1 record` writes them, the demo buffer reads them); relative to run_dir. The same
-    # folder as policy.warmup.dataset by default, so the warm-up and the learner see the same demos.
+    # Demonstrations: `lastr1 record` writes them; `lastr1 latents`, `lastr1 warmup` and the demo buffer read
+    # them. Relative to run_dir.
     demo_dir: str = "demos"

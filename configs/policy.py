@@ -73,7 +73,6 @@ class WarmupConfig:
     over-fit them, so we adapt low-rank instead (as the paper itself does for the real-world RL stage)."""
 
     # Relative paths are relative to the run's run_dir.
-    dataset: str = "demos"
     out: str = "checkpoints/warmup"
     steps: int = 1000  # appendix D.2: real-world models fine-tuned 1K iterations on 30 demos
     batch_size: int = 8

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lastr1.cli import add_config_argument
 
     add_config_argument(parser)
-    parser.add_argument("--dataset", help="episode folder (default: <run_dir>/<policy.warmup.dataset>)")
+    parser.add_argument("--dataset", help="episode folder (default: <run_dir>/<learner.demo_dir>)")
     parser.add_argument("--out", help="checkpoint folder to write (default: <run_dir>/<policy.warmup.out>)")
     parser.add_argument("--no-latent-loss", action="store_true",
                         help="train without `lastr1 latents` targets (latent slots fed zeros, no cosine loss)")
@@ -139,7 +139,7 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
 
     wc = cfg.policy.warmup
     run_dir = Path(cfg.run_dir)
-    dataset = Path(dataset) if dataset else run_dir / wc.dataset
+    dataset = Path(dataset) if dataset else cfg.path(cfg.learner.demo_dir)
     out = Path(out) if out else run_dir / wc.out
     use_latents = not (wc.no_latent_loss if no_latent_loss is None else no_latent_loss)
     episodes = load_dataset(dataset)
