@@ -41,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Stage:
     """One `lastr1 …` child process with its output in the run folder's logs/."""
 
-    def __init__(self, run_dir: Path, config: Path, name: str, argv: list[str]):
+    def __init__(self, run_dir: Path, config: Path | None, name: str, argv: list[str]):
         self.name = name
-        self.cmd = [sys.executable, "-m", "lastr1.cli", argv[0], "--config", str(config), *argv[1:]]
+        with_config = ["--config", str(config)] if config is not None else []
+        self.cmd = [sys.executable, "-m", "lastr1.cli", argv[0], *with_config, *argv[1:]]
         self.log = run_dir / "logs" / f"{name}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
@@ -114,7 +115,8 @@ def run(args) -> int:
     def stage(name, *argv):
         return Stage(run_dir, config, name, list(argv))
 
-    stage("keys", "keys", "--dir", str(run_dir / cfg.transport.keys_dir), "--actors", cfg.actor.actor_id).run()
+    Stage(run_dir, None, "keys", ["keys", "--dir", str(cfg.path(cfg.transport.keys_dir)),
+                                  "--actors", cfg.actor.actor_id]).run()
     stage("record", "record", "--episodes", str(demos)).run()
     stage("latents", "latents").run()
     stage("warmup", "warmup").run()

@@ -190,7 +190,7 @@ class Learner:
         for s in self.link.stats():
             step = self.trainer.counters.received
             for k, v in s.all_values().items():
-                self.writer.add_scalar(f"actor/{s.actor_id}/{k}", v, step)
+                self.writer.add_scalar(f"actor/{s.sender or 'unknown'}/{k}", v, step)
 
     def save(self) -> None:
         self.trainer.counters.version = self.version

@@ -85,6 +85,21 @@ def test_two_actors_both_land_and_learning_waits_for_threshold(cfg):
         assert b["latent_len"].tolist() == [4] * 6
         assert learner.trainer.counters.episodes == 2 and learner.trainer.counters.successes == 2
         assert all(l.wait_acked(5.0) for l in links)
+        # actors' stats reach the learner's TensorBoard under their sender's name
+        from transport.messages import Stats
+
+        links[1].send_stats(Stats(episode_return=9.5, intervention_rate=0.25))
+        t0 = time.monotonic()
+        while not (learner.paths.tensorboard.is_dir() and any(learner.paths.tensorboard.iterdir())) \
+                and time.monotonic() - t0 < 10:
+            learner._actor_stats()
+            time.sleep(0.05)
+        learner.writer.flush()
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        ea = EventAccumulator(str(learner.paths.tensorboard))
+        ea.Reload()
+        assert ea.Scalars("actor/actor1/episode_return")[-1].value == 9.5
         # start_after = 6 and the interventions make a demo stream: learning may start
         assert learner.trainer.ready()
     finally:

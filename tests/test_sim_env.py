@@ -202,7 +202,31 @@ def test_two_arms_lift_the_bar_together():
         env.reset(seed=0)
         # The loop is paced in wall time and the sim slows under load, so allow more steps than the ~60 a
         # quiet machine needs: the point is that the two arms succeed together, not how fast.
-        keys, steps = run_expert(env, max_steps=400)
+        trace = []
+        t_start = time.monotonic()
+        for k in range(400):
+            t0 = time.monotonic()
+            a = env.expert_action()
+            st = env.arm.state()
+            sc = env.sim.scene()
+            held = [env.sim.task._held(sc, st, i) for i in range(2)]
+            info = env.act(a)
+            trace.append((k, round(t0 - t_start, 2), np.round(sc["objects"]["bar"][:3], 4).tolist(),
+                          [np.round(s.position, 4).tolist() for s in st], [round(s.gripper_width, 4) for s in st],
+                          held, np.round(a, 2).tolist(), info.held, info.reasons, info.faults))
+            keys = env.keys.poll()
+            if keys:
+                break
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+        steps = k + 1
+        if keys != [Key.SUCCESS]:
+            import sys
+            with open("/tmp/twoarms_trace.txt", "w") as f:
+                for row in trace:
+                    print(row, file=f)
+                import os, threading
+                print("threads", [t.name for t in threading.enumerate()], file=f)
+                print("env", {k: v for k, v in os.environ.items() if "THREAD" in k or "MUJOCO" in k or "OMP" in k}, file=f)
         assert keys == [Key.SUCCESS], f"no success in {steps} steps"
         bar = env.sim.scene(max_age_s=0)["objects"]["bar"]
         assert bar[2] > 0.025 + cfg.robot.sim.lift_height_m
