@@ -40,7 +40,7 @@ import numpy as np
 
 from actor.timing import RateKeeper, Window
 from lastr1.errors import Lastr1Error
-from robot.errors import StaleFrameError
+from robot.errors import ArmFault, StaleFrameError
 from robot.keys import Key
 
 log = logging.getLogger(__name__)
@@ -261,6 +261,25 @@ class Runtime:
         else:
             yield self
 
+    RESET_TRIES = 3
+
+    def _reset(self, seed, condition: str, stop: threading.Event):
+        """Home and a new scene. A refused or unfinished home motion (a reflex, a blocked path, a slow
+        simulation) is recovered and tried again before the actor gives up with the arm's own error."""
+        for attempt in range(1, self.RESET_TRIES + 1):
+            try:
+                with self._env_lock:
+                    return self.env.reset(seed=seed, condition=condition)
+            except ArmFault as e:
+                if attempt == self.RESET_TRIES or stop.is_set():
+                    raise
+                log.warning("reset failed (try %d of %d): %s; recovering and trying again",
+                            attempt, self.RESET_TRIES, str(e).splitlines()[0])
+                with self._env_lock:
+                    self.env.arm.stop()
+                    self.env.arm.recover()
+        return None
+
     def run_episode(self, seed: int | None, stop: threading.Event, budget: int | None = None,
                     condition: str = "") -> EpisodeSummary | None:
         """One episode from reset to its end; None if stopped before it began."""
@@ -276,8 +295,9 @@ class Runtime:
             self.paused = False
             env.resume()
         self._status = "resetting"
-        with self._env_lock:
-            obs = env.reset(seed=seed, condition=condition)
+        obs = self._reset(seed, condition, stop)
+        if obs is None:
+            return None
         if self.confirm_reset:
             if not self._await_reset_key(stop, condition):
                 return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 
 @dataclass
@@ -168,5 +168,4 @@ class RobotConfig:
     # Gripper: close when the command rises above close_at, open when it falls below open_at (hysteresis).
     gripper_close_at: float = 0.5
     gripper_open_at: float = -0.5
-    key_input: Optional[str] = None
     keys: KeysConfig = field(default_factory=KeysConfig)

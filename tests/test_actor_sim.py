@@ -363,3 +363,25 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
         if env.safety.estopped:
             env.safety.reset_estop()
         env.resume()
+
+
+def test_reset_recovers_from_a_reflex_during_the_home_motion(world, caplog):
+    """A reflex that aborts the home motion (injected in the sim while the arm travels home) is recovered and
+    the reset tried again: the actor does not stop over it."""
+    from actor.runtime import Runtime
+
+    cfg, env, policy = world
+    rt = Runtime(cfg, env, mode="record", expert=env.expert_action)
+    env.reset(seed=1)
+    s = env.arm.state()[0]
+    env.arm.move_to(s.position[None] + [[0.0, 0.12, 0.1]], s.quaternion[None], np.array([0.0]))
+    assert env.arm.join(timeout=10)
+    timer = threading.Timer(0.25, lambda: env.sim.host.fault("reflex", arm=0))
+    timer.start()
+    with caplog.at_level("WARNING", logger="actor.runtime"):
+        obs = rt._reset(seed=2, condition="", stop=threading.Event())
+    timer.join()
+    assert obs is not None and not env.arm_has_errors()
+    assert any("reset failed (try 1 of 3)" in r.getMessage() for r in caplog.records)
+    home, _ = env.arm.arms[0].home_pose() if hasattr(env.arm, "arms") else env.arm.home_pose()
+    assert np.linalg.norm(env.arm.state()[0].position - home) < 0.05
