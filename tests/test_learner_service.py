@@ -1,10 +1,8 @@
 """The learner process over real loopback links: actors' transitions land exactly once, across a restart."""
 
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,18 +14,11 @@ from learner.trainer import LearnerError
 from transport.actor_link import ActorLink
 from transport.messages import Transition
 
-sys.path.insert(0, str(Path(__file__).parent))
-from policy_helpers import tiny_cfg  # noqa: E402
+from policy_helpers import tiny_cfg
 
 IMG = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def free_port() -> int:

@@ -11,15 +11,6 @@ import torch
 
 from policy_helpers import INSTRUCTION, batch_from, frames, perturb_trainables, tiny_policy
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """CI shares 2 cores between test processes; torch's intra-op threads then only contend (10× slower)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

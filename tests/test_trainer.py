@@ -1,7 +1,5 @@
 """The learner's update (appendix D.4) on the tiny policy and small on-disk buffers."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,19 +10,11 @@ from learner.losses import critic_loss, td_target
 from learner.replay import ReplayBuffer
 from learner.trainer import Trainer
 
-sys.path.insert(0, str(Path(__file__).parent))
-from policy_helpers import perturb_trainables, tiny_cfg  # noqa: E402
+from policy_helpers import perturb_trainables, tiny_cfg
 
 IMG = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 cores shared between processes: torch's intra-op threads would only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_cfg(**learner):
