@@ -110,6 +110,7 @@ class Learner:
         self._last_status = 0.0
         self._rates = {"t": time.monotonic(), "updates": 0}
         self.per_actor: dict[str, int] = {}
+        self._recent: dict[str, list[bool]] = {}
         self.last_stats: dict = {}
 
     # -- wiring ------------------------------------------------------------------------------------------
@@ -147,10 +148,23 @@ class Learner:
             c.interventions += int(t.intervention)
             if t.terminated or t.truncated:
                 c.episodes += 1
-                c.successes += int(t.terminated and t.reward > 0)
+                success = bool(t.terminated and t.reward > 0)
+                c.successes += int(success)
+                self._episode_curves(t.actor_id, t.step + 1, success)
         self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state()})
         self.link.ack(ts)
         return len(ts)
+
+    def _episode_curves(self, actor_id: str, length: int, success: bool) -> None:
+        """Per finished episode: its length, and success / intervention rates over the last 20 episodes."""
+        recent = self._recent.setdefault(actor_id, [])
+        recent.append(success)
+        del recent[:-20]
+        c, w = self.trainer.counters, self.writer
+        w.add_scalar("episodes/length", length, c.episodes)
+        w.add_scalar("episodes/success", float(success), c.episodes)
+        w.add_scalar(f"episodes/success_rate_last20/{actor_id}", sum(recent) / len(recent), c.episodes)
+        w.add_scalar("episodes/intervention_rate", c.interventions / max(c.received, 1), c.episodes)
 
     def publish(self) -> int:
         from transport.messages import Weights
@@ -186,11 +200,14 @@ class Learner:
         self._actor_stats()
         return stats
 
-    def _actor_stats(self) -> None:
-        for s in self.link.stats():
+    def _actor_stats(self) -> int:
+        """Log the stats the actors sent since the last call; returns how many."""
+        got = self.link.stats()
+        for s in got:
             step = self.trainer.counters.received
             for k, v in s.all_values().items():
                 self.writer.add_scalar(f"actor/{s.sender or 'unknown'}/{k}", v, step)
+        return len(got)
 
     def save(self) -> None:
         self.trainer.counters.version = self.version
