@@ -282,6 +282,12 @@ BAR_HALF = (0.015, 0.24, 0.025)  # 3 cm wide (fits the hand), 48 cm long, 5 cm t
 BAR_GRIP_BELOW_TOP = 0.015  # fingertip pads (±8.5 mm about the TCP) stay clear of the table
 BAR_MASS = 0.4
 BAR_GRIP = 0.17  # grasp points at ±17 cm from the centre along the bar
+# The last few cm above the grasp height at a crawl. At full steps (2 cm) the arm arrives fast, lags its targets
+# and keeps going: when the sim runs near real time and the 10-Hz loop is late (two sim hosts on 2 cores), it
+# overshot the grasp height (3.5 cm above the table) into the table at 200-300 N, and the force limit then held
+# both arms for good. 5 mm per step bounds that overshoot to millimetres at any sim speed or loop jitter.
+BAR_APPROACH_SLOW = 0.03
+BAR_APPROACH_STEP = 0.005
 
 
 class LiftBar(SimTask):
@@ -361,7 +367,8 @@ class LiftBar(SimTask):
                 z = max(min(tcp[2], above[2]), gp[2] + 0.04) if xy_err < 0.03 else above[2]
                 out.append(ExpertTarget(self.base(i, [gp[0], gp[1], z]), down, -1.0))
             elif tcp[2] - gp[2] > 0.006:
-                out.append(ExpertTarget(self.base(i, gp), down, -1.0))
+                z = max(gp[2], min(tcp[2] - BAR_APPROACH_STEP, gp[2] + BAR_APPROACH_SLOW))
+                out.append(ExpertTarget(self.base(i, [gp[0], gp[1], z]), down, -1.0))
             else:
                 out.append(ExpertTarget(self.base(i, gp), down, 1.0))
         return out
