@@ -122,6 +122,23 @@ def test_lift_bar_expert_and_success():
     assert abs(a[2]) < 0.05 and a[6] == 1.0 and a[9] < 0  # arm0 waits, gripping; arm1 comes down
 
 
+def test_lift_bar_expert_creeps_the_last_centimetres_to_the_grasp():
+    # A full 2-cm step this close to the table let a fast sim carry the arm into it (robot/sim/tasks.py).
+    cfg = configs.load("sim_lift_bar")
+    task = LiftBar(cfg.robot.sim)
+    expert = ScriptedExpert(task, Safety(cfg.robot.safety, n_arms=2))
+    scene = {"objects": {"bar": [0.45, 0.0, BAR_HALF[2], *quat_from_rpy(0, 0, 0)]}, "params": {}}
+    grips = [task.base(i, g) for i, g in enumerate(task.grip_points(scene))]
+    down = quat_from_rpy(math.pi, 0, math.pi / 2)
+    step = cfg.robot.safety.max_translation_m
+    for above, want in ((0.15, -1.0), (0.035, -0.25), (0.012, -0.25), (0.008, -0.25)):
+        a = expert.action(scene, [state(g + [0, 0, above], width=0.08, q=down) for g in grips])
+        assert a[2] == pytest.approx(want, abs=0.02) and a[9] == pytest.approx(want, abs=0.02), (above, a[2], a[9])
+        assert a[6] == a[13] == -1.0  # still open on the way down
+    a = expert.action(scene, [state(g + [0, 0, 0.004], width=0.08, q=down) for g in grips])
+    assert a[6] == a[13] == 1.0 and abs(a[2]) <= 0.004 / step + 1e-6  # at the grasp height: close
+
+
 def test_unknown_task_is_a_clear_error(cfg):
     with pytest.raises(RobotError, match="sim_insert_hex"):
         make_task("sim_fold_laundry", cfg.robot.sim)
