@@ -156,16 +156,13 @@ def run(args) -> int:
                      ("evaluations (JSON, CSV, PNG, MP4)", run_dir / "eval"),
                      ("TensorBoard", run_dir / "tensorboard"), ("logs", run_dir / "logs")]:
         print(f"  {label:<36} {p}")
-    print("\n" + "  ".join(f"{k}: {v}" for k, v in summary.items() if k.endswith("success")))
+    print("\n" + "  ".join(f"{k}: {v:.0f} %" for k, v in summary.items()
+                            if k.endswith("success") and v is not None))
     return 0
 
 
 def _success(results: dict) -> float | None:
-    """The overall success rate from `lastr1 eval`'s results.json."""
-    for key in ("success_rate", "mean"):
-        if isinstance(results.get(key), (int, float)):
-            return float(results[key])
-    overall = results.get("overall") or {}
-    if isinstance(overall, dict) and isinstance(overall.get("mean"), (int, float)):
-        return float(overall["mean"])
-    return None
+    """The average success rate (%) over the evaluated conditions, from `lastr1 eval`'s results.json."""
+    avg = (results.get("success_rate_pct") or {}).get("average") or {}
+    mean = avg.get("mean")
+    return float(mean) if isinstance(mean, (int, float)) else None
