@@ -10,6 +10,7 @@ pytest.importorskip("franky_sim")
 pytest.importorskip("mujoco")
 
 
+@pytest.mark.timeout(900)
 def test_demo_runs_every_stage_and_says_where_its_files_are(tmp_path):
     run = tmp_path / "demo"
     out = subprocess.run(
