@@ -86,7 +86,12 @@ class Stage:
     def run(self) -> int:
         t0 = time.monotonic()
         print(f"  {self.name:<10} ", end="", flush=True)
-        rc = self.start().wait()
+        self.start()
+        try:
+            rc = self.wait()
+        except BaseException:
+            self.stop(timeout=10)  # interrupted or failed: never leave a stage (and its simulator) behind
+            raise
         print(f"done in {time.monotonic() - t0:5.1f} s   (log: {self.log})")
         return rc
 
@@ -96,6 +101,11 @@ def run(args) -> int:
     from lastr1.cli import load_config
 
     cfg = load_config(args)
+
+    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C, so every running stage is stopped
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     if (run_dir / "learner").exists():
         raise DemoError(f"{run_dir} already holds a run", hint="pass a new --run-dir")
