@@ -285,7 +285,8 @@ BAR_GRIP = 0.17  # grasp points at ±17 cm from the centre along the bar
 # The last few cm above the grasp height at a crawl. At full steps (2 cm) the arm arrives fast, lags its targets
 # and keeps going: when the sim runs near real time and the 10-Hz loop is late (two sim hosts on 2 cores), it
 # overshot the grasp height (3.5 cm above the table) into the table at 200-300 N, and the force limit then held
-# both arms for good. 5 mm per step bounds that overshoot to millimetres at any sim speed or loop jitter.
+# both arms for good. The crawl removes the overshoot at the grasp; an arm still fast when it enters the 3-cm
+# zone on a starved machine can still carry through it (seen once in three full-suite runs).
 BAR_APPROACH_SLOW = 0.03
 BAR_APPROACH_STEP = 0.005
 
