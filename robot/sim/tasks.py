@@ -286,7 +286,7 @@ BAR_GRIP = 0.17  # grasp points at ±17 cm from the centre along the bar
 # and keeps going: when the sim runs near real time and the 10-Hz loop is late (two sim hosts on 2 cores), it
 # overshot the grasp height (3.5 cm above the table) into the table at 200-300 N, and the force limit then held
 # both arms for good. The crawl removes the overshoot at the grasp; an arm still fast when it enters the 3-cm
-# zone on a starved machine can still carry through it (seen once in three full-suite runs).
+# zone on a starved machine can still carry through it (2 of 3 full-suite runs still failed that way).
 BAR_APPROACH_SLOW = 0.03
 BAR_APPROACH_STEP = 0.005
 
