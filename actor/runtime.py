@@ -11,7 +11,8 @@ One tick (the env is `robot.env.RobotEnv`, the same for the real and the simulat
 Keys pressed after a tick's action are the outcome of that action: success/failure mark the step before
 them, so the reward and `terminated` land on the step that finished the task. Every step is handed to the
 sink one step late (after the next action went out), once s′ and whether the episode ended are known. A
-step the safety layer held is no step: nothing moved, so the previous step's s′ is simply the next view.
+step the safety layer held is no step: nothing moved, so the previous step's s′ is simply the next view; it
+still counts toward the time limit, which is measured in control periods.
 
 Episodes end by the success key (terminated, `task.success_reward`), the failure key (terminated: the
 operator judged the attempt over, nothing further is earned in it), the time limit (`truncated`: the state
@@ -322,6 +323,8 @@ class Runtime:
         outcome = None
         gripper = None  # the last executed gripper command per arm (a person's "unchanged" 0 means this)
         human_before = False
+        ticks = 0  # control periods not paused by the operator: the time limit counts these, so an arm the
+        # safety layer keeps holding (jammed against a surface, stale cameras) still ends its episode
         self.rate.restart()
         while True:
             if self.reloader is not None:
@@ -340,7 +343,7 @@ class Runtime:
                 outcome = "estop"
             elif stop.is_set():
                 outcome = "stopped"
-            elif step >= self.max_steps or (budget is not None and step >= budget):
+            elif ticks >= self.max_steps or (budget is not None and step >= budget):
                 outcome = "time_limit"
             if outcome is not None:
                 break
@@ -348,6 +351,7 @@ class Runtime:
                 self._status = "paused"
                 self._emit(ep, step)
                 continue
+            ticks += 1
             if self._status == "paused":
                 self._status = "running"
                 if self.agent is not None:
