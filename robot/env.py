@@ -244,6 +244,15 @@ def make_env(cfg) -> RobotEnv:
     return _make_real_env(cfg)
 
 
+def close_quietly(parts: list) -> None:
+    """Close what a failed start-up had opened, newest first; the start-up's own error is the one to show."""
+    for part in reversed(parts):
+        try:
+            part.close()
+        except Exception:
+            pass
+
+
 def make_arm(cfg):
     """The task's arm(s) on franky, not yet connected: one FrankyArm, or a MultiArm of `task.n_arms`."""
     from robot.franky_arm import FrankyArm, MultiArm
@@ -258,10 +267,11 @@ def make_arm(cfg):
 
 
 def _make_real_env(cfg) -> RobotEnv:
-    r = cfg.robot
+    n, r = cfg.task.n_arms, cfg.robot
     opened: list = []
     try:
         arm = make_arm(cfg)
+        arms = list(getattr(arm, "arms", [arm]))
         arm.connect()
         opened.append(arm)
         RealSenseCamera = _device_class("robot.realsense", "RealSenseCamera", "RealSense cameras")
@@ -282,11 +292,7 @@ def _make_real_env(cfg) -> RobotEnv:
         keys = TerminalKeys(r.keys)
         opened.append(keys)
     except BaseException:
-        for part in reversed(opened):
-            try:
-                part.close()
-            except Exception:
-                pass
+        close_quietly(opened)
         raise
     return RobotEnv(cfg, arm, arms, cameras, teleop, keys, make_safety(cfg, n))
 

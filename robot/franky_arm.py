@@ -320,7 +320,6 @@ class FrankyArm(Arm):
         return self._hand_want
 
     def _hand_loop(self) -> None:
-        f = self._franky
         while True:
             with self._hand_cv:
                 while not self._closing and self._hand_want == self._hand_have:

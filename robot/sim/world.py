@@ -105,7 +105,7 @@ class SimWorld:
 
 
 def make_sim_env(cfg):
-    from robot.env import RobotEnv, make_safety
+    from robot.env import RobotEnv, close_quietly, make_safety
     from robot.franky_arm import FrankyArm, MultiArm
 
     n = cfg.task.n_arms
@@ -147,10 +147,6 @@ def make_sim_env(cfg):
         world.env = env
         return env
     except BaseException:
-        for part in reversed(opened):
-            try:
-                part.close()
-            except Exception:
-                pass
+        close_quietly(opened)
         host.close()
         raise
