@@ -161,7 +161,9 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     versions = [t.policy_version for t in got]
     assert versions == sorted(versions) and versions[0] == 0
     assert [v for v, _ in published] == [1, 2] and max(versions) == 2 == policy.version
-    assert res.versions_applied == 2
+    # A version staged but not yet applied is replaced by a newer one (the loop only needs the newest), so
+    # under load v1 may be skipped; every version the transitions show was applied exactly once.
+    assert res.versions_applied == len(set(versions) - {0}) >= 1
     # Stats reached the learner: episode return, intervention rate, loop rate, policy latency.
     full = [s for s in stats if s.episode_return is not None]
     assert full and full[-1].loop_hz > 0 and full[-1].policy_latency_ms > 0
