@@ -111,6 +111,10 @@ class PolicyConfig:
     # Latent CoT: groups of G latents closed by <latent_end>, up to L_max.
     latent_group: int = 2
     latent_max: int = 8
+    # "adaptive": the exit after any group of G (paper §2.4); "fixed": always L_max latents (the paper's
+    # fixed-length baseline, Fig. 4b: set latent_max to the length); "off": no latent reasoning, the acting
+    # tower reads the prompt alone (the Action-Only baseline of Fig. 3). Checkpoints keep the mode.
+    latent_mode: Literal["adaptive", "fixed", "off"] = "adaptive"
     exit_threshold: float = 0.99
     exit_temperature: float = 1.6
     # "expert": separate acting stack (LaST0's Mixture-of-Transformers); "shared": one backbone.

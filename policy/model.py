@@ -389,6 +389,12 @@ class Policy(nn.Module):
             h, kv = towers.run_stack(hf_compat.layers(lm), hf_compat.final_norm(lm), pb.embeds, cos, sin,
                                      towers.causal_mask(pb.valid), None, pb.deepstack, pb.visual_mask)
             n_prompt = pb.embeds.shape[1]
+            if self.cfg.latent_mode == "off":  # Action-Only: the acting tower reads the prompt's cache alone
+                return Prefix(kv=kv, act_pos=int(pb.next_pos[0]) + self.n_slots,
+                              latents=h.new_zeros(0, self.d, dtype=torch.float32), latent_len=0,
+                              exit_logits=h.new_zeros(0, dtype=torch.float32), exit_logprob=0.0,
+                              value=float(self.value_head(h[0, -1].float())), version=self.version)
+            fixed = self.cfg.latent_mode == "fixed"
             last, pos = h[:, -1:], int(pb.next_pos[0])
             latents, exits, ends = [], [], []
             le = self.latent_end.to(self.dtype).view(1, 1, -1)
@@ -401,10 +407,13 @@ class Policy(nn.Module):
                 last, kv = self._step(le, pos, kv)
                 pos += 1
                 ends.append(last[0, 0].float())
-                if not explore and torch.sigmoid(exits[-1]) >= self.cfg.exit_threshold:
+                if not (explore or fixed) and torch.sigmoid(exits[-1]) >= self.cfg.exit_threshold:
                     break
             e = torch.stack(exits)
-            g, exit_logprob = choose_exit(e, explore, self.cfg.exit_threshold, self.cfg.exit_temperature)
+            if fixed:
+                g, exit_logprob = self.n_groups - 1, 0.0
+            else:
+                g, exit_logprob = choose_exit(e, explore, self.cfg.exit_threshold, self.cfg.exit_temperature)
             length = (g + 1) * self.G
             return Prefix(
                 kv=towers.slice_kv(kv, n_prompt + (g + 1) * (self.G + 1)),
@@ -465,6 +474,11 @@ class Policy(nn.Module):
         b = len(batch.instructions)
         pb = self._prompt_batch(self._frames(batch.slow_images, self.cfg.slow_cameras, b), batch.instructions)
         lens = torch.as_tensor(np.asarray(batch.latent_len), dtype=torch.long, device=self.device).view(b)
+        mode = self.cfg.latent_mode
+        if mode == "fixed":
+            lens = torch.full_like(lens, self.L_max)
+        elif mode == "off":  # the slots are computed but masked from the acting tower: lengths do not matter
+            lens = torch.full_like(lens, self.G)
         if ((lens % self.G != 0) | (lens < self.G) | (lens > self.L_max)).any():
             raise PolicyError(f"latent_len {lens.tolist()} must be in {list(range(self.G, self.L_max + 1, self.G))}")
         z = torch.as_tensor(batch.latents, device=self.device).float()
@@ -483,6 +497,8 @@ class Policy(nn.Module):
         valid_r = torch.cat([pb.valid, torch.ones(b, self.n_slots, dtype=torch.bool, device=self.device)], 1)
         vis_r = torch.cat([pb.visual_mask, torch.zeros_like(valid_r[:, n_p:])], 1)
         active = ar[None] < ((groups + 1) * (self.G + 1))[:, None]  # slots up to the chosen <latent_end>
+        if mode == "off":
+            active = torch.zeros_like(active)
         prefix_valid = torch.cat([pb.valid, active], 1)
 
         fast = self._frames(batch.fast_images, self.cfg.fast_cameras, b)
@@ -495,6 +511,8 @@ class Policy(nn.Module):
         pred = h_r[:, n_p - 1 + torch.tensor(slot_latent, device=self.device)]
         exit_logits = self.exit_head(h_r[:, n_p + torch.tensor(slot_end, device=self.device) - 1])[..., 0]
         chosen_end = n_p + groups * (self.G + 1) + self.G
+        if mode == "off":  # as at inference: the value reads the prompt's last token
+            chosen_end = torch.full_like(chosen_end, n_p - 1)
         value = self.value_head(h_r[torch.arange(b, device=self.device), chosen_end])
         return TrainOut(logits, feature, exit_logits, pred, value)
 

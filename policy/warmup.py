@@ -142,6 +142,7 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     dataset = Path(dataset) if dataset else cfg.path(cfg.learner.demo_dir)
     out = Path(out) if out else run_dir / wc.out
     use_latents = not (wc.no_latent_loss if no_latent_loss is None else no_latent_loss)
+    use_latents = use_latents and cfg.policy.latent_mode != "off"  # Action-Only: nothing to predict
     episodes = load_dataset(dataset)
     n_arms = cfg.task.n_arms
     proprio_dim = int(episodes[0].proprio.shape[1])
@@ -152,7 +153,10 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
                                        np.concatenate([e.proprio for e in episodes])))
     if wc.latent_len and (wc.latent_len % policy.G or not policy.G <= wc.latent_len <= policy.L_max):
         raise PolicyError(f"policy.warmup.latent_len {wc.latent_len} is not a candidate length (or 0 to sample)")
-    data = DemoSet(episodes, policy, wc.latent_len, use_latents, cfg.task.instruction)
+    mode = cfg.policy.latent_mode
+    latent_len = policy.L_max if mode == "fixed" else wc.latent_len
+    w_exit = 0.0 if mode != "adaptive" else wc.w_exit  # no exit to learn when the length is set or zero
+    data = DemoSet(episodes, policy, latent_len, use_latents, cfg.task.instruction)
     groups = policy.parameter_groups()
     params = groups["lora"] + groups["new"]
     opt = torch.optim.AdamW(params, lr=wc.lr, weight_decay=wc.weight_decay)
@@ -161,8 +165,8 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out.with_name(out.name + ".tb")))
     rng = np.random.default_rng(wc.seed)
-    log.info("warm-up on %d steps of %d episodes from %s (latent loss %s)", len(data), len(episodes), dataset,
-             "on" if use_latents else "off")
+    log.info("warm-up on %d steps of %d episodes from %s (latent reasoning %s, latent loss %s)", len(data),
+             len(episodes), dataset, mode, "on" if use_latents else "off")
     policy.train()
     t0 = time.time()
     bar = tqdm(range(wc.steps), desc="warm-up", disable=not progress, dynamic_ncols=True)
@@ -171,7 +175,7 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
         for _ in range(wc.grad_accum):
             batch, tokens, z, lens = data.batch(rng.integers(0, len(data), wc.batch_size), rng)
             terms = losses(policy, policy.forward_train(batch), tokens, z, lens, use_latents)
-            loss = wc.w_action * terms["action"] + wc.w_exit * terms["exit"] + wc.w_latent * terms["latent"]
+            loss = wc.w_action * terms["action"] + w_exit * terms["exit"] + wc.w_latent * terms["latent"]
             if not torch.isfinite(loss):
                 raise PolicyError(f"warm-up loss became {float(loss)} at step {step}",
                                   hint="lower policy.warmup.lr")

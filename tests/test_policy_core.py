@@ -200,3 +200,28 @@ def test_bad_inputs_are_named():
         p.act(pre, {"wrist": o["wrist"].astype(np.float32)}, o["proprio"])
     with pytest.raises(PolicyError, match="latent_len"):
         p.forward_train(batch_from([o], torch.zeros(1, 8, p.d), [3]))
+
+
+@pytest.mark.parametrize("mode", ["fixed", "off"])
+def test_ablation_modes_fast_path_matches_joint_pass(mode):
+    """The paper's baselines (Fig. 3/4): a fixed latent length and Action-Only. The cached fast path still
+    equals the training pass, and what the acting tower can see is what the mode says."""
+    p = tiny_policy(latent_mode=mode)
+    perturb_trainables(p)
+    torch.manual_seed(0)
+    o = frames(7)
+    for explore in (False, True):
+        pre = p.reason({"front": o["front"]}, INSTRUCTION, explore=explore)
+        assert pre.latent_len == (p.L_max if mode == "fixed" else 0)
+    out = p.act(pre, {"wrist": o["wrist"]}, o["proprio"])
+    z = padded_latents(p, [pre]) if mode == "fixed" else torch.zeros(1, p.L_max, p.d)
+    with torch.no_grad():
+        tr = p.forward_train(batch_from([o], z, [pre.latent_len]))
+        other = p.forward_train(batch_from([o], torch.randn(1, p.L_max, p.d) * 5, [p.G]))
+    assert torch.equal(tr.action_logits[0].argmax(-1).view(p.H, p.D), torch.from_numpy(out.tokens))
+    torch.testing.assert_close(tr.feature[0], out.feature, atol=1e-5, rtol=1e-4)
+    assert abs(float(tr.value[0]) - pre.value) < 1e-5
+    if mode == "off":  # the acting block never sees the latent slots, whatever they hold
+        torch.testing.assert_close(other.action_logits, tr.action_logits)
+    else:  # the given length is overridden by L_max, and the latents matter
+        assert not torch.allclose(other.action_logits, tr.action_logits, atol=1e-4)

@@ -1,0 +1,256 @@
+"""Does the loop learn? The whole study of issue 8 on the simulated robot, on this machine's CPU.
+
+Per seed: scripted demonstrations (≤ 10) and their DINOv3 latent targets, shared by the variants. Per variant
+(adaptive latent CoT, fixed latent length, Action-Only — the paper's Fig. 3/4 baselines) and seed: warm-up,
+evaluation on held-out seeds, then the asynchronous actor–learner loop with the scripted operator intervening,
+paused every `--eval-every` minutes for an evaluation of the learner's newest checkpoint (the learner saves
+on SIGTERM and resumes with its replay buffers; the clock counts loop time only, evaluations excluded).
+
+Every stage is the `lastr1 …` command a lab runs, as its own process, with its log under the run folder.
+A (variant, seed) already finished in `--out` is read back, not re-run: the study can be run piecewise.
+
+    python benchmarks/learning.py                       # 3 variants × 3 seeds × 30 min, 20 held-out rollouts
+    python benchmarks/learning.py --quick               # 3 variants × 1 seed × 6 min, 10 rollouts
+    python benchmarks/learning.py --config learning_lift_bar --variants adaptive --seeds 0
+
+Prints one JSON line (the adaptive policy's means over seeds at the top; every variant and seed below) and
+writes `<out>/learning.json` and a PNG of held-out success against loop minutes per variant (`--figure`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lastr1.demo import DemoError, Stage, _success  # noqa: E402
+
+# What each variant changes; everything else comes from the config.
+VARIANTS = {
+    # the paper's policy: warm-up on lengths drawn from {2, 4, 6, 8} (so the exit head learns a choice),
+    # adaptive exit at inference, the exit sampled in rollouts
+    "adaptive": ["--policy.latent_mode", "adaptive", "--policy.warmup.latent_len", "0"],
+    # Fig. 4(b): always L_max = 8 latents
+    "fixed": ["--policy.latent_mode", "fixed"],
+    # Fig. 3: no latent reasoning, the acting tower reads the prompt alone
+    "off": ["--policy.latent_mode", "off"],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="learning", help="config name or YAML (configs/learning.yaml)")
+    ap.add_argument("--variants", default="adaptive,fixed,off")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--demos", type=int, default=10, help="scripted demonstrations per seed (≤ 10)")
+    ap.add_argument("--minutes", type=float, default=30.0, help="actor–learner loop time per run")
+    ap.add_argument("--eval-every", type=float, default=10.0, help="loop minutes between evaluations")
+    ap.add_argument("--eval-rollouts", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="1 seed, 6 loop minutes, eval every 3, 10 rollouts")
+    ap.add_argument("--out", default="runs/learning")
+    ap.add_argument("--figure", default=None, help="PNG path (default <out>/learning.png)")
+    ap.add_argument("overrides", nargs="*", help="--section.key value pairs for every stage (after --)")
+    args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.minutes, args.eval_every, args.eval_rollouts = "0", 6.0, 3.0, 10
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C: Stage.run stops the running stage
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    t0 = time.monotonic()
+    runs = {}
+    for seed in seeds:
+        seed_dir = out / f"seed{seed}"
+        prepare_seed(args, seed_dir, seed)
+        for v in variants:
+            runs[(v, seed)] = run_variant(args, seed_dir, seed, v)
+    report = summarise(runs, variants, seeds, args)
+    report["study_minutes"] = round((time.monotonic() - t0) / 60, 1)
+    (out / "learning.json").write_text(json.dumps(report, indent=1))
+    figure = Path(args.figure) if args.figure else out / "learning.png"
+    plot(runs, variants, seeds, figure, args)
+    report["figure"] = str(figure)
+    print(json.dumps(report))
+
+
+def common(args, seed: int) -> list[str]:
+    # One seed drives the scene draws (training episodes seed·1000003 + e; evaluations seed + 100003·(r+1) + i,
+    # never a training draw), the warm-up and the learner's sampling.
+    return ["--robot.sim.seed", str(seed), "--policy.warmup.seed", str(seed), "--learner.seed", str(seed),
+            *args.overrides]
+
+
+def stage(run_dir: Path, name: str, argv: list[str], config: str | None, nice: int = 0) -> Stage:
+    return Stage(run_dir, config, name, argv, nice=nice)
+
+
+def run_with_retry(run_dir: Path, name: str, argv: list[str], config: str | None, tries: int = 3,
+                   clean: Path | None = None) -> None:
+    """A rollout stage that failed (on a starved machine the simulated arm can miss its home motion, and the
+    stage stops with that named error) runs again from its start: its seeds are fixed, so nothing is biased."""
+    for i in range(tries):
+        if clean is not None and clean.exists():  # a partial output would be appended to
+            shutil.rmtree(clean)
+        try:
+            stage(run_dir, name if i == 0 else f"{name}-retry{i}", argv, config).run()
+            return
+        except DemoError as e:
+            if i == tries - 1:
+                raise
+            print(f"\n  {name} failed, running it again ({str(e).splitlines()[0]})", flush=True)
+
+
+def prepare_seed(args, seed_dir: Path, seed: int) -> None:
+    """Keys, demonstrations and latent targets, once per seed (the variants share them)."""
+    demos = seed_dir / "demos"
+    if (seed_dir / "latents.done").is_file():
+        return
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    base = ["--run_dir", str(seed_dir), *common(args, seed)]
+    print(f"seed {seed}: demonstrations -> {demos}", flush=True)
+    stage(seed_dir, "keys", ["keys", "--dir", str(seed_dir / "keys"), "--actors", "actor0"], None).run()
+    run_with_retry(seed_dir, "record", ["record", *base, "--episodes", str(args.demos), "--out", str(demos)],
+                   args.config, clean=demos)
+    stage(seed_dir, "latents", ["latents", *base], args.config).run()
+    (seed_dir / "latents.done").write_text("ok\n")
+
+
+def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
+    run_dir = seed_dir / variant
+    done = run_dir / "curve.json"
+    if done.is_file():
+        print(f"{variant} seed {seed}: done before, read back from {done}", flush=True)
+        return json.loads(done.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = ["--run_dir", str(run_dir), "--learner.demo_dir", str(seed_dir / "demos"),
+            "--transport.keys_dir", str(seed_dir / "keys"), *common(args, seed), *VARIANTS[variant]]
+    warm = run_dir / "checkpoints" / "warmup"
+    learned = run_dir / "learner" / "checkpoint" / "policy"
+    print(f"{variant} seed {seed} -> {run_dir}", flush=True)
+    t0 = time.monotonic()
+    if not (warm / "warmup.json").is_file():  # an interrupted study keeps its finished warm-up
+        stage(run_dir, "warmup", ["warmup", *base], args.config).run()
+
+    def evaluate(tag: str, ckpt: Path) -> float:
+        out = run_dir / "eval" / tag
+        if (out / "results.json").is_file() and tag == "m000":
+            return float(_success(json.loads((out / "results.json").read_text())) or 0.0)
+        run_with_retry(run_dir, f"eval-{tag}", ["eval", *base, "--policy.checkpoint", str(ckpt), "--rollouts",
+                                                str(args.eval_rollouts), "--runs", "1", "--out", str(out),
+                                                "--no-video"], args.config)
+        return float(_success(json.loads((out / "results.json").read_text())) or 0.0)
+
+    curve = [(0.0, evaluate("m000", warm))]
+    loop_s, k = 0.0, 0
+    hz = _control_hz(args, run_dir)
+    while loop_s < args.minutes * 60 - 1:
+        seg = min(args.eval_every * 60, args.minutes * 60 - loop_s)
+        ckpt = warm if k == 0 else learned
+        # the learner yields the CPU to the simulated arm's 1 kHz link and the 10-Hz actor (see lastr1 demo)
+        learner = stage(run_dir, f"learner-{k}", ["learner", *base, "--policy.checkpoint", str(warm),
+                                                  *(["--resume"] if k else [])], args.config, nice=10).start()
+        try:
+            time.sleep(2.0)
+            if learner.proc.poll() is not None:
+                learner.wait()
+            t_seg = time.monotonic()
+            # fresh training scenes each segment (never an evaluation draw)
+            run_with_retry(run_dir, f"actor-{k}", ["actor", *base, "--robot.sim.seed", str(seed + 7 * (k + 1)),
+                                                   "--policy.checkpoint", str(ckpt), "--steps", str(int(seg * hz))],
+                           args.config)
+            loop_s += time.monotonic() - t_seg
+        finally:
+            learner.stop()
+        if not (learned / "policy.json").is_file():
+            raise SystemExit(f"the learner left no checkpoint; see {learner.log}")
+        k += 1
+        curve.append((round(loop_s / 60, 2), evaluate(f"m{round(loop_s / 60):03d}", learned)))
+        print(f"  {variant} seed {seed}: {curve[-1][1]:.0f} % after {curve[-1][0]:.1f} loop minutes", flush=True)
+    res = {"variant": variant, "seed": seed, "curve": curve, "warmup_success": curve[0][1],
+           "final_success": curve[-1][1], "improvement_points": curve[-1][1] - curve[0][1],
+           "learner": _learner_totals(run_dir), "minutes": round((time.monotonic() - t0) / 60, 1)}
+    done.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _control_hz(args, run_dir: Path) -> float:
+    import configs
+
+    return float(configs.load(args.config, list(args.overrides)).task.control_hz)
+
+
+def _learner_totals(run_dir: Path) -> dict:
+    f = run_dir / "learner" / "checkpoint" / "learner.json"
+    if not f.is_file():
+        return {}
+    c = json.loads(f.read_text())["counters"]
+    return {k: c.get(k) for k in ("updates", "received", "interventions", "episodes", "successes", "version")}
+
+
+def summarise(runs: dict, variants: list[str], seeds: list[int], args) -> dict:
+    def stats(key, v):
+        xs = np.array([runs[(v, s)][key] for s in seeds], float)
+        return round(float(xs.mean()), 1), round(float(xs.std()), 1)
+
+    per = {}
+    for v in variants:
+        per[v] = {k: dict(zip(("mean", "std"), stats(k, v)))
+                  for k in ("warmup_success", "final_success", "improvement_points")}
+        per[v]["seeds"] = {str(s): {k: runs[(v, s)][k] for k in ("warmup_success", "final_success",
+                                                                  "improvement_points", "curve", "learner")}
+                           for s in seeds}
+    head = variants[0]
+    return {"bench": "learning", "config": args.config, "variant": head,
+            "warmup_success": per[head]["warmup_success"]["mean"],
+            "final_success": per[head]["final_success"]["mean"],
+            "improvement_points": per[head]["improvement_points"]["mean"],
+            "seeds": seeds, "loop_minutes": args.minutes, "eval_every_min": args.eval_every,
+            "eval_rollouts": args.eval_rollouts, "demos": args.demos, "variants": per}
+
+
+def plot(runs: dict, variants: list[str], seeds: list[int], path: Path, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"adaptive": "LaST-R1 (adaptive latent CoT)", "fixed": "fixed latent length 8",
+             "off": "Action-Only (no latent reasoning)"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for v in variants:
+        curves = [np.array(runs[(v, s)]["curve"], float) for s in seeds]
+        n = min(len(c) for c in curves)
+        t = np.mean([c[:n, 0] for c in curves], 0)
+        y = np.array([c[:n, 1] for c in curves])
+        line, = ax.plot(t, y.mean(0), marker="o", label=names.get(v, v))
+        if len(seeds) > 1:
+            ax.fill_between(t, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("actor–learner loop time (min, 2 CPU cores)")
+    ax.set_ylabel(f"held-out success (%), {args.eval_rollouts} rollouts")
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{args.config}: {len(seeds)} seed(s), mean ± std")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
