@@ -390,9 +390,6 @@ class Fleet:
         learner["error"] = self.learner_error
         return {"actors": actors, "learner": learner, "minutes": round((time.monotonic() - self.t0) / 60, 2)}
 
-    def pids(self) -> dict[str, int | None]:
-        return {a: m.pid for a, m in self.members.items()}
-
     # -------------------------------------------------------------- stop
 
     def stop(self, timeout_s: float = 60.0) -> dict:

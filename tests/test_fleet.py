@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +32,9 @@ def _until(fleet, cond, timeout_s: float, what: str):
         fleet.poll(timeout_s=0.5)
 
 
-def test_each_actor_gets_its_own_sim_hosts_and_identity():
-    from lastr1.fleet import FleetError, actor_config, actor_hosts
+def test_each_actor_gets_its_own_sim_hosts_and_identity(monkeypatch):
+    from lastr1.errors import MissingDependency
+    from lastr1.fleet import Fleet, FleetError, actor_config, actor_hosts
 
     assert actor_hosts(["127.0.0.2"], 3, 1) == ["127.0.0.5"]
     # two arms per actor: actor 1 takes the two addresses after actor 0's pair
@@ -45,8 +47,12 @@ def test_each_actor_gets_its_own_sim_hosts_and_identity():
     c = actor_config(cfg, 2)
     assert (c.actor.actor_id, c.robot.sim.seed) == ("actor2", cfg.robot.sim.seed + 2)
     assert cfg.actor.actor_id == "actor0" and cfg.robot.sim.hosts == ["127.0.0.2"]  # the base is untouched
+    monkeypatch.setitem(sys.modules, "ray", None)  # a machine without the [scale] extra
+    with pytest.raises(MissingDependency, match=r"lastr1\[scale\]"):
+        Fleet(cfg, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
     require_sim()
