@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
     "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
+    "fleet": ("lastr1.fleet", "N simulated actors and the learner as Ray actors, the transitions over the wire"),
 }
 
 

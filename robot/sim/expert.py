@@ -116,6 +116,8 @@ class ScriptedKeys(KeySource):
         if self._sent:
             return []
         scene = self.scene()
+        if not scene.get("params"):  # polled (on the key thread) before the first reset: no task to judge yet
+            return []
         if self.task.success(scene):
             self._sent = True
             return [Key.SUCCESS]

@@ -1,0 +1,523 @@
+"""`lastr1 fleet --actors N`: N simulated actors and the learner as Ray actors, on a Ray cluster or a local one.
+
+    lastr1 fleet --config demo --actors 4 --minutes 10                 # a local Ray instance on this machine
+    lastr1 fleet --config demo --actors 16 --address auto --learner-gpus 1   # an existing cluster
+
+Each actor gets its own sim host (robot.sim.hosts moved up by `i · n_arms` on the last octet, so several share
+a node's loopback), its own scene seed, and its own CurveZMQ identity `actor<i>` (the keys `lastr1 keys -n N`
+makes; missing ones are added, existing ones kept, so a fleet started again continues its actors' spools).
+Transitions and weights cross the ZeroMQ wire exactly as between `lastr1 actor` and `lastr1 learner`; Ray
+only places the processes, watches them and stops them (lastr1/fleet_workers.py is what runs inside).
+
+A dead actor (its process killed, its node lost) is reported and the rest go on; `--restarts K` starts a
+dead or failed actor again up to K times, and its spool resends what the learner had not acknowledged.
+Ctrl-C / SIGTERM stops the actors (each closes its episode and its sim host), then the learner (which saves
+its checkpoint); a per-actor table and the learner's totals close the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import configs
+from lastr1.errors import Lastr1Error, require
+
+log = logging.getLogger(__name__)
+
+
+class FleetError(Lastr1Error):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lastr1.cli import add_config_argument
+
+    add_config_argument(parser)
+    parser.add_argument("--actors", type=int, required=True, help="how many simulated actors")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (e.g. auto, ray://head:10001); default: a local Ray instance")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None, help="stop the whole fleet after this long")
+    budget.add_argument("--steps", type=int, default=None, help="control steps per actor, then it stops")
+    parser.add_argument("--restarts", type=int, default=0, help="start a dead actor again up to this many times")
+    parser.add_argument("--resume", action="store_true", help="continue the learner state in run_dir")
+    parser.add_argument("--actor-cpus", type=float, default=1.0, help="Ray CPUs each actor reserves")
+    parser.add_argument("--learner-cpus", type=float, default=1.0, help="Ray CPUs the learner reserves")
+    parser.add_argument("--learner-gpus", type=float, default=0.0,
+                        help="Ray GPUs the learner reserves; > 0 also sets its policy.device to cuda")
+    parser.add_argument("--status-every", type=float, default=10.0, help="seconds between fleet status lines")
+
+
+# ------------------------------------------------------------------ per-actor configs
+
+
+def actor_hosts(hosts: list[str], index: int, n_arms: int) -> list[str]:
+    """Actor `index`'s sim host addresses: the configured ones moved up by index · n_arms on the last octet."""
+    out = []
+    for h in hosts[:n_arms]:
+        try:
+            ip = ipaddress.IPv4Address(h)
+        except ValueError:
+            raise FleetError(f"robot.sim.hosts entry {h!r} is not an IPv4 address",
+                             hint="a fleet derives one loopback address per actor: give 127.x.y.z addresses") from None
+        last = int(ip) % 256 + index * n_arms
+        if not 1 <= last <= 254:
+            raise FleetError(f"actor {index} would need sim host {ip}+{index * n_arms}, past the last octet",
+                             hint="start robot.sim.hosts lower (e.g. [127.0.1.2]) or run fewer actors per node")
+        out.append(str(ipaddress.IPv4Address(int(ip) + index * n_arms)))
+    return out
+
+
+def actor_config(cfg, index: int):
+    """The config actor `index` runs: its id, sim hosts and scene seed."""
+    c = copy.deepcopy(cfg)
+    c.actor.actor_id = f"actor{index}"
+    c.robot.sim.hosts = actor_hosts(cfg.robot.sim.hosts, index, cfg.task.n_arms)
+    c.robot.sim.seed = cfg.robot.sim.seed + index
+    return c
+
+
+def _absolute(cfg) -> None:
+    """Paths resolved here, where the user runs the command: workers may start in another folder."""
+    cfg.run_dir = str(Path(cfg.run_dir).resolve())
+    t = cfg.transport
+    t.spool_dir = str(cfg.path(t.spool_dir).resolve())
+    t.keys_dir = str(cfg.path(t.keys_dir).resolve())
+    if cfg.policy.checkpoint:
+        cfg.policy.checkpoint = str(cfg.path(cfg.policy.checkpoint).resolve())
+
+
+def ensure_keys(keys_dir: Path, actor_ids: list[str]) -> None:
+    """The learner key and one per actor, as `lastr1 keys` makes them; existing ones are kept."""
+    from transport.keys import LEARNER, generate
+
+    if not (keys_dir / f"{LEARNER}.key_secret").is_file():
+        if (keys_dir / "actors").is_dir() and any((keys_dir / "actors").iterdir()):
+            raise FleetError(f"{keys_dir} holds actor keys but no learner key",
+                             hint="point transport.keys_dir at a complete `lastr1 keys` folder or an empty one")
+        generate(keys_dir, actor_ids)
+        return
+    missing = [a for a in actor_ids if not (keys_dir / "actors" / f"{a}.key_secret").is_file()]
+    if missing:
+        generate(keys_dir, missing, add=True)
+
+
+# ------------------------------------------------------------------ the fleet
+
+
+@dataclass
+class Member:
+    actor_id: str
+    cfg: object
+    handle: object = None
+    run_ref: object = None
+    state: str = "starting"  # starting | running | done | dead | failed
+    pid: int | None = None
+    sim_pids: list[int] = field(default_factory=list)
+    restarts: int = 0
+    budget: int | None = None
+    last: dict = field(default_factory=dict)
+    result: dict = field(default_factory=dict)
+    error: str = ""
+    earlier: dict = field(default_factory=dict)  # episodes/successes/steps of the incarnations before a restart
+
+    @property
+    def live(self) -> bool:
+        return self.state in ("starting", "running")
+
+
+class Fleet:
+    """The learner and N simulated actors on Ray. `start()`, then `poll()` as often as you like, `stop()`."""
+
+    def __init__(self, cfg, n_actors: int, *, address: str | None = None, restarts: int = 0,
+                 actor_cpus: float = 1.0, learner_cpus: float = 1.0, learner_gpus: float = 0.0,
+                 resume: bool = False, learner_nice: int = 10, worker_log_level: int = logging.WARNING,
+                 log_to_driver: bool = True, say=print):
+        if n_actors < 1:
+            raise FleetError("--actors must be at least 1")
+        if cfg.robot.kind != "sim":
+            raise FleetError(f"a fleet runs simulated actors; this config has robot.kind: {cfg.robot.kind}",
+                             hint="real robots run `lastr1 actor` on their robot PCs against `lastr1 learner`")
+        self.ray = require("ray", "scale", "lastr1 fleet (actors and learner on a Ray cluster)")
+        self.cfg = copy.deepcopy(cfg)
+        _absolute(self.cfg)
+        self.n, self.address, self.max_restarts = n_actors, address, restarts
+        self.actor_cpus, self.learner_cpus, self.learner_gpus = actor_cpus, learner_cpus, learner_gpus
+        self.resume, self.learner_nice = resume, learner_nice
+        self.worker_log_level, self.log_to_driver, self.say = worker_log_level, log_to_driver, say
+        self.members = {m.actor_id: m for m in (Member(f"actor{i}", actor_config(self.cfg, i)) for i in range(n_actors))}
+        self.learner = None
+        self.learner_ref = None
+        self.learner_info: dict = {}
+        self.learner_last: dict = {}
+        self.learner_error = ""
+        self._own_ray = False
+        self._keys: Path | None = None
+        self._stopping = False
+        self.t0 = time.monotonic()
+
+    # -------------------------------------------------------------- start
+
+    def _runtime_env(self, extra: dict | None = None) -> dict:
+        root = str(Path(__file__).resolve().parents[1])  # the folder holding lastr1/, actor/, learner/, ...
+        env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        return {"env_vars": {**env, **(extra or {})}}
+
+    def connect(self) -> None:
+        """Join the Ray cluster at `address`, or start a local Ray instance (idempotent)."""
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        if self.address:
+            ray.init(address=self.address, log_to_driver=self.log_to_driver)
+        else:
+            # Sized for this fleet whatever the core count: the sim actors wait on their 10 Hz clock most of
+            # the time, so oversubscribing a small machine is how a laptop runs several.
+            cpus = max(os.cpu_count() or 1, int(self.n * self.actor_cpus + self.learner_cpus + 1))
+            ray.init(num_cpus=cpus, num_gpus=None, object_store_memory=100 * 1024**2, include_dashboard=False,
+                     log_to_driver=self.log_to_driver)
+        self._own_ray = not self.address
+
+    def start(self, max_steps: int | None = None, max_updates: int | None = None, timeout_s: float = 300.0) -> None:
+        """Keys, Ray, the learner (waits until it listens), then every actor."""
+        from lastr1.fleet_workers import LearnerWorker, key_files, learner_address
+
+        t = self.cfg.transport
+        ids = list(self.members)
+        if not t.insecure:
+            self._keys = Path(t.keys_dir)
+            ensure_keys(self._keys, ids)
+        self.connect()
+        ray = self.ray
+        lcfg = self.cfg
+        if self.learner_gpus > 0:
+            lcfg = copy.deepcopy(self.cfg)
+            lcfg.policy.device = "cuda"
+        keys = None
+        if self._keys is not None:
+            keys = key_files(self._keys, ["learner.key", "learner.key_secret",
+                                          *(f"actors/{p.name}" for p in sorted((self._keys / "actors").glob("*.key")))])
+        opts = dict(num_cpus=self.learner_cpus, max_concurrency=4, runtime_env=self._runtime_env())
+        if self.learner_gpus > 0:
+            opts["num_gpus"] = self.learner_gpus
+        self.learner = ray.remote(LearnerWorker).options(**opts).remote(
+            configs.to_dict(lcfg), keys, self.worker_log_level, self.resume, self.learner_nice)
+        self.say(f"fleet: starting the learner and {self.n} actor(s) on "
+                 f"{'Ray at ' + self.address if self.address else 'a local Ray instance'}")
+        try:
+            self.learner_info = self._get(self.learner.setup.remote(), timeout_s, "the learner to start")
+        except FleetError:
+            raise
+        except Exception as e:
+            raise FleetError(f"the learner did not start: {_why(e)}",
+                             hint="see its error above; run `lastr1 learner` with the same config to debug") from None
+        self.learner_ref = self.learner.run.remote(max_updates)
+        where = learner_address(self.learner_info, self.learner_info["node_ip"])
+        self.say(f"fleet: learner listening on {self.learner_info['node_ip']} (actors there reach it at {where}), "
+                 f"port {self.learner_info['port']}, pid {self.learner_info['pid']}")
+        for m in self.members.values():
+            m.budget = max_steps
+            self._launch(m)
+
+    def _launch(self, m: Member) -> None:
+        from lastr1.fleet_workers import ActorWorker, key_files
+
+        keys = None
+        if self._keys is not None:
+            keys = key_files(self._keys, ["learner.key", f"actors/{m.actor_id}.key_secret"])
+        worker = self.ray.remote(ActorWorker).options(
+            num_cpus=self.actor_cpus, max_concurrency=4,
+            # torch's intra-op threads would only contend with the sim host and the link threads
+            runtime_env=self._runtime_env({"OMP_NUM_THREADS": "1"}))
+        m.handle = worker.remote(configs.to_dict(m.cfg), keys, self.worker_log_level)
+        m.run_ref = m.handle.run.remote(self.learner_info, m.budget)
+        m.state, m.result = "starting", {}  # m.error keeps why an earlier incarnation ended
+
+    def _get(self, ref, timeout_s: float, what: str):
+        ready, _ = self.ray.wait([ref], timeout=timeout_s)
+        if not ready:
+            raise FleetError(f"waited {timeout_s:.0f} s for {what}",
+                             hint="the Ray cluster may lack free CPUs/GPUs for it (`ray status`); lower "
+                                  "--actor-cpus / --learner-gpus or add nodes")
+        return self.ray.get(ref)
+
+    # -------------------------------------------------------------- watch
+
+    def poll(self, timeout_s: float = 1.0) -> list[str]:
+        """Wait up to `timeout_s` for an actor or the learner to end; handle it; refresh statuses. Returns
+        the events (also said)."""
+        ray = self.ray
+        events: list[str] = []
+        refs = {m.run_ref: m for m in self.members.values() if m.live and m.run_ref is not None}
+        watch = list(refs) + ([self.learner_ref] if self.learner_ref is not None else [])
+        if watch:
+            ready, _ = ray.wait(watch, num_returns=len(watch), timeout=timeout_s)
+            for ref in ready:
+                if ref == self.learner_ref:
+                    events.append(self._learner_ended())
+                else:
+                    events += self._actor_ended(refs[ref], ref)
+        self.refresh()
+        for e in events:
+            self.say(e)
+        return events
+
+    def _actor_ended(self, m: Member, ref) -> list[str]:
+        from ray.exceptions import RayActorError, RayTaskError
+
+        m.run_ref = None
+        try:
+            m.result = self.ray.get(ref)
+            m.state = "done"
+            r = m.result
+            return [f"fleet: {m.actor_id} finished: {r['episodes']} episodes ({r['successes']} ok), "
+                    f"{r['steps']} steps, {r['sent']} transitions sent"]
+        except RayActorError as e:  # the process is gone: killed, crashed, out of memory, node lost
+            m.state, m.error = "dead", _why(e)
+            what = f"fleet: {m.actor_id} DIED (pid {m.pid}): {m.error}"
+        except RayTaskError as e:  # run() raised: the actor's own error (sim host, link, policy ...)
+            m.state, m.error = "failed", _why(e)
+            what = f"fleet: {m.actor_id} FAILED: {m.error}"
+            self._kill(m)
+        others = [a for a, o in self.members.items() if o.live]
+        events = [what + (f"; {', '.join(others)} and the learner go on" if others else "")]
+        if not self._stopping and m.restarts < self.max_restarts:
+            m.restarts += 1
+            if m.budget is not None:
+                m.budget = max(m.budget - int(m.last.get("steps", 0)), 0)
+            self._kill(m)
+            for k in ("episodes", "successes", "steps"):
+                m.earlier[k] = m.earlier.get(k, 0) + int(m.last.get(k, 0))
+            m.last = {}
+            self._launch(m)
+            events.append(f"fleet: restarting {m.actor_id} ({m.restarts}/{self.max_restarts}); its spool resends "
+                          "what the learner had not acknowledged")
+        return events
+
+    def _learner_ended(self) -> str:
+        from ray.exceptions import RayActorError, RayTaskError
+
+        ref, self.learner_ref = self.learner_ref, None
+        try:
+            self.learner_last = self.ray.get(ref)
+            return "fleet: the learner stopped" + ("" if self._stopping else " (its update budget is spent)")
+        except RayActorError as e:
+            self.learner_error = f"died: {_why(e)}"
+        except RayTaskError as e:
+            self.learner_error = f"failed: {_why(e)}"
+        self.learner_last = {**self.learner_last, "state": "dead"}
+        return (f"fleet: the LEARNER {self.learner_error}; stopping the actors (their spools keep what it had not "
+                "acknowledged: start again with --resume)")
+
+    def _kill(self, m: Member) -> None:
+        if m.handle is not None:
+            try:
+                self.ray.kill(m.handle)
+            except Exception:
+                pass
+
+    def refresh(self) -> None:
+        """The latest status of every live member (a member that cannot answer keeps its last one)."""
+        ray = self.ray
+        asks = {m.handle.status.remote(): m for m in self.members.values() if m.live and m.handle is not None}
+        if self.learner is not None and self.learner_ref is not None:
+            asks[self.learner.status.remote()] = None
+        if not asks:
+            return
+        ready, _ = ray.wait(list(asks), num_returns=len(asks), timeout=2.0)
+        for ref in ready:
+            try:
+                s = ray.get(ref)
+            except Exception:
+                continue  # it died in between: its run's end says so
+            m = asks[ref]
+            if m is None:
+                self.learner_last = s
+            else:
+                m.last = s
+                m.pid = s.get("pid", m.pid)
+                m.sim_pids = s.get("sim_pids") or m.sim_pids
+                if m.state == "starting" and s.get("state") == "running" and s.get("steps", 0) > 0:
+                    m.state = "running"
+
+    def finished(self) -> bool:
+        return self.learner_ref is None or not any(m.live for m in self.members.values())
+
+    # -------------------------------------------------------------- report
+
+    def status_line(self) -> str:
+        s = self.learner_last
+        elapsed = time.monotonic() - self.t0
+        per = " ".join(f"{a}:{n}" for a, n in sorted((s.get("per_actor") or {}).items())) or "-"
+        head = (f"fleet {int(elapsed // 60):02d}:{int(elapsed % 60):02d} | learner "
+                f"{'learning' if s.get('learning') else 'waiting'}, {s.get('received', 0)} received [{per}], "
+                f"{s.get('updates', 0)} updates, v{s.get('version', 0)}")
+        parts = []
+        for m in self.members.values():
+            if m.state == "starting":
+                parts.append(f"{m.actor_id} starting")
+            elif m.live:
+                parts.append(f"{m.actor_id} ep {m.last.get('episodes', 0)} step {m.last.get('steps', 0)} "
+                             f"v{m.last.get('version', 0)}")
+            else:
+                parts.append(f"{m.actor_id} {m.state.upper()}")
+        return head + " | " + " | ".join(parts)
+
+    def report(self) -> dict:
+        s = self.learner_last
+        per = s.get("per_actor") or {}
+        actors = {}
+        for m in self.members.values():
+            now = {k: (m.result or m.last).get(k, 0) for k in ("episodes", "successes", "steps")}
+            now["sent"] = (m.result or {}).get("sent", now["steps"])  # a dead one's last status: ~1 per step
+            total = {k: v + m.earlier.get(k if k != "sent" else "steps", 0) for k, v in now.items()}
+            actors[m.actor_id] = {
+                "state": m.state, "alive": m.state not in ("dead", "failed"), **total,
+                "received_by_learner": per.get(m.actor_id, 0), "restarts": m.restarts, "error": m.error,
+            }
+        learner = {k: s.get(k) for k in ("received", "updates", "episodes", "successes", "interventions", "version")}
+        learner["state"] = s.get("state", "unknown")
+        learner["error"] = self.learner_error
+        return {"actors": actors, "learner": learner, "minutes": round((time.monotonic() - self.t0) / 60, 2)}
+
+    # -------------------------------------------------------------- stop
+
+    def stop(self, timeout_s: float = 60.0) -> dict:
+        """Actors first (each closes its episode, flushes its link and closes its sim host), then the learner
+        (it saves its checkpoint), then whatever did not stop in time is killed. Returns `report()`."""
+        ray = self.ray
+        self._stopping = True
+        try:
+            live = [m for m in self.members.values() if m.live and m.handle is not None]
+            for m in live:
+                try:
+                    m.handle.stop.remote()
+                except Exception:
+                    pass
+            refs = {m.run_ref: m for m in live if m.run_ref is not None}
+            if refs:
+                ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+                for ref in ready:
+                    for e in self._actor_ended(refs[ref], ref):
+                        self.say(e)
+                for ref in set(refs) - set(ready):
+                    m = refs[ref]
+                    m.state, m.error, m.run_ref = "dead", f"did not stop within {timeout_s:.0f} s: killed", None
+                    self.say(f"fleet: {m.actor_id} {m.error}")
+            if self.learner_ref is not None:
+                self.refresh()
+                try:
+                    self.learner.stop.remote()
+                except Exception:
+                    pass
+                ready, _ = ray.wait([self.learner_ref], timeout=timeout_s)
+                if ready:
+                    e = self._learner_ended()
+                    if self.learner_error:
+                        self.say(e)
+                else:
+                    self.learner_error = f"did not stop within {timeout_s:.0f} s: killed (no final checkpoint)"
+                    self.say(f"fleet: the learner {self.learner_error}")
+                    self.learner_ref = None
+        finally:
+            for m in self.members.values():
+                self._kill(m)
+            if self.learner is not None:
+                try:
+                    ray.kill(self.learner)
+                except Exception:
+                    pass
+            if self._own_ray:
+                ray.shutdown()
+                self._own_ray = False
+        return self.report()
+
+    def run(self, minutes: float | None = None, status_every_s: float = 10.0) -> dict:
+        """Poll until the budget is spent, every actor has ended, or the learner has; then stop. Ctrl-C (or
+        SIGTERM, as the CLI maps it) stops cleanly too."""
+        deadline = None if minutes is None else time.monotonic() + 60 * minutes
+        last = time.monotonic()
+        try:
+            while not self.finished() and (deadline is None or time.monotonic() < deadline):
+                self.poll(timeout_s=1.0)
+                if time.monotonic() - last >= status_every_s:
+                    last = time.monotonic()
+                    self.say(self.status_line())
+        except KeyboardInterrupt:
+            self.say("fleet: interrupted: stopping the actors, then the learner")
+        return self.stop()
+
+
+def _why(e: BaseException, n: int = 240) -> str:
+    """One line on why a worker ended: a task's own error (with its hint), or Ray's word on a dead process."""
+    cause = getattr(e, "cause", None) or e
+    text = str(cause).strip()
+    if isinstance(cause, Lastr1Error):
+        return " ".join(text.split())[:n]
+    if "The actor is dead because" in text:  # RayActorError: killed, crashed, OOM, node lost
+        text = text.split("The actor is dead because", 1)[1].split(" Some common causes")[0]
+        return "dead because" + " ".join(text.split())[:n]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:n]
+
+
+def format_report(rep: dict) -> str:
+    lines = [f"{'actor':<10} {'state':<8} {'episodes':>8} {'ok':>4} {'steps':>7} {'sent':>7} {'learner got':>11} "
+             f"{'restarts':>8}  error"]
+    for a, r in rep["actors"].items():
+        state = r["state"] if r["state"] in ("dead", "failed") else "alive"
+        lines.append(f"{a:<10} {state:<8} {r['episodes']:>8} {r['successes']:>4} {r['steps']:>7} {r['sent']:>7} "
+                     f"{r['received_by_learner']:>11} {r['restarts']:>8}  {r['error']}")
+    ln = rep["learner"]
+    lines.append(f"learner: {ln.get('received') or 0} transitions from {len(rep['actors'])} actor(s), "
+                 f"{ln.get('episodes') or 0} episodes ({ln.get('successes') or 0} ok), {ln.get('updates') or 0} "
+                 f"updates, adapter v{ln.get('version') or 0}" + (f"; {ln['error']}" if ln.get("error") else ""))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import json
+
+    from lastr1.cli import load_config
+
+    cfg = load_config(args)
+    if args.steps is None and args.minutes is None:
+        print("lastr1 fleet: no --minutes or --steps: running until Ctrl-C", file=sys.stderr)
+
+    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C: everything is stopped in order
+        raise KeyboardInterrupt
+
+    fleet = Fleet(cfg, args.actors, address=args.address, restarts=args.restarts, actor_cpus=args.actor_cpus,
+                  learner_cpus=args.learner_cpus, learner_gpus=args.learner_gpus, resume=args.resume,
+                  worker_log_level=logging.INFO if args.verbose else logging.WARNING)
+    old: dict = {}
+    try:
+        fleet.connect()
+        # After Ray's start-up, which installs a SIGTERM handler of its own that kills the driver outright.
+        old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            fleet.start(max_steps=args.steps)
+        except BaseException:
+            fleet.stop(timeout_s=20)
+            raise
+        rep = fleet.run(minutes=args.minutes, status_every_s=args.status_every)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    print(format_report(rep))
+    out = Path(fleet.cfg.run_dir) / "fleet_report.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rep, indent=1))
+    print(f"report: {out}")
+    ok = not rep["learner"]["error"] and any(r["state"] == "done" for r in rep["actors"].values())
+    return 0 if ok else 1

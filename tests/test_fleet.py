@@ -1,0 +1,120 @@
+"""`lastr1 fleet` on a local Ray instance: two simulated actors (own sim hosts, own CurveZMQ identities) and the
+learner as Ray actors; one actor's process is SIGKILLed mid-run and the rest go on, then it is restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import configs
+from sim_helpers import loopback, overrides, require_sim
+
+
+def _running(pid: int) -> bool:
+    """A live process (a zombie awaiting its parent's wait counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _until(fleet, cond, timeout_s: float, what: str):
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"waited {timeout_s:.0f} s for {what}; {fleet.status_line()}")
+        fleet.poll(timeout_s=0.5)
+
+
+def test_each_actor_gets_its_own_sim_hosts_and_identity(monkeypatch):
+    from lastr1.errors import MissingDependency
+    from lastr1.fleet import Fleet, FleetError, actor_config, actor_hosts
+
+    assert actor_hosts(["127.0.0.2"], 3, 1) == ["127.0.0.5"]
+    # two arms per actor: actor 1 takes the two addresses after actor 0's pair
+    assert actor_hosts(["127.0.3.2", "127.0.3.3"], 1, 2) == ["127.0.3.4", "127.0.3.5"]
+    with pytest.raises(FleetError, match="last octet"):
+        actor_hosts(["127.0.0.250"], 5, 1)
+    with pytest.raises(FleetError, match="IPv4"):
+        actor_hosts(["localhost"], 1, 1)
+    cfg = configs.load("demo")
+    c = actor_config(cfg, 2)
+    assert (c.actor.actor_id, c.robot.sim.seed) == ("actor2", cfg.robot.sim.seed + 2)
+    assert cfg.actor.actor_id == "actor0" and cfg.robot.sim.hosts == ["127.0.0.2"]  # the base is untouched
+    monkeypatch.setitem(sys.modules, "ray", None)  # a machine without the [scale] extra
+    with pytest.raises(MissingDependency, match=r"lastr1\[scale\]"):
+        Fleet(cfg, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
+    require_sim()
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'lastr1[scale]')")
+    from lastr1.fleet import Fleet, actor_hosts
+
+    run = tmp_path / "fleet"
+    cfg = configs.load("demo", overrides(8, 1,
+        "--run_dir", str(run), "--transport.port", "0", "--transport.bind_host", "127.0.0.1",
+        "--transport.heartbeat_s", "0.2", "--transport.liveness_timeout_s", "2.0",
+        "--task.max_episode_steps", "15", "--robot.sim.intervention_rate", "1.0",
+        "--learner.start_after", "10", "--learner.grad_accum", "1", "--learner.broadcast_every_updates", "2",
+        "--learner.checkpoint_every_updates", "1000"))
+    base = loopback(8)[0]
+    assert actor_hosts([base], 1, 1) == [base.rsplit(".", 1)[0] + ".3"]  # actor1's own sim host address
+    said: list[str] = []
+    fleet = Fleet(cfg, 2, restarts=1, log_to_driver=False, say=said.append)
+    rep = None
+    sim_pids: set[int] = set()
+    try:
+        fleet.start()
+        lrn = lambda: fleet.learner_last  # noqa: E731
+        per = lambda: lrn().get("per_actor") or {}  # noqa: E731
+        # Both identities land at the learner: the ids come from the CurveZMQ keys the fleet made.
+        _until(fleet, lambda: min(per().get("actor0", 0), per().get("actor1", 0)) >= 5, 180, "both actors")
+        keys = Path(fleet.cfg.transport.keys_dir)
+        assert sorted(p.name for p in (keys / "actors").glob("*.key_secret")) == ["actor0.key_secret",
+                                                                                 "actor1.key_secret"]
+        a0, a1 = fleet.members["actor0"], fleet.members["actor1"]
+        assert a0.pid and a1.pid and a0.pid != a1.pid and a0.sim_pids and a1.sim_pids
+        assert set(a0.sim_pids).isdisjoint(a1.sim_pids)
+        sim_pids |= set(a0.sim_pids) | set(a1.sim_pids)
+        killed_pid, killed_sims = a1.pid, list(a1.sim_pids)
+
+        os.kill(killed_pid, signal.SIGKILL)
+        _until(fleet, lambda: a1.restarts == 1, 30, "the fleet to notice actor1's death")
+        assert any("actor1 DIED" in line and "actor0 and the learner go on" in line for line in said), said
+        # Its sim host went with it (PR_SET_PDEATHSIG), the fleet kept everything else.
+        _until(fleet, lambda: not any(map(_running, killed_sims)), 10, "the dead actor's sim host to exit")
+        assert _running(a0.pid) and a0.live and fleet.learner_ref is not None
+
+        # The other actor keeps sending and the learner keeps ingesting and updating.
+        got0, updates = per()["actor0"], lrn()["updates"]
+        _until(fleet, lambda: per()["actor0"] >= got0 + 10 and lrn()["updates"] > updates, 90,
+               "actor0 to keep sending and the learner to keep updating")
+
+        # The restarted actor1 (same identity, a new process, its own sim host again) sends again.
+        got1 = per()["actor1"]
+        _until(fleet, lambda: per()["actor1"] >= got1 + 5 and a1.pid != killed_pid, 120, "actor1's restart")
+        sim_pids |= set(a1.sim_pids)
+    finally:
+        rep = fleet.stop(timeout_s=60)
+    actors, learner = rep["actors"], rep["learner"]
+    assert actors["actor0"]["state"] == "done" and actors["actor1"]["state"] == "done", rep
+    assert actors["actor1"]["restarts"] == 1 and actors["actor0"]["restarts"] == 0
+    assert learner["error"] == "" and learner["updates"] > updates
+    assert learner["received"] == actors["actor0"]["received_by_learner"] + actors["actor1"]["received_by_learner"]
+    # The learner saved its checkpoint on the clean stop.
+    assert (run / "learner" / "checkpoint").is_dir()
+    # Nothing left behind: every sim host and every worker process is gone.
+    deadline = time.monotonic() + 15
+    while any(map(_running, sim_pids | {killed_pid, a0.pid, a1.pid})) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in sim_pids | {a0.pid, a1.pid} if _running(p)]
+    assert not left, f"processes left behind: {left}"
