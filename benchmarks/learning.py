@@ -158,7 +158,6 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
 
     curve = [(0.0, evaluate("m000", warm))]
     loop_s, k = 0.0, 0
-    hz = _control_hz(args, run_dir)
     while loop_s < args.minutes * 60 - 1:
         seg = min(args.eval_every * 60, args.minutes * 60 - loop_s)
         ckpt = warm if k == 0 else learned
@@ -172,7 +171,7 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
             t_seg = time.monotonic()
             # fresh training scenes each segment (never an evaluation draw)
             run_with_retry(run_dir, f"actor-{k}", ["actor", *base, "--robot.sim.seed", str(seed + 7 * (k + 1)),
-                                                   "--policy.checkpoint", str(ckpt), "--steps", str(int(seg * hz))],
+                                                   "--policy.checkpoint", str(ckpt), "--minutes", f"{seg / 60:.4f}"],
                            args.config)
             loop_s += time.monotonic() - t_seg
         finally:
@@ -187,12 +186,6 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
            "learner": _learner_totals(run_dir), "minutes": round((time.monotonic() - t0) / 60, 1)}
     done.write_text(json.dumps(res, indent=1))
     return res
-
-
-def _control_hz(args, run_dir: Path) -> float:
-    import configs
-
-    return float(configs.load(args.config, list(args.overrides)).task.control_hz)
 
 
 def _learner_totals(run_dir: Path) -> dict:

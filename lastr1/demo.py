@@ -120,7 +120,6 @@ def run(args) -> int:
                       + yaml.safe_dump(configs.to_dict(cfg), sort_keys=False))
     warm = run_dir / cfg.policy.warmup.out
     learned = run_dir / "learner" / "checkpoint" / "policy"
-    steps = int(minutes * 60 * cfg.task.control_hz)
     print(f"lastr1 demo: {cfg.task.name} on the simulated robot -> {run_dir}")
     t_start = time.monotonic()
 
@@ -144,7 +143,7 @@ def run(args) -> int:
         time.sleep(2.0)
         if learner.proc.poll() is not None:
             learner.wait()
-        stage("actor", "actor", "--policy.checkpoint", str(warm), "--steps", str(steps)).run()
+        stage("actor", "actor", "--policy.checkpoint", str(warm), "--minutes", str(minutes)).run()
     finally:
         learner.stop()
     if learner.proc.returncode not in (0, -signal.SIGTERM):

@@ -6,8 +6,11 @@ Symbols as in the paper and in HIL-SERL/ConRFT, which D.4 builds on:
   π(s)       the acting tower's chunk made differentiable: the expectation of the bin centres under the
              softmax of its action-token logits
   L_critic = Σ_j mean (Q_j(s, a) − y)²
-  L_actor  = β · CE(logits, a_demo)  −  η · mean_B min_j Q_j(s, π(s))
+  L_actor  = β · CE(logits, a_demo)  −  η · mean_B min_j Q_j(s, π(s)) / mean_B |min_j Q_j(s, π(s))|
 Truncation is not termination: a time-limit end still bootstraps from s′.
+The Q term is divided by its own (stopped) magnitude, as TD3+BC does: Q's scale follows the rewards (a
++10 success makes |Q| ~ 5–10) and drifts while the critic learns, and without the division that term
+outgrew BC and undid the warm-up within minutes (measured: 30 % → 0 % held-out in a 6-minute loop).
 """
 
 from __future__ import annotations
@@ -47,11 +50,14 @@ def actor_loss(
     beta: float,
     eta: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """β·BC + η·(−Q(s, π(s))); `q_pi` (J, B) must come from critics whose own parameters are not stepped here."""
+    """β·BC + η·(−Q(s, π(s)) / |Q|); `q_pi` (J, B) from critics whose own parameters are not stepped here,
+    on state features that carry no gradient (the actor improves Q through its action, not by moving the
+    features Q reads)."""
     l_bc = bc_loss(logits, demo_tokens, demo_mask)
-    l_q = -q_pi.min(dim=0).values.mean()
-    loss = beta * l_bc + eta * l_q
-    return loss, {"bc": float(l_bc.detach()), "q_pi": float(-l_q.detach())}
+    q = q_pi.min(dim=0).values
+    scale = q.abs().mean().detach().clamp_min(1e-3)
+    loss = beta * l_bc - eta * q.mean() / scale
+    return loss, {"bc": float(l_bc.detach()), "q_pi": float(q.mean().detach())}
 
 
 @torch.no_grad()

@@ -84,7 +84,7 @@ class Learner:
                                hint="add --resume to continue it, or set --run_dir to a new folder")
         if policy is None:
             if cfg.policy.checkpoint:
-                policy = Policy.load(cfg.policy.checkpoint)
+                policy = Policy.load(cfg.policy.checkpoint, device=cfg.policy.device)
             else:
                 log.warning("policy.checkpoint is empty: training a fresh, untrained policy "
                             "(run `lastr1 warmup` first for a real run)")

@@ -147,7 +147,7 @@ class Trainer:
             tokens = p.action_targets(b["action"])
             a_pi = p.expected_action_norm(out.action_logits)
             loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(b["bc_mask"]),
-                                    p.q(out.feature, a_pi), lc.beta_bc, lc.eta_q)
+                                    p.q(out.feature.detach(), a_pi), lc.beta_bc, lc.eta_q)
             (loss / lc.grad_accum).backward()
             total += float(loss.detach()) / lc.grad_accum
             bc += info["bc"] / lc.grad_accum

@@ -34,15 +34,24 @@ class Stats:
         return cls([-1.0] * action_dim, [1.0] * action_dim, [0.0] * proprio_dim, [1.0] * proprio_dim)
 
     @classmethod
-    def from_arrays(cls, actions: np.ndarray, proprio: np.ndarray) -> "Stats":
+    def from_arrays(cls, actions: np.ndarray, proprio: np.ndarray, action_range: str = "full") -> "Stats":
+        """`action_range`: "full" bins the robot's whole [-1, 1] action range; "demo_quantiles" bins the
+        demonstrations' q01..q99 (OpenVLA's choice, the paper's §2.2), which is finer but clips every action
+        outside what the few demonstrations did. In human-in-the-loop RL the corrections are exactly such
+        actions (lift the peg, back off, turn): clipped, a "lift" became "descend slowly" and BC on the
+        interventions taught the policy to push into the fixture (sim study: 30 % → 0 % in 6 minutes)."""
         actions = np.asarray(actions, np.float64)
         proprio = np.asarray(proprio, np.float64)
         if not (np.isfinite(actions).all() and np.isfinite(proprio).all()):
             raise PolicyError("demonstration actions/proprio contain NaN or inf", hint="re-record those episodes")
-        return cls(
-            np.quantile(actions, 0.01, axis=0).tolist(), np.quantile(actions, 0.99, axis=0).tolist(),
-            proprio.mean(0).tolist(), np.maximum(proprio.std(0), 1e-6).tolist(),
-        )
+        if action_range == "full":
+            d = actions.shape[1]
+            q01, q99 = [-1.0] * d, [1.0] * d
+        elif action_range == "demo_quantiles":
+            q01, q99 = np.quantile(actions, 0.01, axis=0).tolist(), np.quantile(actions, 0.99, axis=0).tolist()
+        else:
+            raise PolicyError(f"unknown action_range {action_range!r}", hint='use "full" or "demo_quantiles"')
+        return cls(q01, q99, proprio.mean(0).tolist(), np.maximum(proprio.std(0), 1e-6).tolist())
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1)

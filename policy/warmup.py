@@ -150,7 +150,7 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     policy = Policy.from_config(cfg.policy, n_arms=n_arms, proprio_dim=proprio_dim)
     _check(episodes, policy, use_latents)
     policy.set_stats(Stats.from_arrays(np.concatenate([e.action for e in episodes]),
-                                       np.concatenate([e.proprio for e in episodes])))
+                                       np.concatenate([e.proprio for e in episodes]), cfg.policy.action_range))
     if wc.latent_len and (wc.latent_len % policy.G or not policy.G <= wc.latent_len <= policy.L_max):
         raise PolicyError(f"policy.warmup.latent_len {wc.latent_len} is not a candidate length (or 0 to sample)")
     mode = cfg.policy.latent_mode

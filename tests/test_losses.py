@@ -58,8 +58,22 @@ def test_bc_only_on_masked_rows_and_actor_loss_combines():
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
     q_pi = torch.tensor([[1.0, 3.0], [2.0, 1.0]])
     loss, info = actor_loss(torch.zeros(2, 3, 4), tokens, mask, q_pi, beta=2.0, eta=0.5)
-    # min_j Q = [1, 1] → mean 1
+    # min_j Q = [1, 1] → mean 1, divided by mean |Q| = 1
     torch.testing.assert_close(loss, 2.0 * torch.log(torch.tensor(4.0)) - 0.5 * 1.0)
     assert info["q_pi"] == 1.0
     empty, _ = actor_loss(torch.zeros(2, 3, 4), tokens, torch.tensor([False, False]), q_pi, 1.0, 1.0)
     assert float(empty) == -1.0
+
+
+def test_q_term_is_scale_free_but_its_gradient_follows_q():
+    """Q ×100 (bigger rewards) leaves the actor's loss and its pull unchanged; the gradient still points up Q."""
+    tokens, mask = torch.zeros(2, 3, dtype=torch.long), torch.tensor([False, False])
+    grads = []
+    for k in (1.0, 100.0):
+        a = torch.tensor([0.2, -0.4], requires_grad=True)
+        q_pi = k * torch.stack([3.0 * a + 1.0, 2.0 * a + 2.0])  # (J=2, B=2): min is the second head here
+        loss, _ = actor_loss(torch.zeros(2, 3, 4), tokens, mask, q_pi, beta=1.0, eta=1.0)
+        loss.backward()
+        grads.append(a.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    assert (grads[0] < 0).all()  # descending the loss raises Q

@@ -41,9 +41,28 @@ def test_action_tokens_clip_and_constant_dims():
 def test_stats_from_demonstrations():
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (1000, 3))
-    s = Stats.from_arrays(actions, rng.normal(size=(1000, 8)))
+    s = Stats.from_arrays(actions, rng.normal(size=(1000, 8)), "demo_quantiles")
     assert np.allclose(s.action_q01, np.quantile(actions, 0.01, axis=0))
     assert Stats.from_json(s.to_json()) == s
+
+
+def test_full_range_bins_keep_corrections_the_demonstrations_never_made():
+    """Demonstrations that only ever descend (z ≤ −0.3) and a correction that lifts (z = +1): with the demo
+    quantiles the lift is clipped into a descent; with the full range it stays a lift."""
+    from policy.action_tokenizer import ActionTokenizer
+
+    rng = np.random.default_rng(0)
+    demos = np.stack([rng.uniform(-0.2, 0.8, 500), rng.uniform(-1.0, -0.3, 500)], 1)
+    lift = np.array([[0.0, 1.0]], np.float32)
+    proprio = rng.normal(size=(500, 8))
+    narrow = ActionTokenizer(Stats.from_arrays(demos, proprio, "demo_quantiles"))
+    full = ActionTokenizer(Stats.from_arrays(demos, proprio))
+    decode = lambda tok, x: tok.denormalize(tok.centres[np.abs(tok.normalize(x)[..., None] - tok.centres).argmin(-1)])
+    assert decode(narrow, lift)[0, 1] < -0.2  # the lift came back as a descent
+    assert decode(full, lift)[0, 1] > 0.99
+    assert np.abs(decode(full, demos.astype(np.float32)) - demos).max() <= 1.0 / 256 + 1e-6
+    with pytest.raises(Exception, match="action_range"):
+        Stats.from_arrays(demos, proprio, "percentiles")
     with pytest.raises(Exception, match="NaN"):
         Stats.from_arrays(np.full((3, 2), np.nan), np.zeros((3, 8)))
 

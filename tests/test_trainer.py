@@ -113,6 +113,25 @@ def test_only_lora_and_heads_change(setup):
     assert "action_head.weight" in changed["new"]
 
 
+def test_actor_q_term_moves_the_action_not_the_features_q_reads(setup):
+    """With BC off, the actor step's only gradient is −Q(s, π(s)): it must reach the towers through π(s) (the
+    action logits), never through the state feature handed to the critic (that would let the actor raise Q
+    by reshaping the representation, which undid the warm-up in the sim study)."""
+    cfg, policy, demo, rollout = setup
+    cfg.learner.beta_bc = 0.0
+    perturb_trainables(policy)
+    tr = Trainer(cfg, policy, demo, rollout)
+    fed = []
+    orig = policy.q
+    policy.q = lambda feature, action: fed.append((feature.requires_grad, action.requires_grad)) or orig(feature, action)
+    try:
+        tr.actor_step()
+    finally:
+        del policy.q
+    assert fed and all(not f and a for f, a in fed)
+    assert policy.action_head.weight.grad is not None and policy.action_head.weight.grad.abs().sum() > 0
+
+
 def test_bc_drives_demo_action_accuracy_up(tmp_path):
     cfg = make_cfg(eta_q=0.0, grad_accum=1, lr=3e-3, micro_batch_demo=6, micro_batch_rollout=1)
     policy = policy_for(cfg)
