@@ -185,6 +185,11 @@ def _convert(tp: Any, value: Any, where: str, origin: dict[str, Path]) -> Any:
                 errors.append(str(e))
         _fail(where, origin, f"{value!r} does not match {_name(tp)}")
     if origin_tp is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans: take the option so spelled
+            spelled = [a for a in get_args(tp) if isinstance(a, str)
+                       and a.lower() in (("off", "no", "false") if not value else ("on", "yes", "true"))]
+            if len(spelled) == 1:
+                return spelled[0]
         if value not in get_args(tp):
             _fail(where, origin, f"{value!r} is not one of {list(get_args(tp))}")
         return value

@@ -22,6 +22,16 @@ def test_shipped_config_loads_and_overrides_apply():
     assert cfg.task.name == "sim_insert_hex"
 
 
+def test_yaml_boolean_words_still_pick_the_option_so_spelled(tmp_path):
+    """YAML 1.1 reads `off` as False; a Literal field with an option "off" takes it (file or command line)."""
+    assert configs.load("learning", ["--policy.latent_mode", "off"]).policy.latent_mode == "off"
+    f = tmp_path / "c.yaml"
+    f.write_text("base: [learning.yaml]\npolicy:\n  latent_mode: off\n")
+    assert configs.load(str(f)).policy.latent_mode == "off"
+    with pytest.raises(configs.ConfigError, match="not one of"):
+        configs.load("learning", ["--policy.latent_mode", "yes"])
+
+
 def test_base_files_merge_and_own_keys_win(tmp_path):
     write(tmp_path / "base.yaml", "learner: {gamma: 0.5, tau: 0.1}\ntask: {name: a}\n")
     top = write(tmp_path / "top.yaml", "base: [base.yaml]\nlearner: {gamma: 0.7}\n")
