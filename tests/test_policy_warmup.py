@@ -36,17 +36,20 @@ def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_pat
     assert res.token_accuracy >= 0.95, res
     assert (tmp_path / "checkpoints" / "warmup.tb").is_dir()  # TensorBoard curves beside the checkpoint
     p = Policy.load(res.checkpoint)
-    # the action statistics travel with the checkpoint: decoding stays inside the demonstrated range
+    # the statistics travel with the checkpoint (the bins span the robot's whole action range by default)
     from transport.dataset import load_dataset
 
     eps = load_dataset(tmp_path / "demos")
     acts = np.concatenate([e.action for e in eps])
-    assert np.allclose(p.stats.action_q01, np.quantile(acts, 0.01, axis=0), atol=1e-6)
+    assert p.stats.action_q01 == [-1.0] * 7 and p.stats.action_q99 == [1.0] * 7
+    assert np.allclose(p.stats.proprio_mean, np.concatenate([e.proprio for e in eps]).mean(0), atol=1e-5)
     ep = eps[0]
     pre = p.reason({"front": ep.images["front"][0]}, INSTRUCTION)
     out = p.act(pre, {"wrist": ep.images["wrist"][0]}, ep.proprio[0])
     assert out.action.shape == (8, 7) and np.isfinite(out.action).all()
-    assert (out.action >= acts.min(0) - 0.01).all() and (out.action <= acts.max(0) + 0.01).all()
+    # free-running (its own latents, not the teacher-forced targets) it reproduces most of the demonstrated chunk
+    close = np.abs(out.action - ep.action_chunk(0, 8)) <= 1.0 / 256 + 1e-5
+    assert close.mean() >= 0.75, close.mean()  # chance: ~1/256
     # the exit was supervised at the fixed length 8 (appendix D.2, single-task): teacher-forced with the
     # targets, the tower now says "continue" at 2, 4, 6 and "exit" at 8
     import torch
