@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lastr1.demo import DemoError, Stage, _success  # noqa: E402
+from lastr1.demo import DemoError, Stage, success_pct  # noqa: E402
 
 # What each variant changes; everything else comes from the config.
 VARIANTS = {
@@ -96,10 +96,6 @@ def common(args, seed: int) -> list[str]:
             *args.overrides]
 
 
-def stage(run_dir: Path, name: str, argv: list[str], config: str | None, nice: int = 0) -> Stage:
-    return Stage(run_dir, config, name, argv, nice=nice)
-
-
 def run_with_retry(run_dir: Path, name: str, argv: list[str], config: str | None, tries: int = 3,
                    clean: Path | None = None) -> None:
     """A rollout stage that failed (on a starved machine the simulated arm can miss its home motion, and the
@@ -108,7 +104,7 @@ def run_with_retry(run_dir: Path, name: str, argv: list[str], config: str | None
         if clean is not None and clean.exists():  # a partial output would be appended to
             shutil.rmtree(clean)
         try:
-            stage(run_dir, name if i == 0 else f"{name}-retry{i}", argv, config).run()
+            Stage(run_dir, config, name if i == 0 else f"{name}-retry{i}", argv).run()
             return
         except DemoError as e:
             if i == tries - 1:
@@ -124,10 +120,10 @@ def prepare_seed(args, seed_dir: Path, seed: int) -> None:
     seed_dir.mkdir(parents=True, exist_ok=True)
     base = ["--run_dir", str(seed_dir), *common(args, seed)]
     print(f"seed {seed}: demonstrations -> {demos}", flush=True)
-    stage(seed_dir, "keys", ["keys", "--dir", str(seed_dir / "keys"), "--actors", "actor0"], None).run()
+    Stage(seed_dir, None, "keys", ["keys", "--dir", str(seed_dir / "keys"), "--actors", "actor0"]).run()
     run_with_retry(seed_dir, "record", ["record", *base, "--episodes", str(args.demos), "--out", str(demos)],
                    args.config, clean=demos)
-    stage(seed_dir, "latents", ["latents", *base], args.config).run()
+    Stage(seed_dir, args.config, "latents", ["latents", *base]).run()
     (seed_dir / "latents.done").write_text("ok\n")
 
 
@@ -145,16 +141,16 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
     print(f"{variant} seed {seed} -> {run_dir}", flush=True)
     t0 = time.monotonic()
     if not (warm / "warmup.json").is_file():  # an interrupted study keeps its finished warm-up
-        stage(run_dir, "warmup", ["warmup", *base], args.config).run()
+        Stage(run_dir, args.config, "warmup", ["warmup", *base]).run()
 
     def evaluate(tag: str, ckpt: Path) -> float:
         out = run_dir / "eval" / tag
-        if (out / "results.json").is_file() and tag == "m000":
-            return float(_success(json.loads((out / "results.json").read_text())) or 0.0)
-        run_with_retry(run_dir, f"eval-{tag}", ["eval", *base, "--policy.checkpoint", str(ckpt), "--rollouts",
-                                                str(args.eval_rollouts), "--runs", "1", "--out", str(out),
-                                                "--no-video"], args.config)
-        return float(_success(json.loads((out / "results.json").read_text())) or 0.0)
+        # the warm-up's evaluation survives an interrupted study; the loop's are of a learner state now gone
+        if not ((out / "results.json").is_file() and tag == "m000"):
+            run_with_retry(run_dir, f"eval-{tag}", ["eval", *base, "--policy.checkpoint", str(ckpt), "--rollouts",
+                                                    str(args.eval_rollouts), "--runs", "1", "--out", str(out),
+                                                    "--no-video"], args.config)
+        return float(success_pct(json.loads((out / "results.json").read_text())) or 0.0)
 
     curve = [(0.0, evaluate("m000", warm))]
     loop_s, k = 0.0, 0
@@ -162,12 +158,10 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
         seg = min(args.eval_every * 60, args.minutes * 60 - loop_s)
         ckpt = warm if k == 0 else learned
         # the learner yields the CPU to the simulated arm's 1 kHz link and the 10-Hz actor (see lastr1 demo)
-        learner = stage(run_dir, f"learner-{k}", ["learner", *base, "--policy.checkpoint", str(warm),
-                                                  *(["--resume"] if k else [])], args.config, nice=10).start()
+        learner = Stage(run_dir, args.config, f"learner-{k}", ["learner", *base, "--policy.checkpoint", str(warm),
+                                                               *(["--resume"] if k else [])], nice=10)
         try:
-            time.sleep(2.0)
-            if learner.proc.poll() is not None:
-                learner.wait()
+            learner.start_checked()
             t_seg = time.monotonic()
             # fresh training scenes each segment (never an evaluation draw)
             run_with_retry(run_dir, f"actor-{k}", ["actor", *base, "--robot.sim.seed", str(seed + 7 * (k + 1)),

@@ -83,6 +83,14 @@ class Stage:
                 self.proc.kill()
                 self.proc.wait()
 
+    def start_checked(self, grace_s: float = 2.0) -> "Stage":
+        """Start a long-running stage (the learner) and give it `grace_s` to fail on its config or files."""
+        self.start()
+        time.sleep(grace_s)
+        if self.proc.poll() is not None:
+            self.wait()  # raises DemoError with the end of its log
+        return self
+
     def run(self) -> int:
         t0 = time.monotonic()
         print(f"  {self.name:<10} ", end="", flush=True)
@@ -137,12 +145,10 @@ def run(args) -> int:
 
     # The learner is throughput work; the simulated arm's 1 kHz FCI link and the 10 Hz actor are not. On a
     # laptop's few cores the learner yields to them, or a starved simulator drops the arm's connection.
-    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm)], nice=10).start()
+    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm)], nice=10)
     print(f"  learner    started            (log: {learner.log})")
     try:
-        time.sleep(2.0)
-        if learner.proc.poll() is not None:
-            learner.wait()
+        learner.start_checked()
         stage("actor", "actor", "--policy.checkpoint", str(warm), "--minutes", str(minutes)).run()
     finally:
         learner.stop()
@@ -157,7 +163,7 @@ def run(args) -> int:
     for name in ("warmup", "final"):
         f = run_dir / "eval" / name / "results.json"
         if f.is_file():
-            summary[f"{name}_success"] = _success(json.loads(f.read_text()))
+            summary[f"{name}_success"] = success_pct(json.loads(f.read_text()))
     (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print("\nfiles:")
     for label, p in [("config", config), ("demonstrations", run_dir / cfg.learner.demo_dir),
@@ -170,7 +176,7 @@ def run(args) -> int:
     return 0
 
 
-def _success(results: dict) -> float | None:
+def success_pct(results: dict) -> float | None:
     """The average success rate (%) over the evaluated conditions, from `lastr1 eval`'s results.json."""
     avg = (results.get("success_rate_pct") or {}).get("average") or {}
     mean = avg.get("mean")
