@@ -18,6 +18,12 @@ class LearnerConfig:
     critic_lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # The loop's first updates: an untrained critic's action gradient points one arbitrary way for every state,
+    # and a fresh Adam state steps every adapter by ~lr at once; both pull the warm-up policy off before the
+    # data can guide it. critic_only_updates steps the critic alone first (no adapter version is published
+    # meanwhile); actor_lr_ramp_updates raises the actor's lr linearly from lr/N over its first N steps.
+    critic_only_updates: int = 0
+    actor_lr_ramp_updates: int = 0
     beta_bc: float = 1.0
     eta_q: float = 0.1
     broadcast_every_updates: int = 10

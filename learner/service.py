@@ -193,7 +193,7 @@ class Learner:
                 self.writer.add_scalar(f"learner/{k}", v, u)
             due = (u % lc.broadcast_every_updates == 0
                    or time.monotonic() - self._last_broadcast > lc.broadcast_every_s)
-            if due:
+            if due and self.trainer.counters.actor_steps:  # a critic-only start has nothing new to send
                 self.publish()
             if u % lc.checkpoint_every_updates == 0:
                 self.save()

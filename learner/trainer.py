@@ -153,17 +153,28 @@ class Trainer:
             bc += info["bc"] / lc.grad_accum
             q_pi += info["q_pi"] / lc.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.actor_params, lc.grad_clip)
+        lr = self.actor_lr()
+        for g in self.opt_actor.param_groups:
+            g["lr"] = lr
         self.opt_actor.step()
         self.counters.actor_steps += 1
-        return {"actor_loss": total, "bc_loss": bc, "q_pi": q_pi, "actor_grad_norm": float(grad_norm)}
+        return {"actor_loss": total, "bc_loss": bc, "q_pi": q_pi, "actor_grad_norm": float(grad_norm),
+                "actor_lr": lr}
+
+    def actor_lr(self) -> float:
+        """lr, ramped linearly over the first `actor_lr_ramp_updates` actor steps (from lr/N)."""
+        n = self.lc.actor_lr_ramp_updates
+        return self.lc.lr * min(1.0, (self.counters.actor_steps + 1) / n) if n > 0 else self.lc.lr
 
     def update(self) -> dict:
-        """2 critic steps, then 1 actor step (the critic-to-actor ratio of D.4)."""
+        """2 critic steps, then 1 actor step (the critic-to-actor ratio of D.4); the first
+        `critic_only_updates` updates leave the actor out."""
         self.policy.train()
         stats: dict = {}
         for _ in range(self.lc.critic_updates_per_actor_update):
             stats.update(self.critic_step())
-        stats.update(self.actor_step())
+        if self.counters.updates >= self.lc.critic_only_updates:
+            stats.update(self.actor_step())
         self.policy.eval()
         self.counters.updates += 1
         return stats

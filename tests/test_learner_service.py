@@ -161,3 +161,22 @@ def test_refuses_to_overwrite_state_without_resume_and_publishes_versions(cfg):
     resumed = Learner(cfg, resume=True)
     assert resumed.trainer.counters.updates == 1 and resumed.version == 2
     resumed.close()
+
+
+def test_a_critic_only_start_publishes_nothing_new(cfg):
+    cfg.learner.critic_only_updates = 1
+    link = ActorLink(cfg.transport, "actor0")
+    learner = Learner(cfg)
+    try:
+        for s in range(6):
+            link.send(transition(0, s, 6, intervention=s < 2))
+        ingest_until(learner, 6)
+        v0 = learner.version
+        learner.step()
+        assert learner.trainer.counters.updates == 1 and learner.trainer.counters.actor_steps == 0
+        assert learner.version == v0  # the adapters are the warm-up's still: no version to send
+        learner.step()
+        assert learner.trainer.counters.actor_steps == 1 and learner.version == v0 + 1
+    finally:
+        link.close()
+        learner.close()

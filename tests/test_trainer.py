@@ -113,6 +113,25 @@ def test_only_lora_and_heads_change(setup):
     assert "action_head.weight" in changed["new"]
 
 
+def test_critic_only_start_then_a_ramped_actor_lr(setup):
+    cfg, policy, demo, rollout = setup
+    cfg.learner.critic_only_updates, cfg.learner.actor_lr_ramp_updates = 2, 4
+    perturb_trainables(policy)
+    tr = Trainer(cfg, policy, demo, rollout)
+    actor = [p.detach().clone() for p in tr.actor_params]
+    critic = [p.detach().clone() for p in tr.critic_params]
+    for _ in range(2):
+        stats = tr.update()
+        assert "actor_loss" not in stats
+    assert all(torch.equal(a, p) for a, p in zip(actor, tr.actor_params))
+    assert not all(torch.equal(c, p) for c, p in zip(critic, tr.critic_params))
+    assert (tr.counters.updates, tr.counters.critic_steps, tr.counters.actor_steps) == (2, 4, 0)
+    lrs = [tr.update()["actor_lr"] for _ in range(5)]
+    assert lrs == pytest.approx([cfg.learner.lr * k / 4 for k in (1, 2, 3, 4, 4)])
+    assert tr.opt_actor.param_groups[0]["lr"] == pytest.approx(cfg.learner.lr)
+    assert not all(torch.equal(a, p) for a, p in zip(actor, tr.actor_params))
+
+
 def test_actor_q_term_moves_the_action_not_the_features_q_reads(setup):
     """With BC off, the actor step's only gradient is −Q(s, π(s)): it must reach the towers through π(s) (the
     action logits), never through the state feature handed to the critic (that would let the actor raise Q
