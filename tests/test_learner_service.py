@@ -130,13 +130,19 @@ def test_restart_mid_stream_loses_nothing_and_counts_nothing_twice(cfg):
         link.close()
 
 
-def test_refuses_to_overwrite_state_without_resume_and_publishes_versions(cfg):
+def one_episode_landed(cfg):
+    """A learner and an actor link, with one 6-step episode (2 intervention steps) already committed."""
     link = ActorLink(cfg.transport, "actor0")
     learner = Learner(cfg)
+    for s in range(6):
+        link.send(transition(0, s, 6, intervention=s < 2))
+    assert ingest_until(learner, 6) == 6
+    return link, learner
+
+
+def test_refuses_to_overwrite_state_without_resume_and_publishes_versions(cfg):
+    link, learner = one_episode_landed(cfg)
     try:
-        for s in range(6):
-            link.send(transition(0, s, 6, intervention=s < 2))
-        ingest_until(learner, 6)
         stop = threading.Event()
         th = threading.Thread(target=learner.run, kwargs=dict(stop=stop, max_updates=1))
         th.start()
@@ -165,12 +171,8 @@ def test_refuses_to_overwrite_state_without_resume_and_publishes_versions(cfg):
 
 def test_a_critic_only_start_publishes_nothing_new(cfg):
     cfg.learner.critic_only_updates = 1
-    link = ActorLink(cfg.transport, "actor0")
-    learner = Learner(cfg)
+    link, learner = one_episode_landed(cfg)
     try:
-        for s in range(6):
-            link.send(transition(0, s, 6, intervention=s < 2))
-        ingest_until(learner, 6)
         v0 = learner.version
         learner.step()
         assert learner.trainer.counters.updates == 1 and learner.trainer.counters.actor_steps == 0
