@@ -20,7 +20,7 @@ from test_sim_env import run_expert  # noqa: E402
 
 
 # Two real-time arm links and MuJoCo on 2 cores: a starved run can miss the synchronised grasp (see
-# test_sim_env's note on the arm's 1 kHz link); one rerun, on a fresh pair of arms.
+# planner errors -110/-111 of franky on a jittery 1 kHz link); one rerun, on a fresh pair of arms.
 @pytest.mark.flaky(reruns=1)
 def test_two_arms_lift_the_bar_together():
     cfg = configs.load("sim_lift_bar", overrides(4, 2))

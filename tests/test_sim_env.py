@@ -75,10 +75,6 @@ def test_same_seed_same_scene(env):
     assert np.allclose(a, b)
 
 
-# The simulated arm runs a real-time 1 kHz link: on a starved CI machine its measured state can jitter enough
-# for franky's trajectory planner to refuse a long move (Ruckig errors -110/-111, an ArmFault). Such a fault
-# is retried once; any other failure, or the fault twice, fails the test.
-@pytest.mark.flaky(reruns=1, only_rerun=["ArmFault"])
 def test_safety_keeps_targets_in_the_box(env):
     env.reset(seed=0)
     box_max = np.array(env.cfg.robot.safety.box_max)
