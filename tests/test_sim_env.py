@@ -172,6 +172,8 @@ def test_per_step_fault_dice(env):
     assert info.recovered or not info.held
 
 
+# Its own arm, so a starved run (the expert's step budget missed) can run once more from a clean start.
+@pytest.mark.flaky(reruns=1)
 def test_peg_on_table_variant_expert_picks_and_inserts():
     cfg = configs.load("sim_insert_hex", overrides(3, 1, "--robot.sim.peg_start", "table"))
     with make_env(cfg) as env:
