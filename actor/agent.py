@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policy.errors import PolicyError
+from lastr1.policy.errors import PolicyError
 
 
 @dataclass

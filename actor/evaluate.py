@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actor.runtime import ActorError, EpisodeSummary, Runtime, Sink, StepRecord
+from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime, Sink, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def _seed(base: int, run: int, rollout: int) -> int:
 
 def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str | Path, env=None, policy=None,
              video: bool = True, stop: threading.Event | None = None, on_status=None) -> dict:
-    from actor.run import build_policy, check_cameras, make_agent
-    from actor.video import write_mp4
+    from lastr1.actor.process import build_policy, check_cameras, make_agent
+    from lastr1.actor.video import write_mp4
 
     stop = stop or threading.Event()
     conditions = [canonical(c) for c in conditions]
@@ -85,7 +85,7 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
         if policy is None:
             policy = build_policy(cfg)
         if env is None:
-            from robot.env import make_env
+            from lastr1.robot.env import make_env
 
             env = make_env(cfg)
             own.append(env)
@@ -220,7 +220,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from actor.status import StatusLine
+    from lastr1.actor.status import StatusLine
     from lastr1.cli import load_config
 
     cfg = load_config(args)

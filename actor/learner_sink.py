@@ -11,8 +11,8 @@ import logging
 
 import numpy as np
 
-from actor.chunks import ChunkAssembler
-from actor.runtime import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.chunks import ChunkAssembler
+from lastr1.actor.loop import EpisodeSummary, Sink, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class TransitionSink(Sink):
     def episode_end(self, summary: EpisodeSummary) -> None:
         for rec, chunk in self.chunks.flush():
             self._send(rec, chunk)
-        from transport.messages import Stats
+        from lastr1.transport.messages import Stats
 
         s = self.status() if self.status is not None else {}
         nan = float("nan")
@@ -51,7 +51,7 @@ class TransitionSink(Sink):
         ))
 
     def _send(self, s: StepRecord, chunk: np.ndarray) -> None:
-        from transport.messages import Transition
+        from lastr1.transport.messages import Transition
 
         d = s.decision
         latents = latent_len = None

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lastr1.errors import require
-from transport.dataset import Episode, load_dataset
+from lastr1.transport.demo_store import Episode, load_dataset
 
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000
@@ -71,13 +71,13 @@ def export_lerobot(src: str | Path, out: str | Path, *, robot_type: str = "frank
     """Write the episodes of our dataset at `src` as a LeRobotDataset v2.1 at `out`; returns `out`."""
     pa = require("pyarrow", "video", "the LeRobot export")
     pq = require("pyarrow.parquet", "video", "the LeRobot export")
-    from actor.video import write_mp4
+    from lastr1.actor.video import write_mp4
 
     episodes = load_dataset(src, only_success=only_success)
     out = Path(out)
     if out.exists():
         if not overwrite and any(out.iterdir()):
-            from actor.runtime import ActorError
+            from lastr1.actor.loop import ActorError
 
             raise ActorError(f"{out} exists and is not empty", hint="pick a new folder, or pass --overwrite")
         shutil.rmtree(out)
@@ -93,7 +93,7 @@ def export_lerobot(src: str | Path, out: str | Path, *, robot_type: str = "frank
     ep_lines, stat_lines, all_stats = [], [], []
     for i, ep in enumerate(episodes):
         if list(ep.meta["cameras"]) != cameras or ep.action.shape[1] != first.action.shape[1]:
-            from actor.runtime import ActorError
+            from lastr1.actor.loop import ActorError
 
             raise ActorError(f"{ep.path}: cameras/action size differ from {first.path}",
                              hint="export episodes of one task and robot setup together")

@@ -7,7 +7,7 @@
 
 The person drives every step (in sim: the scripted expert); the operator's success key keeps the episode
 (in sim: the scene's success), the failure key, the reset key or the time limit discard it. Episodes go to
-`<run_dir>/<learner.demo_dir>` in our dataset format (transport/dataset.py), which `lastr1 warmup`,
+`<run_dir>/<learner.demo_dir>` in our dataset format (transport/demo_store.py), which `lastr1 warmup`,
 `lastr1 latents` and the learner's demo buffer read.
 """
 
@@ -18,7 +18,7 @@ import signal
 import threading
 from pathlib import Path
 
-from actor.runtime import EpisodeSummary, Runtime, Sink, StepRecord
+from lastr1.actor.loop import EpisodeSummary, Runtime, Sink, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DemoSink(Sink):
         self.discarded = 0
 
     def episode_start(self, episode: int, seed, obs) -> None:
-        from transport.dataset import EpisodeWriter
+        from lastr1.transport.demo_store import EpisodeWriter
 
         self.writer = EpisodeWriter(self.root, self.cfg.task.name, self.cfg.task.instruction, self.cfg.task.control_hz,
                                     extra={"seed": seed, "source": self.source, "robot": self.cfg.robot.kind,
@@ -62,13 +62,13 @@ def record(cfg, n: int, out: str | Path, stop: threading.Event | None = None, *,
     stop = stop or threading.Event()
     own = env is None
     if env is None:
-        from robot.env import make_env
+        from lastr1.robot.env import make_env
 
         env = make_env(cfg)
     try:
         sim = getattr(env, "sim", None) is not None
         if not sim and env.teleop is None:
-            from actor.runtime import ActorError
+            from lastr1.actor.loop import ActorError
 
             raise ActorError("recording on the real robot needs a SpaceMouse", hint="list one under robot.teleop")
         sink = DemoSink(out, cfg, "scripted expert" if sim else "spacemouse")
@@ -101,7 +101,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from actor.status import StatusLine
+    from lastr1.actor.status import StatusLine
     from lastr1.cli import load_config
 
     cfg = load_config(args)
@@ -118,7 +118,7 @@ def run(args) -> int:
             status.close()
         print(f"lastr1 record: kept {len(sink.kept)} demonstrations in {out} ({sink.discarded} discarded)")
     if args.export_lerobot:
-        from actor.lerobot_export import export_lerobot
+        from lastr1.actor.lerobot_export import export_lerobot
 
         dst = export_lerobot(out, args.export_lerobot, overwrite=args.overwrite)
         print(f"lastr1 record: LeRobotDataset v2.1 written to {dst}")

@@ -21,13 +21,13 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from policy import adapter as adapter_io
-from policy.errors import AdapterError
+from lastr1.policy import adapter as adapter_io
+from lastr1.policy.errors import AdapterError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class HotReloader:
 
     # --- background ---------------------------------------------------------------------------------------
 
-    def start(self) -> "HotReloader":
+    def start(self) -> HotReloader:
         self._thread = threading.Thread(target=self._run, name="hot-reload", daemon=True)
         self._thread.start()
         return self

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 
-log = logging.getLogger("actor.status")
+log = logging.getLogger(__name__)
 
 
 def _f(x, fmt: str, none: str = "–") -> str:

@@ -21,15 +21,11 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _learner(conn, transport: dict, policy_cfg: dict, n_arms: int) -> None:
@@ -37,12 +33,12 @@ def _learner(conn, transport: dict, policy_cfg: dict, n_arms: int) -> None:
     "publish" and "stop", publish a new adapter every second."""
     import torch
 
-    import configs
-    from configs.policy import PolicyConfig
-    from configs.transport import TransportConfig
-    from policy import Policy
-    from transport.learner_link import LearnerLink
-    from transport.messages import Weights
+    from lastr1 import configs
+    from lastr1.configs.policy import PolicyConfig
+    from lastr1.configs.transport import TransportConfig
+    from lastr1.policy import Policy
+    from lastr1.transport.learner_link import LearnerLink
+    from lastr1.transport.messages import Weights
 
     link = LearnerLink(configs.build(TransportConfig, transport), port=0, bind_host="127.0.0.1")
     src = Policy.from_config(configs.build(PolicyConfig, policy_cfg), n_arms=n_arms, proprio_dim=8 * n_arms)
@@ -73,10 +69,10 @@ def _learner(conn, transport: dict, policy_cfg: dict, n_arms: int) -> None:
 
 
 def _phase(cfg, env, policy, link, seconds: float) -> dict:
-    from actor.learner_sink import TransitionSink
-    from actor.reload import HotReloader
-    from actor.run import make_agent
-    from actor.runtime import Runtime
+    from lastr1.actor.learner_sink import TransitionSink
+    from lastr1.actor.loop import Runtime
+    from lastr1.actor.process import make_agent
+    from lastr1.actor.reload import HotReloader
 
     reloader = HotReloader(policy, link.latest_weights, cfg.actor.reload_poll_s)
     rt = Runtime(cfg, env, agent=make_agent(cfg, policy), sink=TransitionSink(link, policy.H, policy.L_max, policy.d),
@@ -109,8 +105,8 @@ def _large_adapter(mb: float = 100.0, reps: int = 3) -> dict:
     import torch
     from torch import nn
 
-    from actor.reload import HotReloader
-    from policy import adapter as adapter_io
+    from lastr1.actor.reload import HotReloader
+    from lastr1.policy import adapter as adapter_io
 
     class Holder(nn.Module):  # just the trainable tensors an adapter carries, in the shapes LoRA gives them
         def __init__(self):
@@ -151,10 +147,10 @@ def main() -> None:
 
     import multiprocessing as mp
 
-    import configs
-    from policy import Policy
-    from actor.run import make_link
-    from robot.env import make_env
+    from lastr1 import configs
+    from lastr1.actor.process import make_link
+    from lastr1.policy import Policy
+    from lastr1.robot.env import make_env
 
     tmp = tempfile.mkdtemp(prefix="lastr1-bench-actor-")
     cfg = configs.load(args.config, [

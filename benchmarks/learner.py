@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,11 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import configs  # noqa: E402
-from learner.replay import ReplayBuffer  # noqa: E402
-from learner.trainer import Trainer  # noqa: E402
+from lastr1 import configs  # noqa: E402
+from lastr1.learner.replay import ReplayBuffer  # noqa: E402
+from lastr1.learner.trainer import Trainer  # noqa: E402
 
 
 def fill(buf: ReplayBuffer, policy, n: int, image: int, rng, intervention: bool) -> None:
@@ -52,7 +49,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = configs.load(args.config)
     cfg.policy = configs.load(args.policy).policy
-    from policy import Policy
+    from lastr1.policy import Policy
 
     policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
     rng = np.random.default_rng(0)

@@ -23,13 +23,10 @@ import argparse
 import json
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lastr1.demo import DemoError, Stage, success_pct  # noqa: E402
 

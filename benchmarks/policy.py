@@ -17,14 +17,11 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import configs  # noqa: E402
+from lastr1 import configs  # noqa: E402
 
 
 def _timer(device: str):
@@ -61,7 +58,7 @@ def main() -> int:
     name = "policy/tiny_cpu" if args.shape == "tiny" else "policy/qwen3vl_4b"
     device = "meta" if args.meta else args.device or ("cpu" if args.shape == "tiny" else "cuda")
     cfg = configs.load(name, ["--policy.model", "tiny", "--policy.device", device, "--policy.acting", args.acting])
-    from policy import Policy
+    from lastr1.policy import Policy
 
     t0 = time.perf_counter()
     policy = Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
@@ -71,7 +68,7 @@ def main() -> int:
     out = dict(shape=args.shape, device=device, acting=args.acting, dtype=cfg.policy.dtype,
                params_m=round(params / 1e6, 2), trainable_m=round(trainable / 1e6, 2), build_s=round(build_s, 2))
     if args.meta:
-        out["kv_geometry"] = list(__import__("policy.hf_compat", fromlist=["x"]).kv_geometry(policy.vlm))
+        out["kv_geometry"] = list(__import__("lastr1.policy.hf_compat", fromlist=["x"]).kv_geometry(policy.vlm))
         print(json.dumps(out))
         return 0
 

@@ -21,13 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -39,8 +35,8 @@ def main() -> None:
     ap.add_argument("--hosts", default="127.0.0.62,127.0.0.63", help="loopback FCI addresses for the sim host")
     args = ap.parse_args()
 
-    import configs
-    from robot.env import make_env
+    from lastr1 import configs
+    from lastr1.robot.env import make_env
 
     cfg = configs.load(args.config, ["--robot.sim.hosts", "[" + args.hosts + "]"])
     env = make_env(cfg)

@@ -21,21 +21,17 @@ import json
 import multiprocessing as mp
 import os
 import pickle
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 WINDOW = 256  # transitions in flight (queued or unacknowledged; = transport.send_queue) while measuring throughput
 LATENCY_HZ = 50
 
 
 def make_transition(seed: int = 0):
-    from transport.messages import Transition
+    from lastr1.transport.messages import Transition
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:256, 0:256]
@@ -55,7 +51,7 @@ def make_transition(seed: int = 0):
 
 
 def _cfg(root: str, curve: bool, jpeg: int, port: int = 0):
-    from configs.transport import TransportConfig
+    from lastr1.configs.transport import TransportConfig
 
     return TransportConfig(keys_dir=f"{root}/keys", spool_dir=f"{root}/spool", insecure=not curve,
                            jpeg_quality=jpeg, port=port, bind_host="127.0.0.1", learner_host="127.0.0.1")
@@ -64,17 +60,17 @@ def _cfg(root: str, curve: bool, jpeg: int, port: int = 0):
 def _raw_sockets(ctx, kind, root: str, curve: bool):
     import zmq
 
-    from transport import keys
+    from lastr1.transport import curve_keys
 
     s = ctx.socket(kind)
     s.linger = 0
     if curve:
         if kind == zmq.ROUTER:
             s.curve_server = True
-            s.curve_publickey, s.curve_secretkey = keys.learner_pair(f"{root}/keys")
+            s.curve_publickey, s.curve_secretkey = curve_keys.learner_pair(f"{root}/keys")
         else:
-            s.curve_serverkey = keys.learner_public(f"{root}/keys")
-            s.curve_publickey, s.curve_secretkey = keys.actor_pair(f"{root}/keys", "actor0")
+            s.curve_serverkey = curve_keys.learner_public(f"{root}/keys")
+            s.curve_publickey, s.curve_secretkey = curve_keys.actor_pair(f"{root}/keys", "actor0")
     return s
 
 
@@ -86,13 +82,13 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
 
     logging.basicConfig(level=logging.ERROR)  # the insecure-mode warning is expected here
 
-    from transport.sockets import tune_malloc
+    from lastr1.transport.sockets import tune_malloc
 
     tune_malloc()  # every contender runs with the allocator settings our links use
 
     stamps = []
     if mode == "ours":
-        from transport.learner_link import LearnerLink
+        from lastr1.transport.learner_link import LearnerLink
 
         link = LearnerLink(_cfg(root, curve, jpeg))
         conn.send(link.port)
@@ -141,7 +137,7 @@ def _finish(p, conn):
 
 class Ours:
     def __init__(self, root, curve, jpeg, port, t):
-        from transport.actor_link import ActorLink
+        from lastr1.transport.actor_link import ActorLink
 
         self.t = t
         self.link = ActorLink(_cfg(root, curve, jpeg, port), "actor0", spool_dir=f"{root}/spool-{curve}-{jpeg}")
@@ -195,7 +191,7 @@ def _rate(stamps, windows) -> float:
 def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict:
     """Our link, raw ZeroMQ (and pickle+lz4) measured in alternating short bursts, so that load from other
     processes on the machine hits every contender alike."""
-    from transport.messages import encode
+    from lastr1.transport.messages import encode
 
     t_wire = t.normalised()
     t_wire.actor_id, t_wire.seq = "actor0", 0
@@ -236,14 +232,14 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    from transport import keys
-    from transport.sockets import tune_malloc
+    from lastr1.transport import curve_keys
+    from lastr1.transport.sockets import tune_malloc
 
     tune_malloc()
 
     t = make_transition()
     root = tempfile.mkdtemp(prefix="lastr1-bench-")
-    keys.generate(f"{root}/keys", ["actor0"])
+    curve_keys.generate(f"{root}/keys", ["actor0"])
     out: dict = {}
     arrays = dict(images=t.images, proprio=t.proprio, action=t.action, latents=t.latents, reward=t.reward)
 

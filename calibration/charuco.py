@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.common import CalibrationError, cv2, from_rt
+from lastr1.calibration.common import CalibrationError, cv2, from_rt
 
 # Fewer corners than this give an unreliable pose (and OpenCV refuses < 4); 6 also rules out the collinear case
 # of a single row.

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from calibration.common import CalibrationError
+from lastr1.calibration.common import CalibrationError
 
 ROUTINES = ("intrinsics", "handeye", "workspace", "spacemouse", "board")
 # The robot layer's hardware classes (module, class): the only coupling to robot/ beyond its interfaces.
-CAMERA_CLASS = ("robot.realsense", "RealSenseCamera")
-ARM_FACTORY = ("robot.env", "make_arm")
+CAMERA_CLASS = ("lastr1.robot.realsense", "RealSenseCamera")
+ARM_FACTORY = ("lastr1.robot.env", "make_arm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,8 +113,8 @@ def _default_out(cfg, configured: str, name: str) -> tuple[Path, bool]:
 
 
 def _board(cfg, args) -> int:
-    from calibration.charuco import board_image, make_board
-    from calibration.common import cv2
+    from lastr1.calibration.charuco import board_image, make_board
+    from lastr1.calibration.common import cv2
 
     b = cfg.calibration.board
     px = int(round(b.square_m / 0.0254 * args.dpi))
@@ -133,7 +133,7 @@ def _board(cfg, args) -> int:
 
 
 def _read_images(folder: str | Path) -> list[np.ndarray]:
-    from calibration.common import cv2
+    from lastr1.calibration.common import cv2
 
     cv = cv2()
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
@@ -153,8 +153,8 @@ def _live_views(camera, n: int, say=print, ask=input, max_age_ms: float = 500.0)
 
 
 def _intrinsics(cfg, args) -> int:
-    from calibration.charuco import make_board
-    from calibration.intrinsics import calibrate_from_images, factory_intrinsics, save_intrinsics
+    from lastr1.calibration.charuco import make_board
+    from lastr1.calibration.intrinsics import calibrate_from_images, factory_intrinsics, save_intrinsics
 
     cams = [_camera_cfg(cfg, args.camera)] if args.camera else list(cfg.robot.cameras)
     if (args.out or args.images or args.charuco) and len(cams) > 1:
@@ -194,7 +194,7 @@ def _intrinsics(cfg, args) -> int:
 
 
 def _save_views(folder: Path, hand, images) -> None:
-    from calibration.common import cv2, matrix_to_quat
+    from lastr1.calibration.common import cv2, matrix_to_quat
 
     cv = cv2()
     folder.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def _save_views(folder: Path, hand, images) -> None:
 
 
 def _load_views(folder: Path):
-    from calibration.common import pose
+    from lastr1.calibration.common import pose
 
     try:
         poses = yaml.safe_load((folder / "poses.yaml").read_text())["poses"]
@@ -216,9 +216,9 @@ def _load_views(folder: Path):
 
 
 def _handeye(cfg, args) -> int:
-    from calibration.charuco import make_board
-    from calibration.handeye import collect_views, save_hand_eye, solve_hand_eye
-    from calibration.intrinsics import load_intrinsics
+    from lastr1.calibration.charuco import make_board
+    from lastr1.calibration.handeye import collect_views, save_hand_eye, solve_hand_eye
+    from lastr1.calibration.intrinsics import load_intrinsics
 
     cam = _camera_cfg(cfg, args.camera)
     mount = args.mount or ("hand" if cam.name.startswith("wrist") else "world")
@@ -266,7 +266,7 @@ def _parse_points(text: str) -> list[np.ndarray]:
 
 
 def _workspace(cfg, args) -> int:
-    from calibration.workspace import box_from_points, describe, record_corners, save_workspace, write_into
+    from lastr1.calibration.workspace import box_from_points, describe, record_corners, save_workspace, write_into
 
     current, host = None, cfg.robot.arms[args.arm].host if args.arm < len(cfg.robot.arms) else ""
     if args.points:
@@ -292,7 +292,7 @@ def _workspace(cfg, args) -> int:
 
 
 def _spacemouse(cfg, args) -> int:
-    from calibration.spacemouse import SpaceMouseReader, calibrate_axes, list_spacemice, save_spacemouse
+    from lastr1.calibration.spacemouse import SpaceMouseReader, calibrate_axes, list_spacemice, save_spacemouse
 
     teleops = list(cfg.robot.teleop)
     if args.device is not None:

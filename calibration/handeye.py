@@ -20,14 +20,15 @@ images, or when the hand barely rotated (translations of X are then unobservable
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
-from calibration.charuco import board_pose, detect
-from calibration.common import (
+from lastr1.calibration.charuco import board_pose, detect
+from lastr1.calibration.common import (
     CalibrationError,
     angle_deg,
     cv2,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.charuco import Detection, detect
-from calibration.common import CalibrationError, cv2, load_yaml, save_yaml, timestamp
+from lastr1.calibration.charuco import Detection, detect
+from lastr1.calibration.common import CalibrationError, cv2, load_yaml, save_yaml, timestamp
 from lastr1.errors import require
 
 
@@ -58,7 +58,7 @@ def factory_intrinsics(serial: str, width: int, height: int, fps: int) -> dict:
     devices = list(rs.context().query_devices())
     serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
     if serial not in serials:
-        from robot.errors import DeviceNotFound
+        from lastr1.robot.errors import DeviceNotFound
 
         raise DeviceNotFound(
             f"no RealSense with serial {serial!r} is connected (found: {', '.join(serials) or 'none'})",

@@ -17,12 +17,12 @@ path, serial, model, convention and a timestamp.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from calibration.common import CalibrationError, save_yaml, timestamp
+from lastr1.calibration.common import CalibrationError, save_yaml, timestamp
 from lastr1.errors import require
 
 AXES = ("x", "y", "z", "roll", "pitch", "yaw")
@@ -65,7 +65,7 @@ class SpaceMouseReader:
         psm = _pyspacemouse()
         devices = list_spacemice()
         if device_index >= len(devices):
-            from robot.errors import DeviceNotFound
+            from lastr1.robot.errors import DeviceNotFound
 
             raise DeviceNotFound(
                 f"SpaceMouse #{device_index} is not connected ({len(devices)} found: "
@@ -189,7 +189,7 @@ def calibrate_axes(
 def save_spacemouse(path: str | Path, result: dict, name: str, device: dict) -> Path:
     """Written in the schema SpaceMouseTeleop reads (`robot.spacemouse.SpaceMouseCalibration`), so the file
     can be named in `robot.teleop[].calibration_file` as it is; the raw measurements go into its header."""
-    from robot.spacemouse import SpaceMouseCalibration
+    from lastr1.robot.spacemouse import SpaceMouseCalibration
 
     calib = SpaceMouseCalibration(
         axis_scale=[float(v) for v in result["axis_scale"]], deadzone=float(result["deadzone"]),
@@ -207,6 +207,6 @@ def save_spacemouse(path: str | Path, result: dict, name: str, device: dict) -> 
 
 def load_spacemouse(path: str | Path):
     """The calibration as SpaceMouseTeleop reads it."""
-    from robot.spacemouse import SpaceMouseCalibration
+    from lastr1.robot.spacemouse import SpaceMouseCalibration
 
     return SpaceMouseCalibration.load(path)

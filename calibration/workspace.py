@@ -7,13 +7,13 @@ existing config YAML in place, keeping its other keys.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml
 
-from calibration.common import CalibrationError, save_yaml, timestamp
+from lastr1.calibration.common import CalibrationError, save_yaml, timestamp
 
 # A box thinner than this on any axis is almost surely a recording slip (two corners at the same height, say).
 MIN_SIDE_M = 0.02
@@ -88,7 +88,7 @@ def write_into(config_yaml: str | Path, lo, hi) -> Path:
     """Set robot.safety.box_min/box_max in an existing config YAML, keeping every other key (comments are not
     kept: PyYAML does not round-trip them). The result is validated against the schema before it replaces the
     file."""
-    import configs
+    from lastr1 import configs
 
     path = Path(config_yaml)
     try:

@@ -259,7 +259,7 @@ def to_dict(cfg: Any) -> Any:
 
 def load(path: str | Path, overrides: list[str] | dict | None = None):
     """Load a run config (`configs.schema.Config`) from a YAML file plus command-line overrides."""
-    from configs.schema import Config
+    from lastr1.configs.schema import Config
 
     data, origin = read_raw(path)
     if overrides:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from configs.actor import ActorConfig
-from configs.demo import DemoConfig
-from configs.calibration import CalibrationConfig
-from configs.learner import LearnerConfig
-from configs.policy import PolicyConfig
-from configs.robot import RobotConfig
-from configs.task import TaskConfig
-from configs.transport import TransportConfig
+from lastr1.configs.actor import ActorConfig
+from lastr1.configs.calibration import CalibrationConfig
+from lastr1.configs.demo import DemoConfig
+from lastr1.configs.learner import LearnerConfig
+from lastr1.configs.policy import PolicyConfig
+from lastr1.configs.robot import RobotConfig
+from lastr1.configs.task import TaskConfig
+from lastr1.configs.transport import TransportConfig
 
 
 @dataclass

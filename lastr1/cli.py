@@ -17,14 +17,14 @@ from lastr1.errors import Lastr1Error
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lastr1.demo", "the whole loop on the simulated robot in one command (keys, demos, warm-up, RL, eval)"),
-    "actor": ("actor.main", "run the robot-side RL actor: robot + policy + link to the learner"),
-    "learner": ("learner.cli", "serve actors: replay buffers, BC + Q updates on LoRA, adapter broadcast"),
-    "record": ("actor.record", "record demonstrations (SpaceMouse, or the scripted expert in sim); LeRobot export"),
-    "latents": ("policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
-    "warmup": ("policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
-    "eval": ("actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
-    "calibrate": ("calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
-    "keys": ("transport.keys", "make CurveZMQ key pairs for the learner and its actors"),
+    "actor": ("lastr1.actor.cli", "run the robot-side RL actor: robot + policy + link to the learner"),
+    "learner": ("lastr1.learner.cli", "serve actors: replay buffers, BC + Q updates on LoRA, adapter broadcast"),
+    "record": ("lastr1.actor.record", "record demonstrations (SpaceMouse, or the scripted expert in sim); LeRobot export"),
+    "latents": ("lastr1.policy.latent_targets", "precompute DINOv3 latent targets of recorded demonstrations"),
+    "warmup": ("lastr1.policy.warmup", "supervised warm-up of the policy on recorded demonstrations"),
+    "eval": ("lastr1.actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
+    "calibrate": ("lastr1.calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
+    "keys": ("lastr1.transport.curve_keys", "make CurveZMQ key pairs for the learner and its actors"),
     "fleet": ("lastr1.fleet", "N simulated actors and the learner as Ray actors, the transitions over the wire"),
 }
 
@@ -40,7 +40,7 @@ def add_config_argument(parser: argparse.ArgumentParser, default: str | None = N
 
 
 def load_config(args: argparse.Namespace):
-    import configs
+    from lastr1 import configs
 
     return configs.load(args.config, list(getattr(args, "overrides", []) or []))
 

@@ -50,7 +50,7 @@ class Stage:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Stage":
+    def start(self) -> Stage:
         env = dict(os.environ)
         env.setdefault("MUJOCO_GL", "egl")
         # Several processes share few cores: torch's intra-op threads would only contend with each other.
@@ -83,7 +83,7 @@ class Stage:
                 self.proc.kill()
                 self.proc.wait()
 
-    def start_checked(self, grace_s: float = 2.0) -> "Stage":
+    def start_checked(self, grace_s: float = 2.0) -> Stage:
         """Start a long-running stage (the learner) and give it `grace_s` to fail on its config or files."""
         self.start()
         time.sleep(grace_s)
@@ -105,7 +105,7 @@ class Stage:
 
 
 def run(args) -> int:
-    import configs
+    from lastr1 import configs
     from lastr1.cli import load_config
 
     cfg = load_config(args)

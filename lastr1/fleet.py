@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import configs
+from lastr1 import configs
 from lastr1.errors import Lastr1Error, require
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _absolute(cfg) -> None:
 
 def ensure_keys(keys_dir: Path, actor_ids: list[str]) -> None:
     """The learner key and one per actor, as `lastr1 keys` makes them; existing ones are kept."""
-    from transport.keys import LEARNER, generate
+    from lastr1.transport.curve_keys import LEARNER, generate
 
     if not (keys_dir / f"{LEARNER}.key_secret").is_file():
         if (keys_dir / "actors").is_dir() and any((keys_dir / "actors").iterdir()):
@@ -168,9 +168,8 @@ class Fleet:
     # -------------------------------------------------------------- start
 
     def _runtime_env(self, extra: dict | None = None) -> dict:
-        root = str(Path(__file__).resolve().parents[1])  # the folder holding lastr1/, actor/, learner/, ...
-        env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        # Workers import the installed `lastr1` (every node needs `pip install lastr1`), never a source tree.
+        env = {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONUNBUFFERED": "1"}
         return {"env_vars": {**env, **(extra or {})}}
 
     def connect(self) -> None:

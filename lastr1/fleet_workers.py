@@ -8,7 +8,7 @@ Ray: the same classes run in any process.
 
 Keys travel as file contents (`key_files`: path inside the key folder → text) and are written to a private
 0700 folder on the worker's node, as a lab copies `learner.key` and `actors/<id>.key_secret` to each robot
-PC by hand (transport/keys.py); the key folder need not be on a shared file system.
+PC by hand (transport/curve_keys.py); the key folder need not be on a shared file system.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def key_files(keys_dir: Path, names: list[str]) -> dict[str, str]:
 
 
 def write_keys(files: dict[str, str]) -> Path:
-    """`files` in a fresh private folder laid out as transport/keys.py says; returns the folder."""
+    """`files` in a fresh private folder laid out as transport/curve_keys.py says; returns the folder."""
     root = Path(tempfile.mkdtemp(prefix="lastr1-keys-"))  # mkdtemp makes it 0700
     for name, text in files.items():
         path = root / name
@@ -73,8 +73,8 @@ def _lower_priority(nice: int) -> None:
 
 class _Worker:
     def __init__(self, cfg_dict: dict, keys: dict[str, str] | None, log_level: int):
-        import configs
-        from configs.schema import Config
+        from lastr1 import configs
+        from lastr1.configs.schema import Config
 
         self.cfg = configs.build(Config, cfg_dict)
         self._keys_dir = write_keys(keys) if keys else None
@@ -110,7 +110,7 @@ class LearnerWorker(_Worker):
         return "fleet-learner"
 
     def setup(self) -> dict:
-        from learner.service import Learner
+        from lastr1.learner.service import Learner
 
         _lower_priority(self.nice)
         self.learner = Learner(self.cfg, resume=self.resume)
@@ -159,8 +159,8 @@ class ActorWorker(_Worker):
 
     def run(self, learner: dict, max_steps: int | None = None) -> dict:
         """Run until stop() (or `max_steps`); `learner` is what LearnerWorker.setup returned."""
-        from actor.run import run_actor
-        from robot.env import make_env
+        from lastr1.actor.process import run_actor
+        from lastr1.robot.env import make_env
 
         self.state = "running"
         t = self.cfg.transport
@@ -205,6 +205,6 @@ def learner_address(learner: dict, my_ip: str) -> str:
 
 
 def _line(s: dict) -> str:
-    from actor.status import format_status
+    from lastr1.actor.status import format_status
 
     return format_status(s)

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from learner.service import Learner
+    from lastr1.learner.service import Learner
 
     cfg = load_config(args)
     stop = threading.Event()

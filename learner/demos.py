@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 
-from learner.replay import ReplayBuffer
-from transport.dataset import Episode, load_dataset
-from learner.trainer import LearnerError
+from lastr1.learner.replay import ReplayBuffer
+from lastr1.learner.trainer import LearnerError
+from lastr1.transport.demo_store import Episode, load_dataset
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from learner.demos import fill_demo_buffer
-from learner.replay import ReplayBuffer
-from learner.trainer import LearnerError, Trainer
+from lastr1.learner.demos import fill_demo_buffer
+from lastr1.learner.replay import ReplayBuffer
+from lastr1.learner.trainer import LearnerError, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def final_obs(t) -> dict | None:
 
 class Learner:
     def __init__(self, cfg, resume: bool = False, policy=None, link=None):
-        from policy import Policy
+        from lastr1.policy import Policy
 
         self.cfg = cfg
         self.paths = Paths(Path(cfg.run_dir))
@@ -118,7 +118,7 @@ class Learner:
     @property
     def link(self):
         if self._link is None:
-            from transport.learner_link import LearnerLink
+            from lastr1.transport.learner_link import LearnerLink
 
             self._link = LearnerLink(self.cfg.transport, keys_dir=self.cfg.path(self.cfg.transport.keys_dir),
                                      dedup_state=self.rollout.extra.get("dedup"))
@@ -167,7 +167,7 @@ class Learner:
         w.add_scalar("episodes/intervention_rate", c.interventions / max(c.received, 1), c.episodes)
 
     def publish(self) -> int:
-        from transport.messages import Weights
+        from lastr1.transport.messages import Weights
 
         self.version += 1
         blob = self.policy.export_adapter(self.version)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from learner.losses import actor_loss, critic_loss, td_target
-from learner.replay import ReplayBuffer
 from lastr1.errors import Lastr1Error
+from lastr1.learner.losses import actor_loss, critic_loss, td_target
+from lastr1.learner.replay import ReplayBuffer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Trainer:
         return b
 
     def _train_batch(self, rows: dict, prefix: str = ""):
-        from policy import TrainBatch
+        from lastr1.policy import TrainBatch
 
         images = {k[len(prefix) + 4:]: v for k, v in rows.items() if k.startswith(prefix + "img/")}
         return TrainBatch(
@@ -212,7 +212,7 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         """Restore a checkpoint made by `save` into this trainer (its policy must have the same config)."""
-        from policy import Policy
+        from lastr1.policy import Policy
 
         path = Path(path)
         if not (path / "learner.json").is_file():
@@ -241,7 +241,7 @@ def _concat(parts: list[dict]) -> dict:
 
 
 def _concat_batches(a, b):
-    from policy import TrainBatch
+    from lastr1.policy import TrainBatch
 
     cat = lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)])  # noqa: E731
     return TrainBatch(

@@ -7,9 +7,9 @@ Heavy imports (torch, transformers) happen when these names are first used, so `
 from __future__ import annotations
 
 _EXPORTS = {
-    "Policy": "policy.model", "Prefix": "policy.model", "ActOutput": "policy.model", "TrainBatch": "policy.model",
-    "TrainOut": "policy.model", "AdapterBlob": "policy.adapter", "ActionTokenizer": "policy.action_tokenizer",
-    "Stats": "policy.action_tokenizer", "PolicyError": "policy.errors", "AdapterError": "policy.errors",
+    "Policy": "lastr1.policy.model", "Prefix": "lastr1.policy.model", "ActOutput": "lastr1.policy.model", "TrainBatch": "lastr1.policy.model",
+    "TrainOut": "lastr1.policy.model", "AdapterBlob": "lastr1.policy.adapter", "ActionTokenizer": "lastr1.policy.action_tokenizer",
+    "Stats": "lastr1.policy.action_tokenizer", "PolicyError": "lastr1.policy.errors", "AdapterError": "lastr1.policy.errors",
 }
 
 __all__ = list(_EXPORTS)

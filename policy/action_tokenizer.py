@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from policy.errors import PolicyError
+from lastr1.policy.errors import PolicyError
 
 _MIN_RANGE = 1e-4
 
@@ -30,11 +30,11 @@ class Stats:
     proprio_std: list[float] = field(default_factory=list)
 
     @classmethod
-    def identity(cls, action_dim: int, proprio_dim: int) -> "Stats":
+    def identity(cls, action_dim: int, proprio_dim: int) -> Stats:
         return cls([-1.0] * action_dim, [1.0] * action_dim, [0.0] * proprio_dim, [1.0] * proprio_dim)
 
     @classmethod
-    def from_arrays(cls, actions: np.ndarray, proprio: np.ndarray, action_range: str = "full") -> "Stats":
+    def from_arrays(cls, actions: np.ndarray, proprio: np.ndarray, action_range: str = "full") -> Stats:
         """`action_range`: "full" bins the robot's whole [-1, 1] action range; "demo_quantiles" bins the
         demonstrations' q01..q99 (OpenVLA's choice, the paper's §2.2), which is finer but clips every action
         outside what the few demonstrations did. In human-in-the-loop RL the corrections are exactly such
@@ -57,7 +57,7 @@ class Stats:
         return json.dumps(self.__dict__, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "Stats":
+    def from_json(cls, text: str) -> Stats:
         return cls(**json.loads(text))
 
 

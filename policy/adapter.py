@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from policy.errors import AdapterError
+from lastr1.policy.errors import AdapterError
 
 
 @dataclass(frozen=True)

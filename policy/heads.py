@@ -48,13 +48,13 @@ class QEnsemble(nn.Module):
         x = torch.cat([feature, action_norm.reshape(len(action_norm), self.action_numel)], dim=-1)
         return torch.stack([h(x).squeeze(-1) for h in self.heads])
 
-    def frozen_copy(self) -> "QEnsemble":
+    def frozen_copy(self) -> QEnsemble:
         target = copy.deepcopy(self)
         target.requires_grad_(False)
         return target
 
     @torch.no_grad()
-    def soft_update_from(self, online: "QEnsemble", tau: float) -> None:
+    def soft_update_from(self, online: QEnsemble, tau: float) -> None:
         """Polyak averaging: target ← (1 − τ)·target + τ·online."""
         for t, o in zip(self.parameters(), online.parameters()):
             t.lerp_(o, tau)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policy.errors import PolicyError
+from lastr1.policy.errors import PolicyError
 
 # Module names peft targets (attention of every text layer; MLP by config). Vision blocks use `qkv`/`proj`,
 # so these never match the (frozen) vision encoder.

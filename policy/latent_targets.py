@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lastr1.errors import Lastr1Error
-from policy.hf_compat import tower_hidden_size
+from lastr1.policy.hf_compat import tower_hidden_size
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def compute_latent_targets(
     """Write latent targets for every episode under `root` that lacks them; returns a summary dict."""
     from tqdm import tqdm
 
-    from transport.dataset import episode_paths, load_episode, save_latent_targets
+    from lastr1.transport.demo_store import episode_paths, load_episode, save_latent_targets
 
     root = Path(root)
     paths = episode_paths(root)

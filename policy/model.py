@@ -43,15 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policy import adapter as adapter_io
-from policy import hf_compat, towers
-from policy.action_tokenizer import ActionTokenizer, Stats
-from policy.errors import AdapterError, PolicyError
-from policy.heads import QEnsemble, ValueHead
-from policy.image_processor import ImageProcessor
-from policy.positions import mrope_positions
-from policy.prompt import PromptBuilder, tiny_tokenizer
-
+from lastr1.policy import adapter as adapter_io
+from lastr1.policy import hf_compat, towers
+from lastr1.policy.action_tokenizer import ActionTokenizer, Stats
+from lastr1.policy.errors import AdapterError, PolicyError
+from lastr1.policy.heads import QEnsemble, ValueHead
+from lastr1.policy.image_processor import ImageProcessor
+from lastr1.policy.positions import mrope_positions
+from lastr1.policy.prompt import PromptBuilder, tiny_tokenizer
 
 CHECKPOINT_FORMAT = 1
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -179,14 +178,14 @@ class Policy(nn.Module):
     # --- construction -------------------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> "Policy":
+    def from_config(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> Policy:
         """Build from `cfg.policy`: `model: tiny` → a random Qwen3-VL of `cfg.tiny` sizes (seeded);
         otherwise a local folder with a pretrained Qwen3-VL (its tokenizer and image settings too)."""
         proprio_dim = 8 * n_arms if proprio_dim is None else proprio_dim
         dtype = _DTYPES[cfg.dtype]
         if cfg.model == "tiny":
             tok = tiny_tokenizer()
-            from policy.prompt import token_ids
+            from lastr1.policy.prompt import token_ids
 
             config = hf_compat.tiny_config(cfg.tiny, tok.get_vocab_size(), token_ids(tok), cfg.attn_implementation)
             vlm = hf_compat.build_random(config, dtype, cfg.device, cfg.seed)
@@ -202,7 +201,7 @@ class Policy(nn.Module):
         return cls(cfg, vlm, tok, proc, n_arms, proprio_dim, source=cfg.model)
 
     @classmethod
-    def create(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> "Policy":
+    def create(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> Policy:
         """What the actor and learner start from: `cfg.checkpoint` if set (e.g. the warm-up's), else a fresh
         policy from the config."""
         if cfg.checkpoint:
@@ -634,7 +633,7 @@ class Policy(nn.Module):
         weights and Q targets; for the tiny random tower also its base weights (bit-identical rebuild)."""
         from safetensors.torch import save_file
 
-        import configs
+        from lastr1 import configs
 
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -659,11 +658,11 @@ class Policy(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Policy":
+    def load(cls, path: str | Path, device: str | None = None) -> Policy:
         from safetensors.torch import load_file
 
-        import configs
-        from configs.policy import PolicyConfig
+        from lastr1 import configs
+        from lastr1.configs.policy import PolicyConfig
 
         path = Path(path)
         if not (path / "policy.json").is_file():

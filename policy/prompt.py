@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policy import hf_compat
-from policy.errors import PolicyError
+from lastr1.policy import hf_compat
+from lastr1.policy.errors import PolicyError
 
 PAD = "<|endoftext|>"
 SPECIALS = [PAD, "<|im_start|>", "<|im_end|>", hf_compat.VISION_START, hf_compat.VISION_END,

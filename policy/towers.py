@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from policy import hf_compat
+from lastr1.policy import hf_compat
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 

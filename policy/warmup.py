@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from policy.errors import PolicyError
+from lastr1.policy.errors import PolicyError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class DemoSet:
         return len(self.index)
 
     def batch(self, rows, rng: np.random.Generator):
-        from policy.model import TrainBatch
+        from lastr1.policy.model import TrainBatch
 
         p = self.policy
         eps = [(self.episodes[e], t) for e, t in (self.index[i] for i in rows)]
@@ -133,9 +133,9 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    from policy.action_tokenizer import Stats
-    from policy.model import Policy
-    from transport.dataset import load_dataset
+    from lastr1.policy.action_tokenizer import Stats
+    from lastr1.policy.model import Policy
+    from lastr1.transport.demo_store import load_dataset
 
     wc = cfg.policy.warmup
     run_dir = Path(cfg.run_dir)

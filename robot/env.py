@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot.arm import Arm, ArmState
-from robot.camera import Camera
-from robot.errors import ArmFault, RobotError, StaleFrameError
-from robot.keys import KeySource
-from robot.teleop import Teleop
+from lastr1.robot.arm import Arm, ArmState
+from lastr1.robot.camera import Camera
+from lastr1.robot.errors import ArmFault, RobotError, StaleFrameError
+from lastr1.robot.keys import KeySource
+from lastr1.robot.teleop import Teleop
 
 ACTION_DIM = 7  # per arm: xyz, roll-pitch-yaw (base-frame rotation vector), gripper
 
@@ -208,7 +208,7 @@ class RobotEnv:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> "RobotEnv":
+    def __enter__(self) -> RobotEnv:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -221,7 +221,7 @@ class RobotEnv:
 def make_safety(cfg, n_arms: int):
     """The layer every action passes (robot/safety.py)."""
     try:
-        from robot.safety import Safety
+        from lastr1.robot.safety import Safety
     except ImportError as e:
         raise RobotError(f"the safety layer (robot.safety) is not importable: {e}",
                          hint="this checkout is incomplete; no arm moves without it") from None
@@ -238,7 +238,7 @@ def make_env(cfg) -> RobotEnv:
         raise RobotError(f"task {cfg.task.name} needs {n} arm(s), robot.arms lists {len(cfg.robot.arms)}",
                          hint="add one robot.arms entry (host, home pose) per arm")
     if cfg.robot.kind == "sim":
-        from robot.sim.world import make_sim_env
+        from lastr1.robot.sim.world import make_sim_env
 
         return make_sim_env(cfg)
     return _make_real_env(cfg)
@@ -255,7 +255,7 @@ def close_quietly(parts: list) -> None:
 
 def make_arm(cfg):
     """The task's arm(s) on franky, not yet connected: one FrankyArm, or a MultiArm of `task.n_arms`."""
-    from robot.franky_arm import FrankyArm, MultiArm
+    from lastr1.robot.franky_arm import FrankyArm, MultiArm
 
     n, r = cfg.task.n_arms, cfg.robot
     if len(r.arms) < n:
@@ -274,7 +274,7 @@ def _make_real_env(cfg) -> RobotEnv:
         arms = list(getattr(arm, "arms", [arm]))
         arm.connect()
         opened.append(arm)
-        RealSenseCamera = _device_class("robot.realsense", "RealSenseCamera", "RealSense cameras")
+        RealSenseCamera = _device_class("lastr1.robot.realsense", "RealSenseCamera", "RealSense cameras")
         cameras = []
         for c in r.cameras:
             cam = RealSenseCamera(c, image_size=r.image_size)
@@ -283,12 +283,12 @@ def _make_real_env(cfg) -> RobotEnv:
             cameras.append(cam)
         teleop = None
         if r.teleop:
-            SpaceMouseTeleop = _device_class("robot.spacemouse", "SpaceMouseTeleop", "the SpaceMouse")
+            SpaceMouseTeleop = _device_class("lastr1.robot.spacemouse", "SpaceMouseTeleop", "the SpaceMouse")
             parts = [SpaceMouseTeleop(t) for t in r.teleop[:n]]
-            teleop = parts[0] if len(parts) == 1 else _device_class("robot.spacemouse", "DualTeleop", "")(parts)
+            teleop = parts[0] if len(parts) == 1 else _device_class("lastr1.robot.spacemouse", "DualTeleop", "")(parts)
             teleop.connect()
             opened.append(teleop)
-        TerminalKeys = _device_class("robot.terminal_keys", "TerminalKeys", "the operator keys")
+        TerminalKeys = _device_class("lastr1.robot.terminal_keys", "TerminalKeys", "the operator keys")
         keys = TerminalKeys(r.keys)
         opened.append(keys)
     except BaseException:

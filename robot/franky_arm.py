@@ -25,11 +25,11 @@ import time
 
 import numpy as np
 
-from configs.robot import ArmConfig
+from lastr1.configs.robot import ArmConfig
 from lastr1.errors import require
-from robot import rotations
-from robot.arm import Arm, ArmState
-from robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError
+from lastr1.robot import rotations
+from lastr1.robot.arm import Arm, ArmState
+from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError
 
 
 class FrankyArm(Arm):

@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from configs.robot import CameraConfig
+from lastr1.configs.robot import CameraConfig
 from lastr1.errors import ConfigError, require
-from robot.camera import Camera, Frame
-from robot.errors import ConnectionLost, DeviceNotFound, RobotError, StaleFrameError
-from robot.image import center_crop_resize, crop_resize_intrinsics
+from lastr1.robot.camera import Camera, Frame
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound, RobotError, StaleFrameError
+from lastr1.robot.image import center_crop_resize, crop_resize_intrinsics
 
 log = logging.getLogger(__name__)
 

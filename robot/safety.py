@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from configs.robot import SafetyConfig
-from robot import rotations
-from robot.arm import ArmState
-from robot.errors import RobotError
+from lastr1.configs.robot import SafetyConfig
+from lastr1.robot import rotations
+from lastr1.robot.arm import ArmState
+from lastr1.robot.errors import RobotError
 
 ACTION_DIM = 7  # per arm: xyz, rotation vector, gripper
 

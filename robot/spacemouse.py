@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from configs.robot import TeleopConfig
+from lastr1.configs.robot import TeleopConfig
 from lastr1.errors import ConfigError, MissingDependency, require
-from robot.errors import ConnectionLost, DeviceNotFound
-from robot.teleop import Teleop, TeleopCommand
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound
+from lastr1.robot.teleop import Teleop, TeleopCommand
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SpaceMouseCalibration:
     device_serial: str = ""
     created: str = ""  # ISO 8601, UTC
 
-    def validate(self, where: str = "") -> "SpaceMouseCalibration":
+    def validate(self, where: str = "") -> SpaceMouseCalibration:
         at = f"{where}: " if where else ""
         if sorted(self.axis_map) != list(range(6)):
             raise ConfigError(f"{at}axis_map must be a permutation of 0..5, got {self.axis_map}")
@@ -73,8 +73,8 @@ class SpaceMouseCalibration:
         return self
 
     @classmethod
-    def load(cls, path: str | Path) -> "SpaceMouseCalibration":
-        import configs
+    def load(cls, path: str | Path) -> SpaceMouseCalibration:
+        from lastr1 import configs
 
         path = Path(path)
         if not path.is_file():

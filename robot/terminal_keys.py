@@ -15,10 +15,10 @@ import sys
 import threading
 from collections import deque
 
-from configs.robot import KeysConfig
+from lastr1.configs.robot import KeysConfig
 from lastr1.errors import ConfigError
-from robot.errors import ConnectionLost, DeviceNotFound
-from robot.keys import Key, KeySource
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound
+from lastr1.robot.keys import Key, KeySource
 
 log = logging.getLogger(__name__)
 

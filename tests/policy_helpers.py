@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import configs
+from lastr1 import configs
 
 INSTRUCTION = "insert the hexagon block into the slot"
 
@@ -18,7 +18,7 @@ def tiny_cfg(**over):
 
 
 def tiny_policy(**over):
-    from policy import Policy
+    from lastr1.policy import Policy
 
     return Policy.from_config(tiny_cfg(**over), n_arms=1, proprio_dim=8)
 
@@ -33,7 +33,7 @@ def frames(seed: int, size: int = 128) -> dict:
 
 
 def batch_from(obs: list[dict], latents, lens, instructions=None):
-    from policy import TrainBatch
+    from lastr1.policy import TrainBatch
 
     return TrainBatch(
         slow_images={"front": np.stack([o["front"] for o in obs])},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import configs
-from configs.loader import CONFIG_DIR
+from lastr1 import configs
+from lastr1.configs.loader import CONFIG_DIR
 
 SHIPPED = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
 REAL_TASKS = {"insert_hex": 1, "open_bag_zipper": 2, "wipe_vase": 2, "open_bottle_cap": 2}
@@ -18,8 +18,8 @@ def test_every_shipped_yaml_loads(name):
 
 @pytest.mark.parametrize("task, n_arms", sorted(REAL_TASKS.items()))
 def test_real_task_configs(task, n_arms):
-    from actor.evaluate import CONDITIONS, canonical
-    from robot.safety import Safety
+    from lastr1.actor.evaluate import CONDITIONS, canonical
+    from lastr1.robot.safety import Safety
 
     cfg = configs.load(f"real/{task}")
     assert cfg.task.name == task and cfg.task.n_arms == n_arms and cfg.robot.kind == "real"

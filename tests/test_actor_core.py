@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from actor.agent import Agent
-from actor.chunks import ChunkAssembler
-from actor.reload import HotReloader
-from actor.timing import RateKeeper
-from policy.errors import AdapterError
 from policy_helpers import INSTRUCTION, frames, perturb_trainables, tiny_policy
+
+from lastr1.actor.agent import Agent
+from lastr1.actor.chunks import ChunkAssembler
+from lastr1.actor.reload import HotReloader
+from lastr1.actor.timing import RateKeeper
+from lastr1.policy.errors import AdapterError
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
     import io
     import logging
 
-    from actor.status import StatusLine, format_status
+    from lastr1.actor.status import StatusLine, format_status
 
     s = dict(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4, successes=3,
              state="running")
@@ -174,7 +174,7 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
     tty.close()
     out = buf.getvalue()
     assert out.count("\r") == 2 and out.endswith("\n") and "[paused]" in out
-    with caplog.at_level(logging.INFO, logger="actor.status"):
+    with caplog.at_level(logging.INFO, logger="lastr1.actor.status"):
         log = StatusLine(every_s=0.0, log_every_s=3600, stream=io.StringIO(), tty=False)
         log(s)
         log(s)  # within log_every_s: not repeated

@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 import pytest
-
-import configs
 from policy_helpers import perturb_trainables, tiny_cfg
+
+from lastr1 import configs
 
 pytest.importorskip("franky_sim")
 pytest.importorskip("mujoco")
@@ -32,8 +32,8 @@ def world(tmp_path_factory):
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from policy import Policy
-    from robot.env import make_env
+    from lastr1.policy import Policy
+    from lastr1.robot.env import make_env
 
     tmp = tmp_path_factory.mktemp("actor_sim")
     cfg = _cfg(tmp)
@@ -48,7 +48,7 @@ class Learner:
     """A stand-in for the learner process made of the real LearnerLink: receives, keeps and acknowledges."""
 
     def __init__(self, cfg):
-        from transport.learner_link import LearnerLink
+        from lastr1.transport.learner_link import LearnerLink
 
         self.link = LearnerLink(cfg.transport, port=0, bind_host="127.0.0.1")
         self.port = self.link.port
@@ -84,9 +84,9 @@ def _spy_teleop(env):
 
 
 def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
-    from actor.run import make_link, run_actor
-    from policy import Policy
-    from transport.messages import Weights
+    from lastr1.actor.process import make_link, run_actor
+    from lastr1.policy import Policy
+    from lastr1.transport.messages import Weights
 
     cfg, env, policy = world
     cfg = _cfg(tmp_path)
@@ -177,8 +177,8 @@ def test_actor_keeps_ticking_through_learner_outages_and_loses_nothing(world, tm
     never stops, transitions wait in the spool, and the learners together get each exactly once."""
     import socket
 
-    from actor.run import make_link, run_actor
-    from transport.learner_link import LearnerLink
+    from lastr1.actor.process import make_link, run_actor
+    from lastr1.transport.learner_link import LearnerLink
 
     _, env, policy = world
     n = 30
@@ -229,7 +229,7 @@ def test_actor_keeps_ticking_through_learner_outages_and_loses_nothing(world, tm
 
 
 def test_eval_writes_results_videos_and_chart(world, tmp_path):
-    from actor.evaluate import evaluate, format_table
+    from lastr1.actor.evaluate import evaluate, format_table
 
     cfg, env, policy = world
     cfg = _cfg(tmp_path, "--task.max_episode_steps", "4")
@@ -249,7 +249,7 @@ def test_eval_writes_results_videos_and_chart(world, tmp_path):
     assert len(rows) == 5
     videos = sorted((out / "videos").glob("*.mp4"))
     assert len(videos) == 4
-    from actor.video import read_mp4
+    from lastr1.actor.video import read_mp4
 
     frames = read_mp4(videos[0])
     steps = data["rollouts"][0]["steps"]
@@ -261,10 +261,10 @@ def test_eval_writes_results_videos_and_chart(world, tmp_path):
 def test_record_keeps_successes_and_exports_lerobot(world, tmp_path):
     import pyarrow.parquet as pq
 
-    from actor.lerobot_export import export_lerobot
-    from actor.record import record
-    from actor.video import read_mp4
-    from transport.dataset import load_dataset
+    from lastr1.actor.lerobot_export import export_lerobot
+    from lastr1.actor.record import record
+    from lastr1.actor.video import read_mp4
+    from lastr1.transport.demo_store import load_dataset
 
     _, env, _ = world
     cfg = _cfg(tmp_path, "--task.max_episode_steps", "60", "--robot.sim.intervention_rate", "0.0")
@@ -297,9 +297,9 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
     """The operator's keys typed into a real terminal (a pty) while the loop runs on the simulated robot."""
     import os
 
-    from actor.agent import Agent
-    from actor.runtime import Runtime, Sink
-    from robot.terminal_keys import TerminalKeys
+    from lastr1.actor.agent import Agent
+    from lastr1.actor.loop import Runtime, Sink
+    from lastr1.robot.terminal_keys import TerminalKeys
 
     cfg, env, policy = world
     cfg = _cfg(tmp_path, "--actor.interventions", "false", "--task.max_episode_steps", "1000")
@@ -373,7 +373,7 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
 def test_reset_recovers_from_a_reflex_during_the_home_motion(world, caplog):
     """A reflex that aborts the home motion (injected in the sim while the arm travels home) is recovered and
     the reset tried again: the actor does not stop over it."""
-    from actor.runtime import Runtime
+    from lastr1.actor.loop import Runtime
 
     cfg, env, policy = world
     rt = Runtime(cfg, env, mode="record", expert=env.expert_action)
@@ -383,7 +383,7 @@ def test_reset_recovers_from_a_reflex_during_the_home_motion(world, caplog):
     assert env.arm.join(timeout=10)
     timer = threading.Timer(0.25, lambda: env.sim.host.fault("reflex", arm=0))
     timer.start()
-    with caplog.at_level("WARNING", logger="actor.runtime"):
+    with caplog.at_level("WARNING", logger="lastr1.actor.loop"):
         obs = rt._reset(seed=2, condition="", stop=threading.Event())
     timer.join()
     assert obs is not None and not env.arm_has_errors()

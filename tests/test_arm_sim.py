@@ -9,16 +9,15 @@ import time
 
 import numpy as np
 import pytest
-
 from sim_helpers import overrides, require_sim
 
 require_sim()
 
-import configs  # noqa: E402
-from robot.errors import ArmFault, ConnectionLost, DeviceNotFound  # noqa: E402
-from robot.franky_arm import FrankyArm  # noqa: E402
-from robot.sim.client import SimHost  # noqa: E402
-from robot.sim.tasks import PEG_H, PEG_R  # noqa: E402
+from lastr1 import configs  # noqa: E402
+from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound  # noqa: E402
+from lastr1.robot.franky_arm import FrankyArm  # noqa: E402
+from lastr1.robot.sim.client import SimHost  # noqa: E402
+from lastr1.robot.sim.tasks import PEG_H, PEG_R  # noqa: E402
 
 PEG_FLATS = 2 * PEG_R * np.cos(np.pi / 6)
 
@@ -176,16 +175,16 @@ def test_host_dies_with_its_parent(tmp_path):
 
     script = tmp_path / "parent.py"
     script.write_text(
-        "import os, sys, configs\n"
-        "from robot.sim.client import SimHost\n"
+        "import os, sys\n"
+        "from lastr1 import configs\n"
+        "from lastr1.robot.sim.client import SimHost\n"
         f"cfg = configs.load('sim_insert_hex', {overrides(5)!r})\n"
         "h = SimHost(cfg).start()\n"
         "print(h.proc.pid, flush=True)\n"
         "os._exit(0)\n"
     )
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=root,
-                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=root)
     pid = int(out.stdout.split()[0])
     deadline = time.monotonic() + 5
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:

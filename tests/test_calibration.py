@@ -14,21 +14,21 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 mujoco = pytest.importorskip("mujoco")
 cv = pytest.importorskip("cv2")
 
-import configs  # noqa: E402
-from calibration.charuco import board_image, make_board  # noqa: E402
-from calibration.common import CalibrationError, angle_deg, from_rt, inv, matrix_to_quat, pose  # noqa: E402
-from calibration.handeye import collect_views, load_hand_eye, save_hand_eye, solve_hand_eye, wait_settled  # noqa: E402
-from calibration.intrinsics import (  # noqa: E402
+from lastr1 import configs  # noqa: E402
+from lastr1.calibration.charuco import board_image, make_board  # noqa: E402
+from lastr1.calibration.common import CalibrationError, angle_deg, from_rt, inv, matrix_to_quat, pose  # noqa: E402
+from lastr1.calibration.handeye import collect_views, load_hand_eye, save_hand_eye, solve_hand_eye, wait_settled  # noqa: E402
+from lastr1.calibration.intrinsics import (  # noqa: E402
     calibrate_from_images,
     intrinsics_from_device,
     load_intrinsics,
     save_intrinsics,
 )
-from calibration.workspace import box_from_points, record_corners, save_workspace, write_into  # noqa: E402
-from configs.calibration import CharucoConfig  # noqa: E402
+from lastr1.calibration.workspace import box_from_points, record_corners, save_workspace, write_into  # noqa: E402
 from lastr1.cli import main  # noqa: E402
-from robot.arm import Arm, ArmState  # noqa: E402
-from robot.camera import Camera, Frame  # noqa: E402
+from lastr1.configs.calibration import CharucoConfig  # noqa: E402
+from lastr1.robot.arm import Arm, ArmState  # noqa: E402
+from lastr1.robot.camera import Camera, Frame  # noqa: E402
 
 W, H, FOVY = 640, 480, 55.0
 FY_TRUE = (H / 2) / np.tan(np.radians(FOVY / 2))  # MuJoCo's fovy is vertical; square pixels
@@ -324,7 +324,7 @@ def test_hand_eye_refuses_large_residual(sim, wrist_views):
 
 
 def test_cli_handeye_offline_from_saved_views(sim, wrist_views, tmp_path, capsys):
-    from calibration.cli import _save_views
+    from lastr1.calibration.cli import _save_views
 
     _save_views(tmp_path / "views", *wrist_views)
     res = dict(width=W, height=H, K=K_TRUE.tolist(), dist=[0.0] * 5, model="opencv", source="charuco")
@@ -525,7 +525,7 @@ FAST = dict(rest_s=0.05, hold_s=0.15, timeout_s=2.0, period=0.001)
 
 
 def test_spacemouse_routine_recovers_planted_signs_and_scales(fake_hid):
-    from calibration.spacemouse import SpaceMouseReader, calibrate_axes
+    from lastr1.calibration.spacemouse import SpaceMouseReader, calibrate_axes
 
     raw_sign = np.array([1, 1, -1, -1, 1, -1])
     raw_peak = np.array([350, 280, 210, 330, 175, 300])
@@ -543,7 +543,7 @@ def test_spacemouse_routine_recovers_planted_signs_and_scales(fake_hid):
 
 
 def test_spacemouse_routine_refuses_a_swapped_axis(fake_hid):
-    from calibration.spacemouse import SpaceMouseReader, calibrate_axes
+    from lastr1.calibration.spacemouse import SpaceMouseReader, calibrate_axes
 
     op = Operator(fake_hid[0], np.ones(6, int), np.full(6, 300), np.random.default_rng(1), swap={0: 1})
     with SpaceMouseReader(0) as reader, pytest.raises(CalibrationError, match="asked for x, but .* its y axis"):
@@ -551,14 +551,14 @@ def test_spacemouse_routine_refuses_a_swapped_axis(fake_hid):
 
 
 def test_spacemouse_routine_times_out_without_a_push(fake_hid):
-    from calibration.spacemouse import SpaceMouseReader, calibrate_axes
+    from lastr1.calibration.spacemouse import SpaceMouseReader, calibrate_axes
 
     with SpaceMouseReader(0) as reader, pytest.raises(CalibrationError, match="timed out .* waiting for you to push"):
         calibrate_axes(reader.read, say=lambda s: None, **dict(FAST, timeout_s=0.2))
 
 
 def test_cli_spacemouse_calibrates_every_device(fake_hid, tmp_path, monkeypatch, capsys):
-    from calibration import spacemouse
+    from lastr1.calibration import spacemouse
 
     signs = [np.array([1, -1, 1, -1, 1, -1]), np.array([-1, 1, 1, 1, -1, -1])]
     ops = {d.path: Operator(d, s, np.full(6, 300), np.random.default_rng(k))

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import configs
-from configs.loader import parse_overrides, to_dict
-from configs.schema import Config
+from lastr1 import configs
+from lastr1.configs.loader import parse_overrides, to_dict
+from lastr1.configs.schema import Config
 from lastr1.errors import ConfigError
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from transport.dataset import DatasetError, EpisodeWriter, load_dataset, load_episode, save_latent_targets
+from lastr1.transport.demo_store import DatasetError, EpisodeWriter, load_dataset, load_episode, save_latent_targets
 
 
 def record(root, n_steps, success, seed=0):

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-import configs
 from sim_helpers import loopback, overrides, require_sim
+
+from lastr1 import configs
 
 
 def _running(pid: int) -> bool:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from configs.robot import KeysConfig
+from lastr1.configs.robot import KeysConfig
 from lastr1.errors import ConfigError
-from robot.errors import ConnectionLost, DeviceNotFound
-from robot.keys import Key
-from robot.terminal_keys import TerminalKeys
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound
+from lastr1.robot.keys import Key
+from lastr1.robot.terminal_keys import TerminalKeys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,9 +129,9 @@ def test_not_a_terminal(tmp_path):
 
 def test_no_terminal_at_all_under_ci():
     # A new session has no controlling terminal, and stdin is /dev/null: exactly CI.
-    code = "from robot.terminal_keys import TerminalKeys\nTerminalKeys()"
+    code = "from lastr1.robot.terminal_keys import TerminalKeys\nTerminalKeys()"
     p = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       start_new_session=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=30)
+                       start_new_session=True, cwd=ROOT, timeout=30)
     assert p.returncode != 0
     assert "DeviceNotFound: no terminal to read operator keys from (/dev/tty" in p.stderr
     assert "run in a terminal" in p.stderr

@@ -3,10 +3,11 @@ import json
 import numpy as np
 import pytest
 
-import configs
-from configs.policy import PolicyConfig
+from lastr1 import configs
 from lastr1.cli import main
-from policy.latent_targets import (
+from lastr1.configs.policy import PolicyConfig
+from lastr1.policy.errors import PolicyError
+from lastr1.policy.latent_targets import (
     CHANNELS_FILE,
     LatentTargetError,
     build_teacher,
@@ -14,8 +15,7 @@ from policy.latent_targets import (
     preprocess,
     select_channels,
 )
-from transport.dataset import EpisodeWriter, load_episode
-from policy.errors import PolicyError
+from lastr1.transport.demo_store import EpisodeWriter, load_episode
 
 HW = 24
 

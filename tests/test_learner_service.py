@@ -7,14 +7,13 @@ import time
 import numpy as np
 import pytest
 import torch
-
-import configs
-from learner.service import Learner
-from learner.trainer import LearnerError
-from transport.actor_link import ActorLink
-from transport.messages import Transition
-
 from policy_helpers import tiny_cfg
+
+from lastr1 import configs
+from lastr1.learner.service import Learner
+from lastr1.learner.trainer import LearnerError
+from lastr1.transport.actor_link import ActorLink
+from lastr1.transport.messages import Transition
 
 IMG = 64
 
@@ -77,7 +76,7 @@ def test_two_actors_both_land_and_learning_waits_for_threshold(cfg):
         assert learner.trainer.counters.episodes == 2 and learner.trainer.counters.successes == 2
         assert all(l.wait_acked(5.0) for l in links)
         # actors' stats reach the learner's TensorBoard under their sender's name
-        from transport.messages import Stats
+        from lastr1.transport.messages import Stats
 
         links[1].send_stats(Stats(episode_return=9.5, intervention_rate=0.25))
         t0 = time.monotonic()
@@ -153,8 +152,8 @@ def test_refuses_to_overwrite_state_without_resume_and_publishes_versions(cfg):
             time.sleep(0.05)
         w = link.latest_weights()
         assert w is not None and w.version == 2  # v1 at start, v2 after the first update
-        from policy.adapter import AdapterBlob
-        from policy import Policy
+        from lastr1.policy import Policy
+        from lastr1.policy.adapter import AdapterBlob
 
         fresh = Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
         fresh.load_adapter(AdapterBlob(data=w.adapter, version=w.version, sha256=w.sha256))

@@ -1,6 +1,6 @@
 import torch
 
-from learner.losses import actor_loss, bc_loss, critic_loss, expected_action, soft_update, td_target
+from lastr1.learner.losses import actor_loss, bc_loss, critic_loss, expected_action, soft_update, td_target
 
 
 def test_td_target_by_hand():

@@ -8,10 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-
 from policy_helpers import INSTRUCTION, batch_from, frames, perturb_trainables, tiny_policy
-
-
 
 
 @pytest.mark.parametrize("acting", ["expert", "shared"])
@@ -71,8 +68,8 @@ def test_adapter_export_load_reproduces_outputs_exactly():
 
 
 def test_bad_adapters_are_rejected_and_leave_the_policy_unchanged():
-    from policy import AdapterBlob, AdapterError
-    from policy.adapter import pack
+    from lastr1.policy import AdapterBlob, AdapterError
+    from lastr1.policy.adapter import pack
 
     p = tiny_policy()
     good = p.export_adapter(1)
@@ -91,7 +88,7 @@ def test_bad_adapters_are_rejected_and_leave_the_policy_unchanged():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from policy import Policy, Stats
+    from lastr1.policy import Policy, Stats
 
     p = tiny_policy(acting="expert")
     perturb_trainables(p, seed=9)
@@ -108,7 +105,7 @@ def test_checkpoint_round_trip(tmp_path):
     feat, act = torch.randn(2, p.d_act), torch.zeros(2, p.H, p.D)
     assert torch.equal(p.q_target(feat, act), q.q_target(feat, act))
     # what actor and learner call: the configured checkpoint if there is one
-    from policy import PolicyError
+    from lastr1.policy import PolicyError
 
     cfg = dataclasses.replace(p.cfg, checkpoint=str(path))
     assert Policy.create(cfg, n_arms=1).version == 3

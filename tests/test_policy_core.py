@@ -6,15 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from policy_helpers import INSTRUCTION, batch_from, frames, padded_latents, perturb_trainables, tiny_policy
-
-
 
 
 @pytest.fixture(scope="module", params=["expert", "shared", "narrow-expert"])
 def policy(request):
-    from configs.policy import ExpertConfig
+    from lastr1.configs.policy import ExpertConfig
 
     if request.param == "narrow-expert":  # its own width, same layers and KV geometry as the tower
         p = tiny_policy(acting="expert", expert=ExpertConfig(hidden_size=32, intermediate_size=64, heads=2,
@@ -32,7 +29,7 @@ def test_reasoning_prefix_matches_transformers_forward():
     obs = [frames(1), frames(2)]
     slow = {"front": np.stack([o["front"] for o in obs])}
     pb = p._prompt_batch(slow, ["pick", INSTRUCTION])  # different lengths: left padding
-    from policy import hf_compat, towers
+    from lastr1.policy import hf_compat, towers
 
     lm = hf_compat.text_model(p.vlm)
     cos, sin = p._rotary(pb.embeds, pb.positions)
@@ -104,7 +101,7 @@ def test_action_block_is_bidirectional(policy):
     """Each placeholder's logits depend on the others, the first on the last included (not causal)."""
     o = frames(13)
     pre = policy.reason({"front": o["front"]}, INSTRUCTION)
-    from policy import towers
+    from lastr1.policy import towers
 
     toks, segs = policy._fast_inputs({"wrist": o["wrist"][None]}, o["proprio"][None])
     x, pos = policy._acting_inputs(toks, segs, torch.tensor([pre.act_pos]))
@@ -160,7 +157,7 @@ def test_greedy_exit_follows_threshold(logits, threshold, length, computed):
 
 
 def test_explore_samples_across_candidates_from_tempered_softmax():
-    from policy.model import choose_exit
+    from lastr1.policy.model import choose_exit
 
     logits = torch.tensor([0.0, 1.0, 2.0, 3.0])
     torch.manual_seed(0)
@@ -187,7 +184,7 @@ def test_explore_in_reason_computes_every_candidate():
 
 
 def test_bad_inputs_are_named():
-    from policy import PolicyError
+    from lastr1.policy import PolicyError
 
     p = tiny_policy()
     o = frames(0)

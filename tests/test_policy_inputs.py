@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.action_tokenizer import ActionTokenizer, Stats
-from policy.image_processor import ImageProcessor
+from lastr1.policy.action_tokenizer import ActionTokenizer, Stats
+from lastr1.policy.image_processor import ImageProcessor
 
 
 @settings(max_examples=200, deadline=None)
@@ -49,7 +49,7 @@ def test_stats_from_demonstrations():
 def test_full_range_bins_keep_corrections_the_demonstrations_never_made():
     """Demonstrations that only ever descend (z ≤ −0.3) and a correction that lifts (z = +1): with the demo
     quantiles the lift is clipped into a descent; with the full range it stays a lift."""
-    from policy.action_tokenizer import ActionTokenizer
+    from lastr1.policy.action_tokenizer import ActionTokenizer
 
     rng = np.random.default_rng(0)
     demos = np.stack([rng.uniform(-0.2, 0.8, 500), rng.uniform(-1.0, -0.3, 500)], 1)
@@ -85,8 +85,8 @@ def test_image_patches_match_transformers_qwen_processor(shape, min_pixels):
 
 
 def test_tiny_tokenizer_and_prompt_layout():
-    from policy import hf_compat
-    from policy.prompt import PromptBuilder, tiny_tokenizer
+    from lastr1.policy import hf_compat
+    from lastr1.policy.prompt import PromptBuilder, tiny_tokenizer
 
     tok = tiny_tokenizer()
     text = "insert the hexagon — block ✓"

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import configs
 from policy_helpers import INSTRUCTION
 
-
+from lastr1 import configs
 
 
 def _demos(root, n_episodes=2, steps=3, latents=True, seed=0):
-    from transport.dataset import EpisodeWriter, save_latent_targets
+    from lastr1.transport.demo_store import EpisodeWriter, save_latent_targets
 
     rng = np.random.default_rng(seed)
     for _ in range(n_episodes):
@@ -26,8 +24,8 @@ def _demos(root, n_episodes=2, steps=3, latents=True, seed=0):
 
 
 def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_path):
-    from policy import Policy
-    from policy.warmup import warmup
+    from lastr1.policy import Policy
+    from lastr1.policy.warmup import warmup
 
     _demos(tmp_path / "demos")
     cfg = configs.load("policy/tiny_cpu", ["--run_dir", str(tmp_path), "--policy.warmup.steps", "150",
@@ -37,7 +35,7 @@ def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_pat
     assert (tmp_path / "checkpoints" / "warmup.tb").is_dir()  # TensorBoard curves beside the checkpoint
     p = Policy.load(res.checkpoint)
     # the statistics travel with the checkpoint (the bins span the robot's whole action range by default)
-    from transport.dataset import load_dataset
+    from lastr1.transport.demo_store import load_dataset
 
     eps = load_dataset(tmp_path / "demos")
     acts = np.concatenate([e.action for e in eps])
@@ -54,7 +52,7 @@ def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_pat
     # targets, the tower now says "continue" at 2, 4, 6 and "exit" at 8
     import torch
 
-    from policy.warmup import DemoSet
+    from lastr1.policy.warmup import DemoSet
 
     data = DemoSet(eps, p, 8, True, INSTRUCTION)
     batch, _, _, _ = data.batch(np.arange(len(data)), np.random.default_rng(0))
@@ -65,8 +63,8 @@ def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_pat
 
 def test_warmup_needs_latent_targets_or_says_how_to_skip_them(tmp_path):
     from lastr1.cli import main
-    from policy import PolicyError
-    from policy.warmup import warmup
+    from lastr1.policy import PolicyError
+    from lastr1.policy.warmup import warmup
 
     _demos(tmp_path / "demos", n_episodes=1, steps=2, latents=False)
     cfg = configs.load("policy/tiny_cpu", ["--run_dir", str(tmp_path)])

@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from configs.robot import CameraConfig
+from lastr1.configs.robot import CameraConfig
 from lastr1.errors import ConfigError
-from robot.errors import ConnectionLost, DeviceNotFound, StaleFrameError
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound, StaleFrameError
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 (lastr1[robot]) is not installed")
-from robot.realsense import RealSenseCamera, find_cameras  # noqa: E402
+from lastr1.robot.realsense import RealSenseCamera, find_cameras  # noqa: E402
 
 W, H, FPS = 64, 48, 30
 T0_MS, DT_MS = 5000.0, 1000.0 / FPS

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from learner.replay import ReplayBuffer, ReplayError
+from lastr1.learner.replay import ReplayBuffer, ReplayError
 
 
 def row(v, terminated=False, truncated=False, intervention=False):

@@ -6,11 +6,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from configs.robot import SafetyConfig
-from robot import rotations
-from robot.arm import ArmState
-from robot.errors import RobotError
-from robot.safety import SafeCommand, Safety
+from lastr1.configs.robot import SafetyConfig
+from lastr1.robot import rotations
+from lastr1.robot.arm import ArmState
+from lastr1.robot.errors import RobotError
+from lastr1.robot.safety import SafeCommand, Safety
 
 CFG = SafetyConfig()  # box x∈[0.25,0.75] y∈[-0.3,0.3] z∈[0.02,0.6]; 2 cm and 0.1 rad per step
 LO, HI = np.array(CFG.box_min), np.array(CFG.box_max)

@@ -8,15 +8,15 @@ import time
 
 import numpy as np
 import pytest
-
 from sim_helpers import overrides, require_sim
 
 require_sim()
 
-import configs  # noqa: E402
-from robot.env import make_env  # noqa: E402
-from robot.keys import Key  # noqa: E402
 from test_sim_env import run_expert  # noqa: E402
+
+from lastr1 import configs  # noqa: E402
+from lastr1.robot.env import make_env  # noqa: E402
+from lastr1.robot.keys import Key  # noqa: E402
 
 
 # Two real-time arm links and MuJoCo on 2 cores: a starved run can miss the synchronised grasp (see

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from sim_helpers import overrides, require_sim
 
 require_sim()
 
-import configs  # noqa: E402
-from robot.env import make_env  # noqa: E402
-from robot.errors import StaleFrameError  # noqa: E402
-from robot.keys import Key  # noqa: E402
-from robot.sim.tasks import PEG_H  # noqa: E402
+from lastr1 import configs  # noqa: E402
+from lastr1.robot.env import make_env  # noqa: E402
+from lastr1.robot.errors import StaleFrameError  # noqa: E402
+from lastr1.robot.keys import Key  # noqa: E402
+from lastr1.robot.sim.tasks import PEG_H  # noqa: E402
 
 
 def run_expert(env, max_steps: int, hz: float = 10.0):

@@ -9,14 +9,14 @@ import socket
 import numpy as np
 import pytest
 
-import configs
-from robot.arm import ArmState
-from robot.safety import Safety
-from robot.sim import wire
-from robot.sim.expert import ScriptedExpert, ScriptedKeys, ScriptedOperator
-from robot.sim.tasks import BAR_HALF, FIX_H, GRIP_BELOW_TOP, PEG_H, InsertHex, LiftBar, make_task, quat_from_rpy
-from robot.errors import RobotError
-from robot.keys import Key
+from lastr1 import configs
+from lastr1.robot.arm import ArmState
+from lastr1.robot.errors import RobotError
+from lastr1.robot.keys import Key
+from lastr1.robot.safety import Safety
+from lastr1.robot.sim import wire
+from lastr1.robot.sim.expert import ScriptedExpert, ScriptedKeys, ScriptedOperator
+from lastr1.robot.sim.tasks import BAR_HALF, FIX_H, GRIP_BELOW_TOP, PEG_H, InsertHex, LiftBar, make_task, quat_from_rpy
 
 DOWN = quat_from_rpy(math.pi, 0, 0)
 

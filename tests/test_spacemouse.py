@@ -11,13 +11,13 @@ from collections import deque
 import numpy as np
 import pytest
 
-from configs.robot import TeleopConfig
+from lastr1.configs.robot import TeleopConfig
 from lastr1.errors import ConfigError
-from robot.errors import ConnectionLost, DeviceNotFound
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound
 
 easyhid = pytest.importorskip("easyhid.easyhid", reason="pyspacemouse (lastr1[robot]) is not installed")
 pytest.importorskip("pyspacemouse")
-from robot.spacemouse import DualTeleop, SpaceMouseCalibration, SpaceMouseTeleop, spacemouse_teleop  # noqa: E402
+from lastr1.robot.spacemouse import DualTeleop, SpaceMouseCalibration, SpaceMouseTeleop, spacemouse_teleop  # noqa: E402
 
 COMPACT = (0x256F, 0xC635)  # SpaceMouse Compact: translation report 1, rotation report 2, buttons report 3
 PRO_WIRELESS = (0x256F, 0xC632)  # one 13-byte report 1 with all six axes

@@ -4,13 +4,12 @@
 import numpy as np
 import pytest
 import torch
-
-import configs
-from learner.losses import critic_loss, td_target
-from learner.replay import ReplayBuffer
-from learner.trainer import Trainer
-
 from policy_helpers import perturb_trainables, tiny_cfg
+
+from lastr1 import configs
+from lastr1.learner.losses import critic_loss, td_target
+from lastr1.learner.replay import ReplayBuffer
+from lastr1.learner.trainer import Trainer
 
 IMG = 64
 
@@ -27,7 +26,7 @@ def make_cfg(**learner):
 
 
 def policy_for(cfg):
-    from policy import Policy
+    from lastr1.policy import Policy
 
     torch.manual_seed(0)
     return Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
@@ -177,7 +176,7 @@ def test_bc_drives_demo_action_accuracy_up(tmp_path):
 def test_critic_fits_q_on_a_chain_mdp():
     """s0 → s1 → s2 → s3 (terminal, +10), step penalty −1: Q*(s_i) = Σ γ^k r_{i+k}, with π(s′) = the data's
     action, so the fixed point is exact. Uses the policy's own Q ensemble and the learner's loss terms."""
-    from policy.heads import QEnsemble
+    from lastr1.policy.heads import QEnsemble
 
     torch.manual_seed(0)
     gamma, n = 0.9, 4

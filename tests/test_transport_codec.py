@@ -10,10 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from transport import codec
-from transport.errors import InvalidMessage
-from transport.messages import (
-    SCHEMA_VERSION, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode,
+from lastr1.transport import codec
+from lastr1.transport.errors import InvalidMessage
+from lastr1.transport.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    Heartbeat,
+    Reject,
+    Stats,
+    Transition,
+    Weights,
+    decode,
+    encode,
 )
 
 MAX = 1 << 26

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import zmq
 
-from configs.transport import TransportConfig
-from transport import codec, keys
-from transport.actor_link import ActorLink
-from transport.errors import SpoolFull
-from transport.learner_link import LearnerLink
-from transport.messages import SCHEMA_VERSION, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.configs.transport import TransportConfig
+from lastr1.transport import codec, curve_keys
+from lastr1.transport.actor_link import ActorLink
+from lastr1.transport.errors import SpoolFull
+from lastr1.transport.learner_link import LearnerLink
+from lastr1.transport.messages import SCHEMA_VERSION, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def keydir(tmp_path_factory):
     d = tmp_path_factory.mktemp("wire") / "keys"
-    keys.generate(d, ["actor0", "actor1"])
+    curve_keys.generate(d, ["actor0", "actor1"])
     return d
 
 
@@ -161,9 +161,9 @@ def test_send_returns_at_once_while_the_learner_is_down_or_stalled(tmp_path, clo
 ACTOR_PEER = textwrap.dedent("""
     import json, os, signal, sys, time
     import numpy as np
-    from configs.transport import TransportConfig
-    from transport.actor_link import ActorLink
-    from transport.messages import Transition
+    from lastr1.configs.transport import TransportConfig
+    from lastr1.transport.actor_link import ActorLink
+    from lastr1.transport.messages import Transition
     cfg = TransportConfig(**json.loads(sys.argv[1]))
     link = ActorLink(cfg, "actor0")
     for i in range(int(sys.argv[2])):
@@ -179,7 +179,7 @@ ACTOR_PEER = textwrap.dedent("""
 
 
 def run_peer(code: str, *args: str, wait=True):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     cmd = [sys.executable, "-c", code, *args]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
@@ -211,9 +211,9 @@ def test_a_killed_actor_resends_its_spool_after_restart(tmp_path, keydir, closin
 
 LEARNER_PEER = textwrap.dedent("""
     import json, os, signal, sys
-    from configs.transport import TransportConfig
-    from transport.dedup import save_json
-    from transport.learner_link import LearnerLink
+    from lastr1.configs.transport import TransportConfig
+    from lastr1.transport.dedup import save_json
+    from lastr1.transport.learner_link import LearnerLink
     cfg, store, die_at, how, total = TransportConfig(**json.loads(sys.argv[1])), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
     state = json.load(open(store)) if os.path.exists(store) else {"seqs": [], "dedup": None}
     link = LearnerLink(cfg, dedup_state=state["dedup"])
@@ -306,8 +306,8 @@ def test_curve_learner_refuses_garbage_and_impersonation_from_a_known_key(tmp_pa
         ctx = zmq.Context()
         closing(ctx)
         s = ctx.socket(zmq.DEALER)
-        s.curve_serverkey = keys.learner_public(keydir)
-        s.curve_publickey, s.curve_secretkey = keys.actor_pair(keydir, "actor0")
+        s.curve_serverkey = curve_keys.learner_public(keydir)
+        s.curve_publickey, s.curve_secretkey = curve_keys.actor_pair(keydir, "actor0")
         s.connect(f"tcp://127.0.0.1:{learner.port}")
         rnd = random.Random(3)
         for _ in range(300):
@@ -323,7 +323,7 @@ def test_curve_learner_refuses_garbage_and_impersonation_from_a_known_key(tmp_pa
 
 def test_unknown_actor_key_is_refused(tmp_path, keydir, closing):
     other = tmp_path / "intruder-keys"
-    keys.generate(other, ["intruder"])
+    curve_keys.generate(other, ["intruder"])
     shutil.copy(keydir / "learner.key", other / "learner.key")  # knows the learner, but is not on its list
     with LearnerLink(make_cfg(tmp_path, keydir)) as learner:
         actor = ActorLink(make_cfg(tmp_path, other), "intruder", port=learner.port)
@@ -339,7 +339,7 @@ def test_unknown_actor_key_is_refused(tmp_path, keydir, closing):
 
 def test_weights_from_a_wrong_learner_key_are_ignored(tmp_path, keydir, closing):
     impostor_keys = tmp_path / "impostor"
-    keys.generate(impostor_keys, [])
+    curve_keys.generate(impostor_keys, [])
     (impostor_keys / "actors").mkdir(exist_ok=True)
     shutil.copy(keydir / "actors/actor0.key", impostor_keys / "actors/actor0.key")  # would accept our actor
     port = free_port()
@@ -488,7 +488,7 @@ def test_a_minimal_foreign_actor_from_the_docs(tmp_path, keydir, closing):
 
 def test_close_spools_everything_send_accepted(tmp_path):
     """close() with no learner and no patience: every accepted transition is on disk for the next start."""
-    from transport.spool import Spool
+    from lastr1.transport.spool import Spool
 
     cfg = make_cfg(tmp_path, port=free_port(), jpeg_quality=90)  # JPEG: encoding happens on the I/O thread
     actor = ActorLink(cfg, "actor0")

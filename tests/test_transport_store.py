@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lastr1.cli import main as cli
-from transport import keys
-from transport.dedup import Dedup, SeqSet
-from transport.errors import KeyFileMissing, SpoolFull
-from transport.spool import Spool
+from lastr1.transport import curve_keys
+from lastr1.transport.dedup import Dedup, SeqSet
+from lastr1.transport.errors import KeyFileMissing, SpoolFull
+from lastr1.transport.spool import Spool
 
 
 def mode(p):
@@ -28,7 +28,7 @@ def test_lastr1_keys_writes_the_documented_layout_with_private_secrets(tmp_path,
         public, secret = zmq.auth.load_certificate(d / f"{name}.key_secret")
         assert zmq.auth.load_certificate(d / f"{name}.key") == (public, None) and len(secret) == 40
         assert zmq.curve_public(secret) == public  # a matching pair
-    assert set(keys.allowed_actors(d).values()) == {"actor0", "actor1"}
+    assert set(curve_keys.allowed_actors(d).values()) == {"actor0", "actor1"}
     assert "learner.key_secret" in capsys.readouterr().out
 
 
@@ -47,11 +47,11 @@ def test_lastr1_keys_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 def test_missing_keys_name_the_file_and_the_command(tmp_path):
     with pytest.raises(KeyFileMissing, match="learner.key_secret") as e:
-        keys.learner_pair(tmp_path)
+        curve_keys.learner_pair(tmp_path)
     assert "lastr1 keys" in e.value.hint
     (tmp_path / "actors").mkdir()
     with pytest.raises(KeyFileMissing, match="no actor public keys"):
-        keys.allowed_actors(tmp_path)
+        curve_keys.allowed_actors(tmp_path)
 
 
 def test_spool_survives_a_restart_and_continues_the_seq_stream(tmp_path):

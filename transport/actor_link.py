@@ -21,14 +21,20 @@ from pathlib import Path
 
 import zmq
 
-from configs.transport import TransportConfig
-from transport import keys
-from transport.errors import InvalidMessage, SpoolFull, TransportError
-from transport.messages import NAME, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
-from transport.sockets import (
-    MONITOR_EVENTS, Throttled, Waker, common_options, monitor_event, new_session, tune_malloc,
+from lastr1.configs.transport import TransportConfig
+from lastr1.transport import curve_keys
+from lastr1.transport.errors import InvalidMessage, SpoolFull, TransportError
+from lastr1.transport.messages import NAME, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.transport.sockets import (
+    MONITOR_EVENTS,
+    Throttled,
+    Waker,
+    common_options,
+    monitor_event,
+    new_session,
+    tune_malloc,
 )
-from transport.spool import Spool
+from lastr1.transport.spool import Spool
 
 log = logging.getLogger(__name__)
 # Freshly encoded transitions are sent from memory while few are waiting; a longer backlog (learner down)
@@ -74,7 +80,7 @@ class ActorLink:
         self.endpoint = f"tcp://{host or cfg.learner_host}:{cfg.port if port is None else port}"
         kd = Path(keys_dir or cfg.keys_dir)
         # Keys load here, in the caller's thread, so a missing file is an error the user sees at start-up.
-        self._curve = None if cfg.insecure else (keys.learner_public(kd), *keys.actor_pair(kd, actor_id))
+        self._curve = None if cfg.insecure else (curve_keys.learner_public(kd), *curve_keys.actor_pair(kd, actor_id))
         if cfg.insecure:
             log.warning("transport.insecure: plain TCP to %s, anyone on the network can read and forge "
                         "transitions and weights. Use only on a trusted loopback.", self.endpoint)

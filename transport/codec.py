@@ -18,7 +18,7 @@ import struct
 import msgpack
 import numpy as np
 
-from transport.errors import InvalidMessage
+from lastr1.transport.errors import InvalidMessage
 
 EXT_NDARRAY = 1
 EXT_JPEG = 2

@@ -23,21 +23,28 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from configs.transport import TransportConfig
-from transport import keys
-from transport.dedup import Dedup, save_json
-from transport.errors import InvalidMessage, TransportError
-from transport.messages import Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
-from transport.sockets import (
-    MONITOR_EVENTS, ZAP_DOMAIN, Throttled, Waker, common_options, monitor_event, new_session, tune_malloc,
+from lastr1.configs.transport import TransportConfig
+from lastr1.transport import curve_keys
+from lastr1.transport.dedup import Dedup, save_json
+from lastr1.transport.errors import InvalidMessage, TransportError
+from lastr1.transport.messages import Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.transport.sockets import (
+    MONITOR_EVENTS,
+    ZAP_DOMAIN,
+    Throttled,
+    Waker,
+    common_options,
+    monitor_event,
+    new_session,
+    tune_malloc,
 )
 
 log = logging.getLogger(__name__)
@@ -75,7 +82,7 @@ class _Allow:
 
 class _Authenticator(ThreadAuthenticator):
     def __init__(self, ctx, allowed: dict[bytes, str]):
-        super().__init__(ctx, log=logging.getLogger("transport.zap"))
+        super().__init__(ctx, log=logging.getLogger("lastr1.transport.zap"))
         self._names = allowed
 
     def curve_user_id(self, client_public_key: bytes) -> str:
@@ -133,8 +140,8 @@ class LearnerLink:
                 log.warning("transport.insecure: the learner accepts plain TCP on %s from anyone who can reach it. "
                             "Use only on a trusted loopback.", host)
             else:
-                public, secret = keys.learner_pair(kd)
-                allowed = keys.allowed_actors(kd)
+                public, secret = curve_keys.learner_pair(kd)
+                allowed = curve_keys.allowed_actors(kd)
                 self._curve_names = allowed
                 self._auth = _Authenticator(self._ctx, allowed)
                 self._auth.start()

@@ -16,8 +16,8 @@ from typing import ClassVar, Union
 
 import numpy as np
 
-from transport import codec
-from transport.errors import InvalidMessage
+from lastr1.transport import codec
+from lastr1.transport.errors import InvalidMessage
 
 SCHEMA_VERSION = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # actor ids, camera names

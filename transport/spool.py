@@ -24,8 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transport.dedup import save_json
-from transport.errors import SpoolFull
+from lastr1.transport.dedup import save_json
+from lastr1.transport.errors import SpoolFull
 
 log = logging.getLogger(__name__)
 MAGIC = b"LSP1"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 
-from robot.camera import Camera, Frame
-from robot.errors import ConnectionLost, DeviceNotFound, RobotError, StaleFrameError
+from lastr1.robot.camera import Camera, Frame
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound, RobotError, StaleFrameError
 
 
 class RenderRig:

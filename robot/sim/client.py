@@ -1,4 +1,4 @@
-"""Start, talk to, and stop the sim host process (robot/sim/host.py).
+"""Start, talk to, and stop the sim host process (robot/sim/server.py).
 
     with SimHost(cfg) as host:          # cfg: configs.schema.Config; spawns `python -m robot.sim.host`
         FrankyArm(..., host=host.hosts[0])   # the real driver, on loopback
@@ -18,12 +18,11 @@ import sys
 import tempfile
 import threading
 import weakref
-from pathlib import Path
 
-from robot.errors import ConnectionLost, DeviceNotFound, RobotError
-from robot.sim import wire
+from lastr1.robot.errors import ConnectionLost, DeviceNotFound, RobotError
+from lastr1.robot.sim import wire
 
-_live: "weakref.WeakSet[SimHost]" = weakref.WeakSet()
+_live: weakref.WeakSet[SimHost] = weakref.WeakSet()
 
 
 @atexit.register
@@ -34,7 +33,7 @@ def _close_all() -> None:
 
 def host_spec(cfg) -> dict:
     """What the host needs from the run config (plain data: it crosses the process boundary)."""
-    from configs.loader import to_dict
+    from lastr1.configs.loader import to_dict
 
     n = cfg.task.n_arms
     robot = cfg.robot
@@ -75,16 +74,14 @@ class SimHost:
     def home_q(self) -> list[list[float]]:
         return self.info["home_q"]
 
-    def start(self) -> "SimHost":
+    def start(self) -> SimHost:
         mine, theirs = socket.socketpair()
         rmine, rtheirs = socket.socketpair()  # renders: a channel of their own (see host.main)
         env = dict(os.environ)
         env.setdefault("MUJOCO_GL", "egl")
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding the `robot` package
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty host must never block on it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "robot.sim.host", str(theirs.fileno()), str(rtheirs.fileno())],
+            [sys.executable, "-m", "lastr1.robot.sim.server", str(theirs.fileno()), str(rtheirs.fileno())],
             pass_fds=[theirs.fileno(), rtheirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self._stderr, start_new_session=True,  # the terminal's Ctrl-C goes to us, not the host
         )
@@ -97,7 +94,7 @@ class SimHost:
             self.sock.settimeout(self.timeout_s)
             wire.send(self.sock, self.spec)
             reply = wire.recv(self.sock)
-        except (OSError, wire.WireError, socket.timeout) as e:
+        except (TimeoutError, OSError, wire.WireError) as e:
             tail = self._stderr_tail()
             self.close()
             raise DeviceNotFound(
@@ -124,7 +121,7 @@ class SimHost:
             try:
                 wire.send(sock, {"op": op, **kwargs})
                 reply = wire.recv(sock)
-            except (OSError, wire.WireError, socket.timeout) as e:
+            except (TimeoutError, OSError, wire.WireError) as e:
                 alive = self.proc is not None and self.proc.poll() is None
                 raise ConnectionLost(
                     f"the sim host stopped answering ({type(e).__name__}: {e}; process "
@@ -199,7 +196,7 @@ class SimHost:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> "SimHost":
+    def __enter__(self) -> SimHost:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from robot.keys import Key, KeySource
-from robot.sim.tasks import SimTask
-from robot.teleop import Teleop, TeleopCommand
+from lastr1.robot.keys import Key, KeySource
+from lastr1.robot.sim.tasks import SimTask
+from lastr1.robot.teleop import Teleop, TeleopCommand
 
 # (scene, arm states) as the env sees them now
 Observe = Callable[[], tuple[dict, list]]

@@ -52,13 +52,14 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    from importlib.metadata import version
+
     import franky_sim
     from franky_sim import franka_gripper_server as fgs
     from franky_sim import franka_robot_protocol as frp
     from franky_sim import franka_robot_server as frs
     from franky_sim import mujoco_simulator as ms
     from franky_sim.base_simulator import BaseRobot
-    from importlib.metadata import version
 
     have = version("franky-sim")
     if have != FRANKY_SIM_VERSION:

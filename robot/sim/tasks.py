@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot import rotations
+from lastr1.robot import rotations
 
 # ---------------------------------------------------------------- geometry (xyzw quaternions, robot.rotations)
 
@@ -388,7 +388,7 @@ TASKS: dict[str, type[SimTask]] = {t.name: t for t in (InsertHex, LiftBar)}
 
 
 def make_task(name: str, sim_cfg) -> SimTask:
-    from robot.errors import RobotError
+    from lastr1.robot.errors import RobotError
 
     if name not in TASKS:
         raise RobotError(f"no simulated task named {name!r}", hint=f"task.name must be one of {', '.join(TASKS)}")

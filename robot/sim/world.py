@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from robot.errors import RobotError
-from robot.sim.camera import RenderRig, SimCamera
-from robot.sim.client import SimHost
-from robot.sim.expert import ScriptedExpert, ScriptedKeys, ScriptedOperator
-from robot.sim.tasks import make_task
+from lastr1.robot.errors import RobotError
+from lastr1.robot.sim.camera import RenderRig, SimCamera
+from lastr1.robot.sim.client import SimHost
+from lastr1.robot.sim.expert import ScriptedExpert, ScriptedKeys, ScriptedOperator
+from lastr1.robot.sim.tasks import make_task
 
 
 class SimWorld:
@@ -105,8 +105,8 @@ class SimWorld:
 
 
 def make_sim_env(cfg):
-    from robot.env import RobotEnv, close_quietly, make_safety
-    from robot.franky_arm import FrankyArm, MultiArm
+    from lastr1.robot.env import RobotEnv, close_quietly, make_safety
+    from lastr1.robot.franky_arm import FrankyArm, MultiArm
 
     n = cfg.task.n_arms
     task = make_task(cfg.task.name, cfg.robot.sim)

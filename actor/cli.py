@@ -23,8 +23,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from actor.run import run_actor
-    from actor.status import StatusLine
+    from lastr1.actor.process import run_actor
+    from lastr1.actor.status import StatusLine
     from lastr1.cli import load_config
 
     cfg = load_config(args)

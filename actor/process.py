@@ -14,16 +14,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from actor.runtime import ActorError, EpisodeSummary, Runtime
+from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime
 
 log = logging.getLogger(__name__)
 
 
 def build_policy(cfg):
     """The policy of `policy.checkpoint`, or — with a loud warning — a fresh one from the config."""
-    from policy import Policy
+    from lastr1.policy import Policy
 
     n = cfg.task.n_arms
     if cfg.policy.checkpoint:
@@ -50,7 +49,7 @@ def check_cameras(policy, env) -> None:
 
 
 def make_agent(cfg, policy, explore: bool | None = None):
-    from actor.agent import Agent
+    from lastr1.actor.agent import Agent
 
     return Agent(policy, cfg.task.instruction, kappa=cfg.policy.kappa, replan_every=cfg.actor.replan_every,
                  explore=cfg.actor.explore if explore is None else explore,
@@ -58,7 +57,7 @@ def make_agent(cfg, policy, explore: bool | None = None):
 
 
 def make_link(cfg):
-    from transport.actor_link import ActorLink
+    from lastr1.transport.actor_link import ActorLink
 
     t = cfg.transport
     return ActorLink(t, cfg.actor.actor_id, spool_dir=cfg.path(t.spool_dir), keys_dir=cfg.path(t.keys_dir))
@@ -95,7 +94,7 @@ class _Reporter:
             self.on_status(s)
 
     def send_stats(self, s: dict) -> None:
-        from transport.messages import Stats
+        from lastr1.transport.messages import Stats
 
         def num(x):
             return float(x) if x is not None else float("nan")
@@ -111,8 +110,8 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
               max_episodes: int | None = None, max_steps: int | None = None, on_status=None) -> ActorResult:
     """Run the RL actor until `stop` is set (or the episode/step budget is spent). Things handed in are not
     closed here; things built here are."""
-    from actor.learner_sink import TransitionSink
-    from actor.reload import HotReloader
+    from lastr1.actor.learner_sink import TransitionSink
+    from lastr1.actor.reload import HotReloader
 
     stop = stop or threading.Event()
     own: list = []
@@ -123,7 +122,7 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
             link = make_link(cfg)
             own.append(link)
         if env is None:
-            from robot.env import make_env
+            from lastr1.robot.env import make_env
 
             env = make_env(cfg)
             own.append(env)

@@ -34,15 +34,16 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
-from actor.timing import RateKeeper, Window
+from lastr1.actor.timing import RateKeeper, Window
 from lastr1.errors import Lastr1Error
-from robot.errors import ArmFault, StaleFrameError
-from robot.keys import Key
+from lastr1.robot.errors import ArmFault, StaleFrameError
+from lastr1.robot.keys import Key
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from robot.sim import conditions, patches, wire
-from robot import rotations
-from robot.sim.tasks import make_task, quat_from_rpy
+from lastr1.robot import rotations
+from lastr1.robot.sim import conditions, patches, wire
+from lastr1.robot.sim.tasks import make_task, quat_from_rpy
 
 TCP_OFFSET = 0.1034  # franky-sim's TCP: 10.34 cm along the hand's z from the flange (RobotParameters)
 

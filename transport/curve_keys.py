@@ -21,8 +21,8 @@ import stat
 import sys
 from pathlib import Path
 
-from transport.errors import KeyFileMissing
-from transport.messages import NAME
+from lastr1.transport.errors import KeyFileMissing
+from lastr1.transport.messages import NAME
 
 log = logging.getLogger(__name__)
 LEARNER = "learner"
@@ -30,7 +30,7 @@ LEARNER = "learner"
 
 def _hint(keys_dir: Path) -> str:
     return (f"run `lastr1 keys --dir {keys_dir} --actors <actor ids>` and copy the files as the layout in "
-            "transport/keys.py (docs/wire.md §7) says")
+            "transport/curve_keys.py (docs/wire.md §7) says")
 
 
 def _write(path: Path, public: bytes, secret: bytes | None) -> None:
