@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lastr1.policy.errors import PolicyError
+
+if TYPE_CHECKING:
+    from lastr1.policy.model import ActOutput, Prefix
 
 
 @dataclass
@@ -57,10 +61,10 @@ class Agent:
 
     def reset(self) -> None:
         """A new episode: the next step reasons and plans from scratch."""
-        self._prefix = None
+        self._prefix: Prefix | None = None
         self._latents: np.ndarray | None = None
         self._chunk: np.ndarray | None = None
-        self._out = None
+        self._out: ActOutput | None = None
         self._k = 0  # index of the next action in the chunk
         self._since_reason = 0
         self._since_plan = 0
@@ -108,12 +112,13 @@ class Agent:
             self._stale = False
             planned = True
         latency_ms = (time.perf_counter() - t0) * 1e3 if planned else 0.0
-        chunk = self._chunk
+        chunk, prefix, out = self._chunk, self._prefix, self._out
+        assert chunk is not None and prefix is not None and out is not None and self._latents is not None
         idx = np.minimum(np.arange(self._k, self._k + len(chunk)), len(chunk) - 1)
         d = Decision(
             action=chunk[self._k].copy(), chunk=chunk[idx].copy(), latents=self._latents,
-            latent_len=int(self._prefix.latent_len), version=int(self._out.version), reasoned=reasoned,
-            planned=planned, latency_ms=latency_ms, value=float(self._prefix.value), logprob=float(self._out.logprob),
+            latent_len=int(prefix.latent_len), version=int(out.version), reasoned=reasoned,
+            planned=planned, latency_ms=latency_ms, value=float(prefix.value), logprob=float(out.logprob),
         )
         self._k += 1
         self._since_plan += 1

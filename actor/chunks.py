@@ -32,6 +32,11 @@ class _Entry:
     def __init__(self, item: Any, actions: list | None, chunk: np.ndarray | None):
         self.item, self.actions, self.chunk = item, actions, chunk
 
+    @property
+    def open_actions(self) -> list:
+        assert self.actions is not None, "a closed entry takes no more actions"
+        return self.actions
+
 
 class ChunkAssembler:
     def __init__(self, horizon: int):
@@ -50,7 +55,7 @@ class ChunkAssembler:
         if human is not None:
             h = np.asarray(human, np.float32)
             for e in self._open:
-                e.actions.append(h)
+                e.open_actions.append(h)
             e = _Entry(item, [h], None)
             self._q.append(e)
             self._open.append(e)
@@ -66,7 +71,7 @@ class ChunkAssembler:
         keep = []
         for e in self._open:
             if done(e):
-                a = e.actions[: self.H]
+                a = e.open_actions[: self.H]
                 e.chunk = np.stack(a + [a[-1]] * (self.H - len(a)))
                 e.actions = None
             else:
@@ -78,6 +83,7 @@ class ChunkAssembler:
         out = []
         while self._q and self._q[0].chunk is not None:
             e = self._q.popleft()
+            assert e.chunk is not None
             out.append((e.item, e.chunk))
         return out
 

@@ -103,7 +103,7 @@ def export_lerobot(src: str | Path, out: str | Path, *, robot_type: str = "frank
         reward = np.asarray(ep.reward, np.float32)
         done = np.zeros(T, bool)
         done[-1] = True
-        cols = {
+        cols: dict[str, np.ndarray] = {
             "observation.state": np.asarray(ep.proprio, np.float32),
             "action": np.asarray(ep.action, np.float32),
             "timestamp": (np.arange(T) / fps).astype(np.float32),

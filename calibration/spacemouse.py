@@ -157,11 +157,11 @@ def calibrate_axes(
                 samples.append(v)
                 bar.update(min(100, int(100 * elapsed / hold_s)) - bar.n)
                 time.sleep(period)
-        samples = np.array(samples).reshape(-1, 6)
+        readings = np.array(samples).reshape(-1, 6)
         if len(samples) < MIN_SAMPLES:
             raise CalibrationError(f"the push for {axis} was too short ({len(samples)} readings)",
                                    hint="hold each push until the bar is full")
-        mean_abs = np.abs(samples).mean(0)
+        mean_abs = np.abs(readings).mean(0)
         dominant = int(np.argmax(mean_abs))
         if dominant != i:
             raise CalibrationError(
@@ -171,11 +171,11 @@ def calibrate_axes(
                 hint="place the SpaceMouse so its cable points away from you and the arm's +X matches your "
                 "'push forward', or make that motion for this prompt",
             )
-        peak = float(np.percentile(np.abs(samples[:, i]), 90))
+        peak = float(np.percentile(np.abs(readings[:, i]), 90))
         if peak < FIRM:
             raise CalibrationError(f"the push for {axis} was too gentle (reading {peak:.2f}, need ≥ {FIRM})",
                                    hint="push or twist firmly, close to the stop")
-        sign = float(np.sign(np.median(samples[:, i])))
+        sign = float(np.sign(np.median(readings[:, i])))
         scale[i], peaks[i] = sign / peak, sign * peak
         say(f"  {axis}: sign {'+' if sign > 0 else '-'}, full push reads {peak:.2f} -> scale {scale[i]:+.3f}")
         say("  let go.")

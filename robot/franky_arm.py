@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +46,10 @@ class FrankyArm(Arm):
         self.cfg = cfg
         self.host = host or cfg.host
         self.close_at, self.open_at = gripper_close_at, gripper_open_at
-        self._robot = None
-        self._gripper = None
-        self._franky = None
+        # franky's objects: the driver module is imported on connect(), so the learner box never needs it.
+        self._robot: Any = None
+        self._gripper: Any = None
+        self._franky: Any = None
         self._faults: list[str] = []  # messages of aborted motions, until recover()
         # Hand worker: the wanted state (True closed / False open / None untouched) and the one reached.
         self._hand_cv = threading.Condition()
@@ -354,7 +356,7 @@ def _error_names(errors) -> list[str]:
 class MultiArm(Arm):
     """Several arms acting as one: actions, targets and states are the arms' ones, concatenated in order."""
 
-    def __init__(self, arms: list[Arm]):
+    def __init__(self, arms: list[FrankyArm]):
         if not arms:
             raise RobotError("MultiArm needs at least one arm")
         self.arms = arms

@@ -20,7 +20,7 @@ def center_crop_resize(img: np.ndarray, size: int | None, nearest: bool = False)
     crop = img[top : top + side, left : left + side]
     if size is None or size == side:
         return np.array(crop, copy=True, order="C")
-    resample = Image.NEAREST if nearest else Image.BILINEAR
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
     return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), resample)).copy()
 
 

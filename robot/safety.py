@@ -99,14 +99,14 @@ class Safety:
     def filter(self, states: list[ArmState], action: np.ndarray) -> SafeCommand:
         if len(states) != self.n_arms:
             raise RobotError(f"safety was built for {self.n_arms} arm(s) but got {len(states)} state(s)")
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.size != ACTION_DIM * self.n_arms:
+        flat = np.asarray(action, dtype=np.float64).reshape(-1)
+        if flat.size != ACTION_DIM * self.n_arms:
             raise RobotError(
-                f"action has {a.size} numbers, expected {ACTION_DIM * self.n_arms} "
+                f"action has {flat.size} numbers, expected {ACTION_DIM * self.n_arms} "
                 f"({ACTION_DIM} per arm × {self.n_arms} arm(s))",
                 hint="per arm: x y z, roll pitch yaw, gripper — all normalised to [-1, 1]",
             )
-        a = a.reshape(self.n_arms, ACTION_DIM)
+        a = flat.reshape(self.n_arms, ACTION_DIM)
 
         pos, quat, hold = self._read_states(states)
         if self._estopped:

@@ -22,6 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class EpisodeWriter:
 
     def add(self, images: dict[str, np.ndarray], proprio, action, reward: float = 0.0, intervention=False):
         """Append one control step (kept in memory until `finish`: demonstrations are short)."""
-        row = {f"img/{k}": np.asarray(v, dtype=np.uint8) for k, v in images.items()}
+        row: dict[str, object] = {f"img/{k}": np.asarray(v, dtype=np.uint8) for k, v in images.items()}
         row.update(
             proprio=np.asarray(proprio, np.float32),
             action=np.asarray(action, np.float32),
@@ -141,7 +142,7 @@ def load_episode(path: str | Path, mmap: bool = True) -> Episode:
         raise DatasetError(f"{path}: unreadable meta.json ({e})") from None
     if meta.get("format") != FORMAT_VERSION:
         raise DatasetError(f"{path}: dataset format {meta.get('format')}, this lastr1 reads {FORMAT_VERSION}")
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
 
     def arr(name):
         f = path / f"{name}.npy"

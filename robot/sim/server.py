@@ -79,7 +79,7 @@ class Host:
         self._pins: dict[int, tuple[str, np.ndarray]] = {}
         self._dropped: dict[str, float] = {}
         self._tick = 0
-        self._snapshot_job = None
+        self._snapshot_job: tuple | None = None
         self._snapshot_lock = threading.Lock()
 
     # ------------------------------------------------------------ building
@@ -155,7 +155,7 @@ class Host:
                 dq[j] = 1e-6
                 J[:, j] = pin.log6(cur.inverse() * robot.kinematics(q + dq)).vector / 1e-6
             step = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), err)
-            step *= min(1.0, 0.2 / (np.linalg.norm(step) + 1e-12))
+            step *= min(1.0, 0.2 / (float(np.linalg.norm(step)) + 1e-12))
             q = np.clip(q + step, lo, hi)
         raise ValueError(f"home pose {p.tolist()} is out of the arm's reach (IK error {np.linalg.norm(err):.3g})")
 
@@ -223,7 +223,7 @@ class Host:
                     m.geom_rgba[g] = (0.25, 0.25, 0.27, 1) if "finger" in body else (0.92, 0.92, 0.9, 1)
         self.appearance = conditions.Appearance(mj, m, self.task.objects)
         self._render_data = mj.MjData(m)
-        self._renderers = {}
+        self._renderers: dict = {}
         self._scene_option = mj.MjvOption()
         if self.cfg.render_collision_meshes:
             self._scene_option.geomgroup[:] = [1, 1, 0, 1, 0, 0]
@@ -248,7 +248,7 @@ class Host:
             self._update_wrenches()
 
     def in_sim(self, fn, wait: bool = True, timeout: float = 5.0):
-        done, box = threading.Event(), []
+        done, box = threading.Event(), list[object]()
         with self._jobs_lock:
             self._jobs.append((fn, done, box))
         if not wait:
@@ -269,7 +269,7 @@ class Host:
         qa, da = self.free[name]
         self.data.qpos[qa : qa + 3] = p + self.data.xmat[self.hand_body[arm]].reshape(3, 3) @ offset
         # The peg stands upright (its z = the TCP's -z) with its flats facing the fingers.
-        self.data.qpos[qa + 3 : qa + 7] = _wxyz(rotations.multiply(q, [1.0, 0.0, 0.0, 0.0]))
+        self.data.qpos[qa + 3 : qa + 7] = _wxyz(rotations.multiply(q, np.array([1.0, 0.0, 0.0, 0.0])))
         self.data.qvel[da : da + 6] = 0.0
 
     def _update_wrenches(self) -> None:
@@ -382,7 +382,7 @@ class Host:
         return {}
 
     def op_pin(self, obj: str, arm: int) -> dict:
-        offset = np.asarray(self.task.hand_offset(obj), float)
+        offset = np.asarray(self.task.hand_offset(obj), np.float64)
         self.in_sim(lambda: self._pins.__setitem__(int(arm), (obj, offset)))
         return {}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,14 @@ class SimTask:
     def expert_targets(self, scene: dict, states) -> list[ExpertTarget]:
         raise NotImplementedError
 
+    def assets(self) -> list[tuple[str, dict]]:
+        """MJCF <asset> children the task's bodies use (meshes, textures, materials)."""
+        return []
+
+    def hand_offset(self, obj: str) -> np.ndarray:
+        """Where a grasped object's centre sits relative to the TCP, in the TCP frame (z points down)."""
+        raise NotImplementedError(f"{self.name} places no object in the hand")
+
     def world(self, arm: int, p) -> np.ndarray:
         return np.asarray(p, float) + np.asarray(self.robot_positions[arm], float)
 
@@ -186,7 +195,7 @@ class InsertHex(SimTask):
         rx, ry = self.cfg.slot_range_m
         slot_xy = np.array(self.slot_center) + rng.uniform([-rx, -ry], [rx, ry])
         slot_yaw = float(rng.uniform(-1, 1) * self.cfg.slot_yaw_range_rad)
-        out = {
+        out: dict[str, Any] = {
             "fixtures": {"slot": _pose([*slot_xy, 0.0], quat_from_rpy(0, 0, slot_yaw))},
             "params": {"slot_xy": slot_xy.tolist(), "slot_yaw": slot_yaw},
             "grasped": {},
@@ -312,9 +321,6 @@ class LiftBar(SimTask):
         _table(worldbody, center=(0.5, 0.0), half=(0.35, 0.7))
         _free_body(worldbody, "bar", "0.25 0.6 0.3 1",
                    [{"type": "box", "size": " ".join(str(v) for v in BAR_HALF)}], BAR_MASS)
-
-    def assets(self):
-        return []
 
     def sample(self, rng: np.random.Generator) -> dict:
         rx, ry = self.cfg.slot_range_m
