@@ -85,12 +85,12 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
         if policy is None:
             policy = build_policy(cfg)
         if env is None:
-            from lastr1.robot.env import make_env
+            from lastr1.robot.factory import make_env
 
             env = make_env(cfg)
             own.append(env)
         check_cameras(policy, env)
-        if getattr(env, "sim", None) is not None:
+        if env.scene.simulated:
             cfg.actor.interventions = False  # nobody to take over in sim; the policy is judged alone
         camera = "front" if "front" in env.camera_names else env.camera_names[0]
         sink = VideoSink(camera)
