@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime, Sink, StepRecord
+from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.loop import ActorError, Runtime
 
 log = logging.getLogger(__name__)
 

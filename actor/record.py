@@ -18,7 +18,8 @@ import signal
 import threading
 from pathlib import Path
 
-from lastr1.actor.loop import EpisodeSummary, Runtime, Sink, StepRecord
+from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.loop import Runtime
 
 log = logging.getLogger(__name__)
 

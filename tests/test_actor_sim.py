@@ -298,7 +298,8 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
     import os
 
     from lastr1.actor.agent import Agent
-    from lastr1.actor.loop import Runtime, Sink
+    from lastr1.actor.episode import Sink
+    from lastr1.actor.loop import Runtime
     from lastr1.robot.terminal_keys import TerminalKeys
 
     cfg, env, policy = world
