@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime, Sink, StepRecord
+from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.loop import ActorError, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,12 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
         if policy is None:
             policy = build_policy(cfg)
         if env is None:
-            from lastr1.robot.env import make_env
+            from lastr1.robot.factory import make_env
 
             env = make_env(cfg)
             own.append(env)
         check_cameras(policy, env)
-        if getattr(env, "sim", None) is not None:
+        if env.scene.simulated:
             cfg.actor.interventions = False  # nobody to take over in sim; the policy is judged alone
         camera = "front" if "front" in env.camera_names else env.camera_names[0]
         sink = VideoSink(camera)

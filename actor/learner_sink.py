@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from lastr1.actor.chunks import ChunkAssembler
-from lastr1.actor.loop import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
     rt = Runtime(cfg, env, agent=agent, sink=TransitionSink(link, H), reloader=reloader)
     summary = rt.run(stop_event, max_episodes=10)
 
-One tick (the env is `robot.env.RobotEnv`, the same for the real and the simulated robot):
+One tick (the env is a `robot.interfaces.Env`: `robot.env.RobotEnv` for the real and the simulated robot):
 
     wait for the tick ─► operator keys ─► observe ─► hot reload if at a chunk boundary ─► agent.step
         ─► the person's command replaces the policy's when intervening ─► env.act (safety → arm)
@@ -17,7 +17,8 @@ still counts toward the time limit, which is measured in control periods.
 Episodes end by the success key (terminated, `task.success_reward`), the failure key (terminated: the
 operator judged the attempt over, nothing further is earned in it), the time limit (`truncated`: the state
 was not terminal, the learner bootstraps from the final observation), the reset key mid-episode, an e-stop,
-or a stop request (all `truncated`). Every other step earns `task.step_penalty`.
+or a stop request (all `truncated`). Every other step earns `task.step_penalty`. These rules are
+actor/episode.py (`outcome`, `Episode`); this module times them and talks to the robot.
 
 Pause and e-stop act at once from the key watcher thread (`env.pause()` / `env.estop()` stop the arm and
 latch the safety layer), not at the next tick. Paused ticks run no policy and record nothing.
@@ -35,15 +36,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from lastr1.actor.episode import Episode, EpisodeSummary, Outcome, Sink, outcome
 from lastr1.actor.timing import RateKeeper, Window
 from lastr1.errors import Lastr1Error
 from lastr1.robot.errors import ArmFault, StaleFrameError
 from lastr1.robot.keys import Key
+
+if TYPE_CHECKING:
+    from lastr1.actor.agent import Decision
+    from lastr1.configs.schema import Config
+    from lastr1.robot.interfaces import Env, Observation
+    from lastr1.robot.teleop import Teleop
 
 log = logging.getLogger(__name__)
 
@@ -52,55 +59,6 @@ Mode = Literal["rl", "eval", "record"]
 
 class ActorError(Lastr1Error):
     pass
-
-
-@dataclass
-class StepRecord:
-    """One executed control step, as the sinks receive it."""
-
-    episode: int
-    step: int
-    obs: object  # robot.env.Observation (images, proprio) the action was chosen from
-    t_obs: float  # time.time() of that observation
-    action: np.ndarray  # (D,) executed, robot units in [-1, 1]
-    human: bool  # the person (or the scripted expert) produced `action`
-    decision: object | None  # actor.agent.Decision of the policy at this step (None in record mode)
-    reward: float = 0.0
-    terminated: bool = False
-    truncated: bool = False
-    next_obs: object | None = None  # s′ (set on every step before it reaches the sink; None if unknown)
-
-
-@dataclass
-class EpisodeSummary:
-    episode: int
-    seed: int | None
-    steps: int
-    ret: float  # undiscounted return
-    outcome: str  # success | failure | time_limit | reset | estop | stopped
-    success: bool  # success key (sim: the scene), and — in eval — no intervention
-    intervention_steps: int
-    duration_s: float
-    versions: tuple[int, int] = (0, 0)  # policy versions seen (first, last)
-    condition: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def terminated(self) -> bool:
-        return self.outcome in ("success", "failure")
-
-
-class Sink:
-    """Where steps go: the learner link (rl), a dataset (record), videos and counts (eval)."""
-
-    def episode_start(self, episode: int, seed: int | None, obs) -> None:
-        pass
-
-    def step(self, s: StepRecord) -> None:
-        pass
-
-    def episode_end(self, summary: EpisodeSummary) -> None:
-        pass
 
 
 class _KeyWatcher:
@@ -142,7 +100,7 @@ class _KeyWatcher:
 
 
 class Runtime:
-    def __init__(self, cfg, env, *, agent=None, sink: Sink | None = None, reloader=None, mode: Mode = "rl",
+    def __init__(self, cfg: Config, env: Env, *, agent=None, sink: Sink | None = None, reloader=None, mode: Mode = "rl",
                  seed: int = 0, conditions: list[str] | None = None, on_tick: Callable[[dict], None] | None = None,
                  confirm_reset: bool | None = None, expert: Callable[[], np.ndarray] | None = None):
         if mode != "record" and agent is None:
@@ -278,24 +236,49 @@ class Runtime:
                 log.warning("reset failed (try %d of %d): %s; recovering and trying again",
                             attempt, self.RESET_TRIES, str(e).splitlines()[0])
                 with self._env_lock:
-                    self.env.arm.stop()
-                    self.env.arm.recover()
+                    self.env.recover()
         return None
 
     def run_episode(self, seed: int | None, stop: threading.Event, budget: int | None = None,
                     condition: str = "") -> EpisodeSummary | None:
         """One episode from reset to its end; None if stopped before it began."""
-        env = self.env
+        obs = self._begin(seed, stop, condition)
+        if obs is None:
+            return None
+        t = self.cfg.task
+        ep = Episode(self.episode, seed, condition, self.sink, step_penalty=t.step_penalty,
+                     success_reward=t.success_reward)
+        self.episode += 1
+        self._save_episode_counter()
+        self.sink.episode_start(ep.number, seed, obs)
+        self._status = "running"
+        self.rate.restart()
+        while True:
+            t_tick = self._next_tick()
+            ended = outcome(self._keys(), stepped=ep.prev is not None, estopped=self.estopped,
+                            stopping=stop.is_set(),
+                            out_of_time=ep.ticks >= self.max_steps or (budget is not None and ep.steps >= budget))
+            if ended is not None:
+                break
+            if self.paused:
+                self._status = "paused"  # paused ticks run no policy and record nothing
+                self._emit(ep.number, ep.steps)
+            else:
+                self._tick(ep, t_tick)
+        return self._end(ep, ended)
+
+    def _begin(self, seed: int | None, stop: threading.Event, condition: str) -> Observation | None:
+        """Clear what the last episode left (e-stop, pause), reset, and the first observation; None if stopped."""
         if self.estopped:
             # Nothing moves after an e-stop until a person says so (the reset key), not even the home motion.
             log.warning("e-stopped: press the reset key once the robot and the scene are safe")
             if not self._await_reset_key(stop):
                 return None
-            env.safety.reset_estop()
+            self.env.safety.reset_estop()
             self.estopped = False
         if self.paused:
             self.paused = False
-            env.resume()
+            self.env.resume()
         self._status = "resetting"
         obs = self._reset(seed, condition, stop)
         if obs is None:
@@ -304,169 +287,99 @@ class Runtime:
             if not self._await_reset_key(stop, condition):
                 return None
             with self._env_lock:
-                obs = env.observe()
+                obs = self.env.observe()
         if stop.is_set():
             return None
         if self.agent is not None:
             self.agent.reset()
-        ep = self.episode
-        self.episode += 1
-        self._save_episode_counter()
-        self.sink.episode_start(ep, seed, obs)
-        self._status = "running"
-        t_start = time.monotonic()
-        t_obs_wall = time.time()
-        prev: StepRecord | None = None
-        step = 0
-        ret = 0.0
-        n_human = 0
-        versions: list[int] = []
-        outcome = None
-        gripper = None  # the last executed gripper command per arm (a person's "unchanged" 0 means this)
-        human_before = False
-        ticks = 0  # control periods not paused by the operator: the time limit counts these, so an arm the
-        # safety layer keeps holding (jammed against a surface, stale cameras) still ends its episode
-        self.rate.restart()
-        while True:
-            if self.reloader is not None:
-                self.reloader.loop_idle(self.rate.next_tick)
-            t_tick = self.rate.wait()
-            if self.reloader is not None:
-                self.reloader.loop_busy()
-            keys = self._keys()
-            if Key.SUCCESS in keys and prev is not None:
-                outcome = "success"
-            elif Key.FAILURE in keys and prev is not None:
-                outcome = "failure"
-            elif Key.RESET in keys:
-                outcome = "reset"
-            elif self.estopped:
-                outcome = "estop"
-            elif stop.is_set():
-                outcome = "stopped"
-            elif ticks >= self.max_steps or (budget is not None and step >= budget):
-                outcome = "time_limit"
-            if outcome is not None:
-                break
-            if self.paused:
-                self._status = "paused"
-                self._emit(ep, step)
-                continue
-            ticks += 1
-            if self._status == "paused":
-                self._status = "running"
-                if self.agent is not None:
-                    self.agent.interrupt()
-            try:
-                with self._env_lock:
-                    obs = env.observe()
-                t_obs_wall = time.time()
-            except StaleFrameError as e:
-                self._status = "stale camera"
-                log.warning("%s: holding until the cameras deliver again", e)
-                self._halt()
-                continue
-            if prev is not None:
-                prev.next_obs = obs  # s′ of the last step; it is handed on once the next step exists
+        return obs
 
-            decision = None
+    def _next_tick(self) -> float:
+        if self.reloader is not None:
+            self.reloader.loop_idle(self.rate.next_tick)
+        t_tick = self.rate.wait()
+        if self.reloader is not None:
+            self.reloader.loop_busy()
+        return t_tick
+
+    def _tick(self, ep: Episode, t_tick: float) -> None:
+        """One control period: observe, decide, act. An action that did not reach the arm is no step."""
+        ep.ticks += 1
+        if self._status == "paused":
+            self._status = "running"
             if self.agent is not None:
-                if self.reloader is not None and self.agent.at_boundary:
-                    self.reloader.apply()
-                decision = self.agent.step(obs.images, obs.proprio)
-                if decision.planned:
-                    self.latency_ms.add(decision.latency_ms)
-                    (self.reason_ms if decision.reasoned else self.act_ms).add(decision.latency_ms)
-                versions.append(decision.version)
-            action, human = self._choose(decision, gripper, human_before)
-            human_before = human
+                self.agent.interrupt()
+        try:
             with self._env_lock:
-                if self.paused or self.estopped:
-                    continue  # pressed while the policy was thinking: do not move
-                info = env.act(action)
-            if info.held:
-                # Not executed (safety hold, arm fault): no transition; the next one starts from what is seen.
-                if self.agent is not None:
-                    self.agent.interrupt()
-                if info.reasons or info.faults:
-                    log.warning("step held: %s", "; ".join(info.reasons + info.faults))
-                self._emit(ep, step)
-                continue
-            self.work_ms.add((time.monotonic() - t_tick) * 1e3)
-            if prev is not None:  # after the action went out: bookkeeping never delays the arm
-                ret += prev.reward
-                self.sink.step(prev)
-            gripper = action.reshape(-1, 7)[:, 6].copy()
-            n_human += int(human)
-            self._interventions_window.add(float(human))
-            prev = StepRecord(ep, step, obs, t_obs_wall, action.astype(np.float32), human, decision,
-                              reward=self.cfg.task.step_penalty)
-            step += 1
-            self.total_steps += 1
-            self._step = step
-            self._emit(ep, step)
+                obs = self.env.observe()
+            t_obs = time.time()
+        except StaleFrameError as e:
+            self._status = "stale camera"
+            log.warning("%s: holding until the cameras deliver again", e)
+            self._halt()
+            return
+        ep.observed(obs)
+        decision = self._decide(obs)
+        if decision is not None:
+            ep.versions.append(decision.version)
+        action, human = choose(self.mode, decision, self.env.teleop, ep.gripper, ep.took_over,
+                               interventions=self.cfg.actor.interventions, expert=self.expert)
+        if human and self.mode != "record" and self.agent is not None:
+            self.agent.interrupt()  # the person took over: the policy's plan is stale
+        ep.took_over = human
+        with self._env_lock:
+            if self.paused or self.estopped:
+                return  # pressed while the policy was thinking: do not move
+            info = self.env.act(action)
+        if info.held:
+            # Not executed (safety hold, arm fault): no transition; the next one starts from what is seen.
+            if self.agent is not None:
+                self.agent.interrupt()
+            if info.reasons or info.faults:
+                log.warning("step held: %s", "; ".join(info.reasons + info.faults))
+            self._emit(ep.number, ep.steps)
+            return
+        self.work_ms.add((time.monotonic() - t_tick) * 1e3)
+        ep.executed(obs, t_obs, action, human, decision)  # after the action went out: never delays the arm
+        self._interventions_window.add(float(human))
+        self.total_steps += 1
+        self._step = ep.steps
+        self._emit(ep.number, ep.steps)
 
+    def _decide(self, obs: Observation) -> Decision | None:
+        """The policy's decision for this view (None in record mode); new weights go in at chunk boundaries."""
+        if self.agent is None:
+            return None
+        if self.reloader is not None and self.agent.at_boundary:
+            self.reloader.apply()
+        decision = self.agent.step(obs.images, obs.proprio)
+        if decision.planned:
+            self.latency_ms.add(decision.latency_ms)
+            (self.reason_ms if decision.reasoned else self.act_ms).add(decision.latency_ms)
+        return decision
+
+    def _end(self, ep: Episode, ended: Outcome) -> EpisodeSummary:
         if self.reloader is not None:
             self.reloader.loop_idle()  # resets and waits are no ticks: staging may go ahead
-        # The episode ended: the last step gets its outcome and the final observation.
-        if prev is not None:
-            if outcome in ("success", "failure"):
-                prev.terminated = True
-                if outcome == "success":
-                    prev.reward = self.cfg.task.success_reward
-            else:
-                prev.truncated = True
+        final = None
+        if ep.prev is not None:
             try:
                 with self._env_lock:
-                    prev.next_obs = env.observe()
+                    final = self.env.observe()
             except StaleFrameError:
-                prev.next_obs = None
-            ret += prev.reward
-            self.sink.step(prev)
+                pass
+        ep.close(ended, final)
         self._halt()  # hold still between episodes
-        if outcome == "success" and self.mode == "eval" and n_human:
-            log.info("episode %d: success after an intervention counts as a failure in evaluation", ep)
-        summary = EpisodeSummary(
-            episode=ep, seed=seed, steps=step, ret=ret, outcome=outcome,
-            success=outcome == "success" and not (self.mode == "eval" and n_human),
-            intervention_steps=n_human, duration_s=time.monotonic() - t_start,
-            versions=(versions[0], versions[-1]) if versions else (0, 0), condition=condition,
-        )
+        summary = ep.summary(ended, strict=self.mode == "eval")
+        if ended == "success" and not summary.success:
+            log.info("episode %d: success after an intervention counts as a failure in evaluation", ep.number)
         self.episodes.append(summary)
         self.sink.episode_end(summary)
-        log.info("episode %d: %s after %d steps, return %.2f, %d intervention steps%s", ep, outcome, step, ret,
-                 n_human, f", policy v{summary.versions[0]}..v{summary.versions[1]}" if versions else "")
+        log.info("episode %d: %s after %d steps, return %.2f, %d intervention steps%s", ep.number, ended, ep.steps,
+                 ep.ret, ep.interventions,
+                 f", policy v{summary.versions[0]}..v{summary.versions[1]}" if ep.versions else "")
         self._status = "episode done"
         return summary
-
-    def _choose(self, decision, gripper, human_before: bool) -> tuple[np.ndarray, bool]:
-        """The action for this tick and whether a person (or the scripted expert) chose it."""
-        if self.mode == "record":
-            if self.expert is not None:
-                return np.asarray(self.expert(), np.float32), True
-            cmd = self.env.teleop.read()
-            return self._human_action(cmd.action, gripper), True
-        teleop = self.env.teleop
-        if teleop is not None and self.cfg.actor.interventions:
-            cmd = teleop.read()
-            if cmd.intervening:
-                if not human_before and gripper is not None and hasattr(teleop, "sync_gripper"):
-                    # Taking over starts from the gripper as it is, not from the device's last latch.
-                    teleop.sync_gripper(gripper if len(gripper) > 1 else float(gripper[0]))
-                if self.agent is not None:
-                    self.agent.interrupt()
-                return self._human_action(cmd.action, gripper), True
-        return np.asarray(decision.action, np.float32), False
-
-    @staticmethod
-    def _human_action(a, gripper) -> np.ndarray:
-        a = np.asarray(a, np.float32).copy()
-        g = a.reshape(-1, 7)[:, 6]
-        if gripper is not None:
-            # 0 from a SpaceMouse means "leave the gripper as it is": record what the gripper then does, so a
-            # BC target is never the meaningless mid-bin 0.
-            g[:] = np.where(g == 0.0, gripper, g)
-        return a
 
     def _await_reset_key(self, stop: threading.Event, condition: str = "") -> bool:
         what = f"set up the scene for condition {condition!r}" if condition else "reset the scene"
@@ -481,11 +394,10 @@ class Runtime:
         return False
 
     def _halt(self) -> None:
-        """Stop the arm's motion in progress (pause + resume: the env's public stop)."""
+        """Stop the arm's motion in progress (paused or e-stopped, it is stopped already)."""
         with self._env_lock:
             if not self.paused and not self.estopped:
-                self.env.pause()
-                self.env.resume()
+                self.env.stop()
 
     # --- status -----------------------------------------------------------------------------------------
 
@@ -506,3 +418,34 @@ class Runtime:
         if self.on_tick is not None:
             self._step = step
             self.on_tick(self.status())
+
+
+def choose(mode: Mode, decision: Decision | None, teleop: Teleop | None, gripper: np.ndarray | None,
+           took_over: bool, *, interventions: bool, expert: Callable[[], np.ndarray] | None = None,
+           ) -> tuple[np.ndarray, bool]:
+    """The action for this tick and whether a person (or the scripted expert) chose it. `gripper`: the last
+    executed gripper command per arm; `took_over`: a person chose the last action."""
+    if mode == "record":
+        if expert is not None:
+            return np.asarray(expert(), np.float32), True
+        assert teleop is not None  # record() refuses a robot without one
+        return human_action(teleop.read().action, gripper), True
+    if teleop is not None and interventions:
+        cmd = teleop.read()
+        if cmd.intervening:
+            if not took_over and gripper is not None and hasattr(teleop, "sync_gripper"):
+                # Taking over starts from the gripper as it is, not from the device's last latch.
+                teleop.sync_gripper(gripper if len(gripper) > 1 else float(gripper[0]))
+            return human_action(cmd.action, gripper), True
+    assert decision is not None  # rl and eval run a policy
+    return np.asarray(decision.action, np.float32), False
+
+
+def human_action(a: np.ndarray, gripper: np.ndarray | None) -> np.ndarray:
+    a = np.asarray(a, np.float32).copy()
+    g = a.reshape(-1, 7)[:, 6]
+    if gripper is not None:
+        # 0 from a SpaceMouse means "leave the gripper as it is": record what the gripper then does, so a
+        # BC target is never the meaningless mid-bin 0.
+        g[:] = np.where(g == 0.0, gripper, g)
+    return a

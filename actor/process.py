@@ -122,7 +122,7 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
             link = make_link(cfg)
             own.append(link)
         if env is None:
-            from lastr1.robot.env import make_env
+            from lastr1.robot.factory import make_env
 
             env = make_env(cfg)
             own.append(env)

@@ -18,7 +18,8 @@ import signal
 import threading
 from pathlib import Path
 
-from lastr1.actor.loop import EpisodeSummary, Runtime, Sink, StepRecord
+from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.loop import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,18 @@ def record(cfg, n: int, out: str | Path, stop: threading.Event | None = None, *,
     stop = stop or threading.Event()
     own = env is None
     if env is None:
-        from lastr1.robot.env import make_env
+        from lastr1.robot.factory import make_env
 
         env = make_env(cfg)
     try:
-        sim = getattr(env, "sim", None) is not None
+        sim = env.scene.simulated
         if not sim and env.teleop is None:
             from lastr1.actor.loop import ActorError
 
             raise ActorError("recording on the real robot needs a SpaceMouse", hint="list one under robot.teleop")
         sink = DemoSink(out, cfg, "scripted expert" if sim else "spacemouse")
         rt = Runtime(cfg, env, sink=sink, mode="record", seed=cfg.robot.sim.seed,
-                     expert=env.expert_action if sim else None, on_tick=on_status)
+                     expert=env.scene.expert_action if sim else None, on_tick=on_status)
         attempts = max_attempts or 3 * n
         while len(sink.kept) < n and len(rt.episodes) < attempts and not stop.is_set():
             if rt.run(stop, max_episodes=1) == []:

@@ -150,7 +150,7 @@ def main() -> None:
     from lastr1 import configs
     from lastr1.actor.process import make_link
     from lastr1.policy import Policy
-    from lastr1.robot.env import make_env
+    from lastr1.robot.factory import make_env
 
     tmp = tempfile.mkdtemp(prefix="lastr1-bench-actor-")
     cfg = configs.load(args.config, [

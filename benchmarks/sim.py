@@ -1,14 +1,14 @@
 """Simulated robot throughput: env steps per second and the control-loop period at 10 Hz. One JSON line.
 
-The whole simulated robot as the actor uses it: the franky-sim host process, the real franky driver on
-loopback, both cameras rendered by the host (EGL, 128 px), the scripted expert choosing each action.
+The whole simulated robot as the actor uses it: the franky-sim server process, the real franky driver on
+loopback, both cameras rendered by the server (EGL, 128 px), the scripted expert choosing each action.
 
     steps_per_s     back-to-back env steps, each = the expert's action through safety to one asynchronous arm
                     motion + a fresh render of both cameras + a state read (what a step costs, unpaced)
     period_p50_ms,  tick-to-tick period of a 10-Hz loop (observe → expert → act → sleep to the next tick),
     period_p99_ms   as the actor runs it                                         (goals: ≥ 10 steps/s, p99 ≤ 110 ms)
     work_p99_ms     the busy part of a tick (observe + expert + act)
-    render_ms_p50   one host render of both cameras
+    render_ms_p50   one server render of both cameras
     real_time_factor  simulated seconds per wall second during the 10-Hz loop (franky-sim's 1-kHz Python loop
                     falls behind real time on a loaded machine; the loop still runs at 10 Hz of wall time)
     load_avg_1min   the machine's load while measuring (2 cores shared with other work: read figures with it)
@@ -32,11 +32,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="back-to-back steps for steps_per_s")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the 10-Hz loop")
     ap.add_argument("--hz", type=float, default=10.0)
-    ap.add_argument("--hosts", default="127.0.0.62,127.0.0.63", help="loopback FCI addresses for the sim host")
+    ap.add_argument("--hosts", default="127.0.0.62,127.0.0.63", help="loopback FCI addresses for the sim server")
     args = ap.parse_args()
 
     from lastr1 import configs
-    from lastr1.robot.env import make_env
+    from lastr1.robot.factory import make_env
 
     cfg = configs.load(args.config, ["--robot.sim.hosts", "[" + args.hosts + "]"])
     env = make_env(cfg)
@@ -54,9 +54,9 @@ def main() -> None:
         step_s, render_s = [], []
         for _ in range(args.steps):
             t0 = time.perf_counter()
-            env.act(env.expert_action())
+            env.act(env.scene.expert_action())
             t1 = time.perf_counter()
-            reply = env.sim.host.render()
+            reply = env.scene.server.render()
             t2 = time.perf_counter()
             env.arm.state()
             step_s.append(time.perf_counter() - t0)
@@ -69,7 +69,7 @@ def main() -> None:
         period = 1.0 / args.hz
         segments, seg, work = [], [], []
         sim_dt = wall_dt = 0.0
-        seg_sim, seg_wall = env.sim.host.scene()["time"], time.monotonic()
+        seg_sim, seg_wall = env.scene.server.scene()["time"], time.monotonic()
         end = time.monotonic() + args.seconds
         next_t = time.monotonic()
         while time.monotonic() < end:
@@ -77,20 +77,20 @@ def main() -> None:
             tick = time.monotonic()
             seg.append(tick)
             obs = env.observe()
-            env.act(env.sim.expert_action(obs.states))
+            env.act(env.scene.expert_action(obs.states))
             work.append(time.monotonic() - tick)
             next_t = max(next_t + period, time.monotonic())  # behind schedule: no catch-up burst
             if env.keys.poll():
-                sim_dt += env.sim.host.scene()["time"] - seg_sim
+                sim_dt += env.scene.server.scene()["time"] - seg_sim
                 wall_dt += time.monotonic() - seg_wall
                 segments.append(seg)
                 seg = []
                 seed += 1
                 env.reset(seed=seed)
-                seg_sim, seg_wall = env.sim.host.scene()["time"], time.monotonic()
+                seg_sim, seg_wall = env.scene.server.scene()["time"], time.monotonic()
                 next_t = time.monotonic()
         segments.append(seg)
-        sim_dt += env.sim.host.scene()["time"] - seg_sim
+        sim_dt += env.scene.server.scene()["time"] - seg_sim
         wall_dt += time.monotonic() - seg_wall
         rtf = sim_dt / wall_dt
     finally:

@@ -24,7 +24,7 @@ from lastr1.calibration.common import CalibrationError
 ROUTINES = ("intrinsics", "handeye", "workspace", "spacemouse", "board")
 # The robot layer's hardware classes (module, class): the only coupling to robot/ beyond its interfaces.
 CAMERA_CLASS = ("lastr1.robot.realsense", "RealSenseCamera")
-ARM_FACTORY = ("lastr1.robot.env", "make_arm")
+ARM_FACTORY = ("lastr1.robot.factory", "make_arm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -163,7 +163,7 @@ class RobotConfig:
     # Images handed to the policy are resized to this square size.
     image_size: int = 128
     # Recover reflex/collision errors right away (StepInfo.faults/recovered tell the actor); off: the actor
-    # must call env.arm.recover() itself.
+    # must call env.recover() itself.
     auto_recover: bool = True
     # Gripper: close when the command rises above close_at, open when it falls below open_at (hysteresis).
     gripper_close_at: float = 0.5

@@ -1,8 +1,8 @@
 """What runs inside the fleet's Ray workers (lastr1/fleet.py places them): one learner, N simulated actors.
 
 Each is a thin shell around the existing pieces — `learner.service.Learner` and `actor.run.run_actor` with its
-own `robot.env.make_env` sim host — run on a thread of a threaded Ray actor, so `status()` and `stop()` answer
-while `run()` works. Transitions and weights cross the CurveZMQ wire (ActorLink → LearnerLink) as with
+own `robot.factory.make_env` sim server — run on a thread of a threaded Ray actor, so `status()` and `stop()`
+answer while `run()` works. Transitions and weights cross the CurveZMQ wire (ActorLink → LearnerLink) as with
 `lastr1 learner` / `lastr1 actor`; Ray only places, watches and stops the processes. Nothing here imports
 Ray: the same classes run in any process.
 
@@ -160,7 +160,7 @@ class ActorWorker(_Worker):
     def run(self, learner: dict, max_steps: int | None = None) -> dict:
         """Run until stop() (or `max_steps`); `learner` is what LearnerWorker.setup returned."""
         from lastr1.actor.process import run_actor
-        from lastr1.robot.env import make_env
+        from lastr1.robot.factory import make_env
 
         self.state = "running"
         t = self.cfg.transport
@@ -168,8 +168,8 @@ class ActorWorker(_Worker):
         t.learner_host = learner_address(learner, node_ip())
         env = None
         try:
-            env = make_env(self.cfg)  # on this thread: the sim host's PR_SET_PDEATHSIG follows it
-            self.sim_pids = [env.sim.host.proc.pid] if env.sim is not None else []
+            env = make_env(self.cfg)  # on this thread: the sim server's PR_SET_PDEATHSIG follows it
+            self.sim_pids = [env.scene.server.proc.pid] if env.scene.simulated else []
             res = run_actor(self.cfg, self.stop_event, env=env, max_steps=max_steps, on_status=self._on_status)
             self.result = {"episodes": len(res.episodes), "successes": sum(e.success for e in res.episodes),
                            "steps": res.steps, "sent": res.sent, "versions_applied": res.versions_applied}

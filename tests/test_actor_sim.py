@@ -33,7 +33,7 @@ def world(tmp_path_factory):
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     from lastr1.policy import Policy
-    from lastr1.robot.env import make_env
+    from lastr1.robot.factory import make_env
 
     tmp = tmp_path_factory.mktemp("actor_sim")
     cfg = _cfg(tmp)
@@ -127,7 +127,7 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     by_ep = {}
     for t in got:
         by_ep.setdefault(t.episode, []).append(t)
-    for ep, ts in by_ep.items():
+    for _ep, ts in by_ep.items():
         assert [t.step for t in ts] == list(range(len(ts)))
         last = ts[-1]
         assert not any(t.terminated or t.truncated for t in ts[:-1])
@@ -237,7 +237,7 @@ def test_eval_writes_results_videos_and_chart(world, tmp_path):
     out = tmp_path / "eval"
     res = evaluate(cfg, rollouts=1, runs=2, conditions=["original", "unseen_lighting"], out=out, env=env,
                    policy=policy)
-    assert env.sim.condition == "unseen_lighting"
+    assert env.scene.condition == "unseen_lighting"
     env.reset(seed=0)  # back to the original look for whoever uses the env next
     data = json.loads((out / "results.json").read_text())
     assert data["n_rollouts"] == 4 and len(data["rollouts"]) == 4
@@ -298,7 +298,8 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
     import os
 
     from lastr1.actor.agent import Agent
-    from lastr1.actor.loop import Runtime, Sink
+    from lastr1.actor.episode import Sink
+    from lastr1.actor.loop import Runtime
     from lastr1.robot.terminal_keys import TerminalKeys
 
     cfg, env, policy = world
@@ -376,12 +377,12 @@ def test_reset_recovers_from_a_reflex_during_the_home_motion(world, caplog):
     from lastr1.actor.loop import Runtime
 
     cfg, env, policy = world
-    rt = Runtime(cfg, env, mode="record", expert=env.expert_action)
+    rt = Runtime(cfg, env, mode="record", expert=env.scene.expert_action)
     env.reset(seed=1)
     s = env.arm.state()[0]
     env.arm.move_to(s.position[None] + [[0.0, 0.12, 0.1]], s.quaternion[None], np.array([0.0]))
     assert env.arm.join(timeout=10)
-    timer = threading.Timer(0.25, lambda: env.sim.host.fault("reflex", arm=0))
+    timer = threading.Timer(0.25, lambda: env.scene.server.fault("reflex", arm=0))
     timer.start()
     with caplog.at_level("WARNING", logger="lastr1.actor.loop"):
         obs = rt._reset(seed=2, condition="", stop=threading.Event())

@@ -1,6 +1,6 @@
-"""The real `FrankyArm` (franky) against franky-sim on loopback, in our sim host process.
+"""The real `FrankyArm` (franky) against franky-sim on loopback, in our sim server process.
 
-One sim host for the module (startup ~3 s); the last test kills it on purpose (lost connection).
+One sim server for the module (startup ~3 s); the last test kills it on purpose (lost connection).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ require_sim()
 from lastr1 import configs  # noqa: E402
 from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound  # noqa: E402
 from lastr1.robot.franky_arm import FrankyArm  # noqa: E402
-from lastr1.robot.sim.client import SimHost  # noqa: E402
+from lastr1.robot.sim.client import SimServer  # noqa: E402
 from lastr1.robot.sim.tasks import PEG_H, PEG_R  # noqa: E402
 
 PEG_FLATS = 2 * PEG_R * np.cos(np.pi / 6)
@@ -28,14 +28,14 @@ def cfg():
 
 
 @pytest.fixture(scope="module")
-def host(cfg):
-    with SimHost(cfg) as h:
+def server(cfg):
+    with SimServer(cfg) as h:
         yield h
 
 
 @pytest.fixture(scope="module")
-def arm(cfg, host):
-    a = FrankyArm(cfg.robot.arms[0], host=host.hosts[0])
+def arm(cfg, server):
+    a = FrankyArm(cfg.robot.arms[0], host=server.hosts[0])
     a.connect()
     yield a
     a.close()
@@ -44,7 +44,7 @@ def arm(cfg, host):
 def test_state_reads_pose_joints_hand_and_wrench(arm):
     s = arm.state()[0]
     home, _ = arm.home_pose()
-    assert s.position.shape == (3,) and np.linalg.norm(s.position - home) < 0.01  # the host starts at home
+    assert s.position.shape == (3,) and np.linalg.norm(s.position - home) < 0.01  # the server starts at home
     assert abs(np.linalg.norm(s.quaternion) - 1) < 1e-6 and abs(s.quaternion[0]) > 0.99  # pointing down
     assert s.joints.shape == (7,) and s.wrench.shape == (6,)
     assert 0.07 < s.gripper_width <= 0.081
@@ -78,19 +78,19 @@ def test_a_new_target_preempts_the_running_motion(arm):
     assert np.linalg.norm(p - back) < 0.002
 
 
-def test_teleport_reset_puts_arm_and_objects_in_place(arm, host):
+def test_teleport_reset_puts_arm_and_objects_in_place(arm, server):
     s = arm.state()[0]
     arm.move_to((s.position + [0.05, 0.05, -0.05])[None], s.quaternion[None], np.array([0.0]))
     assert arm.join(timeout=10)
     arm.stop()
     peg = [0.52, -0.1, PEG_H / 2, 0, 0, 0, 1]
     t0 = time.monotonic()
-    host.reset({"peg": peg}, {"slot": [0.4, 0.15, 0, 0, 0, 0, 1]})
+    server.reset({"peg": peg}, {"slot": [0.4, 0.15, 0, 0, 0, 0, 1]})
     assert time.monotonic() - t0 < 0.5
     time.sleep(0.2)
     home, _ = arm.home_pose()
     assert np.linalg.norm(arm.state()[0].position - home) < 0.002
-    scene = host.scene()
+    scene = server.scene()
     assert np.allclose(scene["objects"]["peg"][:2], peg[:2], atol=0.002)
     assert np.allclose(scene["fixtures"]["slot"][:3], [0.4, 0.15, 0], atol=1e-6)
     # The arm moves normally right after a teleport (the controller state was reset with it).
@@ -100,8 +100,8 @@ def test_teleport_reset_puts_arm_and_objects_in_place(arm, host):
     assert arm.join(timeout=10)
 
 
-def test_gripper_grasps_and_lifts_the_peg(arm, host):
-    host.reset({"peg": [0.45, 0.0, PEG_H / 2, 0, 0, 0, 1]}, {"slot": [0.45, 0.2, 0, 0, 0, 0, 1]})
+def test_gripper_grasps_and_lifts_the_peg(arm, server):
+    server.reset({"peg": [0.45, 0.0, PEG_H / 2, 0, 0, 0, 1]}, {"slot": [0.45, 0.2, 0, 0, 0, 0, 1]})
     time.sleep(0.2)
     arm.reset()
     q = arm.state()[0].quaternion
@@ -115,14 +115,14 @@ def test_gripper_grasps_and_lifts_the_peg(arm, host):
     arm.move_to((grip + [0, 0, 0.12])[None], q[None], np.array([1.0]))
     assert arm.join(timeout=10)
     time.sleep(0.3)
-    peg_z = host.scene()["objects"]["peg"][2]
+    peg_z = server.scene()["objects"]["peg"][2]
     assert peg_z > PEG_H / 2 + 0.10, f"peg only rose to {peg_z:.3f} m: the grasp slipped"
     # The held peg's weight shows in the external wrench franky reports (franky-sim alone reports zeros).
     fz = arm.state()[0].wrench[2]
     assert -1.2 < fz < -0.3
     arm.set_gripper(False, wait=True)
     time.sleep(0.3)
-    assert host.scene()["objects"]["peg"][2] < 0.05  # released: it fell
+    assert server.scene()["objects"]["peg"][2] < 0.05  # released: it fell
 
 
 def test_gripper_hysteresis_commands_only_on_crossings(arm):
@@ -140,12 +140,12 @@ def test_gripper_hysteresis_commands_only_on_crossings(arm):
     arm.wait_gripper()
 
 
-def test_reflex_error_is_reported_and_recovered(arm, host):
+def test_reflex_error_is_reported_and_recovered(arm, server):
     arm.reset()
     s = arm.state()[0]
     arm.move_to((s.position + [0, 0, -0.1])[None], s.quaternion[None], np.array([0.0]))
     time.sleep(0.1)
-    host.fault("reflex", arm=0)
+    server.fault("reflex", arm=0)
     time.sleep(0.1)
     errors = arm.state()[0].errors
     assert "cartesian_reflex" in errors and arm.has_errors
@@ -167,8 +167,8 @@ def test_nothing_listening_is_a_clear_device_not_found(cfg):
     assert "127.0.0.254" in str(e.value) and "FCI" in str(e.value) and e.value.hint
 
 
-def test_host_dies_with_its_parent(tmp_path):
-    """A parent that dies without cleaning up (kill -9, os._exit) leaves no sim host behind."""
+def test_server_dies_with_its_parent(tmp_path):
+    """A parent that dies without cleaning up (kill -9, os._exit) leaves no sim server behind."""
     import subprocess
     import sys
     from pathlib import Path
@@ -177,9 +177,9 @@ def test_host_dies_with_its_parent(tmp_path):
     script.write_text(
         "import os, sys\n"
         "from lastr1 import configs\n"
-        "from lastr1.robot.sim.client import SimHost\n"
+        "from lastr1.robot.sim.client import SimServer\n"
         f"cfg = configs.load('sim_insert_hex', {overrides(5)!r})\n"
-        "h = SimHost(cfg).start()\n"
+        "h = SimServer(cfg).start()\n"
         "print(h.proc.pid, flush=True)\n"
         "os._exit(0)\n"
     )
@@ -190,16 +190,16 @@ def test_host_dies_with_its_parent(tmp_path):
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     status = Path(f"/proc/{pid}/status")
-    assert not status.exists() or "zombie" in status.read_text(), "sim host outlived its parent"
+    assert not status.exists() or "zombie" in status.read_text(), "sim server outlived its parent"
 
 
-def test_lost_connection_is_a_clear_error(arm, host):
-    # Last on purpose: the module's sim host dies here.
-    host.proc.kill()
-    host.proc.wait()
+def test_lost_connection_is_a_clear_error(arm, server):
+    # Last on purpose: the module's sim server dies here.
+    server.proc.kill()
+    server.proc.wait()
     with pytest.raises(ConnectionLost) as e:
         for _ in range(3):
             arm.state()
     assert "lost the connection" in str(e.value) and e.value.hint
-    with pytest.raises(ConnectionLost, match="sim host"):
-        host.scene()
+    with pytest.raises(ConnectionLost, match="sim server"):
+        server.scene()

@@ -15,7 +15,7 @@ require_sim()
 from test_sim_env import run_expert  # noqa: E402
 
 from lastr1 import configs  # noqa: E402
-from lastr1.robot.env import make_env  # noqa: E402
+from lastr1.robot.factory import make_env  # noqa: E402
 from lastr1.robot.keys import Key  # noqa: E402
 
 
@@ -44,5 +44,5 @@ def test_two_arms_lift_the_bar_together():
         # quiet machine needs: the point is that the two arms succeed together, not how fast.
         keys, steps = run_expert(env, max_steps=400)
         assert keys == [Key.SUCCESS], f"no success in {steps} steps"
-        bar = env.sim.scene(max_age_s=0)["objects"]["bar"]
+        bar = env.scene.state(max_age_s=0)["objects"]["bar"]
         assert bar[2] > 0.025 + cfg.robot.sim.lift_height_m

@@ -14,8 +14,8 @@ from sim_helpers import overrides, require_sim
 require_sim()
 
 from lastr1 import configs  # noqa: E402
-from lastr1.robot.env import make_env  # noqa: E402
 from lastr1.robot.errors import StaleFrameError  # noqa: E402
+from lastr1.robot.factory import make_env  # noqa: E402
 from lastr1.robot.keys import Key  # noqa: E402
 from lastr1.robot.sim.tasks import PEG_H  # noqa: E402
 
@@ -24,7 +24,7 @@ def run_expert(env, max_steps: int, hz: float = 10.0):
     """The expert at the control rate until the scripted keys say how it went."""
     for k in range(max_steps):
         t0 = time.monotonic()
-        env.act(env.expert_action())
+        env.act(env.scene.expert_action())
         keys = env.keys.poll()
         if keys:
             return keys, k + 1
@@ -36,7 +36,7 @@ def run_expert(env, max_steps: int, hz: float = 10.0):
 def env():
     cfg = configs.load("sim_insert_hex", overrides(2))
     e = make_env(cfg)
-    pid = e.sim.host.proc.pid
+    pid = e.scene.server.proc.pid
     yield e
     e.close()
     assert not Path(f"/proc/{pid}").exists()  # no orphan sim host
@@ -57,20 +57,20 @@ def test_expert_solves_insert_hex_from_several_seeds(env):
     slots = []
     for seed in (1, 2, 3):
         env.reset(seed=seed)
-        slots.append(env.sim.params["slot_xy"])
-        assert not env.success()
+        slots.append(env.scene.params["slot_xy"])
+        assert not env.scene.success()
         keys, steps = run_expert(env, max_steps=60)
         assert keys == [Key.SUCCESS], f"seed {seed}: no success in {steps} steps"
-        assert env.success()
+        assert env.scene.success()
         assert env.keys.poll() == []  # pressed once per episode
     assert len({tuple(np.round(s, 4)) for s in slots}) == 3  # the slot really moves with the seed
 
 
 def test_same_seed_same_scene(env):
     env.reset(seed=7)
-    a = env.sim.scene(max_age_s=0)["fixtures"]["slot"]
+    a = env.scene.state(max_age_s=0)["fixtures"]["slot"]
     env.reset(seed=7)
-    b = env.sim.scene(max_age_s=0)["fixtures"]["slot"]
+    b = env.scene.state(max_age_s=0)["fixtures"]["slot"]
     assert np.allclose(a, b)
 
 
@@ -108,11 +108,11 @@ def test_scripted_operator_takes_over_when_the_policy_drifts(env):
     op.rate, op.steps = 1.0, 3
     try:
         assert not op.read().intervening  # nothing executed yet: nothing to judge
-        env.act(env.expert_action())
+        env.act(env.scene.expert_action())
         assert not op.read().intervening  # the policy does what the expert would
         env.act(np.array([0, 0, 1, 0, 0, 0, -1], dtype=np.float32))  # up and open: wrong
         cmd = op.read()
-        assert cmd.intervening and np.allclose(cmd.action, env.expert_action(), atol=0.15)
+        assert cmd.intervening and np.allclose(cmd.action, env.scene.expert_action(), atol=0.15)
         assert op.read().intervening and op.read().intervening  # a takeover lasts `steps` reads
         assert not op.read().intervening
         op.rate = 0.0
@@ -125,7 +125,7 @@ def test_scripted_operator_takes_over_when_the_policy_drifts(env):
 def test_keys_press_failure_when_the_peg_falls_over(env):
     env.reset(seed=0)
     env.arms[0].set_gripper(False, wait=True)
-    env.sim.host.reset({"peg": [0.4, 0.15, 0.02, math.sin(math.pi / 4), 0, 0, math.cos(math.pi / 4)]}, {})
+    env.scene.server.reset({"peg": [0.4, 0.15, 0.02, math.sin(math.pi / 4), 0, 0, math.cos(math.pi / 4)]}, {})
     time.sleep(0.2)
     assert env.keys.poll() == [Key.FAILURE]
 
@@ -133,7 +133,7 @@ def test_keys_press_failure_when_the_peg_falls_over(env):
 def test_injected_reflex_is_reported_and_recovered(env):
     env.reset(seed=0)
     env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
-    env.sim.host.fault("reflex", arm=0)
+    env.scene.server.fault("reflex", arm=0)
     time.sleep(0.05)
     info = env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
     assert info.held and info.recovered and any("cartesian_reflex" in f for f in info.faults)
@@ -143,13 +143,13 @@ def test_injected_reflex_is_reported_and_recovered(env):
 
 def test_camera_dropout_and_stall_make_frames_stale(env):
     env.reset(seed=0)
-    env.sim.host.fault("camera_drop", camera="wrist", seconds=0.6)
+    env.scene.server.fault("camera_drop", camera="wrist", seconds=0.6)
     time.sleep(0.4)  # > max_age_ms 250
     with pytest.raises(StaleFrameError, match="wrist"):
         env.observe()
     time.sleep(0.5)
     env.observe()  # fresh again once the dropout ends
-    env.sim.host.fault("stall", seconds=0.6)
+    env.scene.server.fault("stall", seconds=0.6)
     time.sleep(0.45)
     with pytest.raises(StaleFrameError):
         env.step(np.zeros(7, dtype=np.float32))
@@ -178,6 +178,6 @@ def test_peg_on_table_variant_expert_picks_and_inserts():
     with make_env(cfg) as env:
         obs = env.reset(seed=4)
         assert obs.proprio[7] > 0.07  # starts open, the peg stands on the table
-        assert env.sim.scene()["objects"]["peg"][2] == pytest.approx(PEG_H / 2, abs=0.003)
+        assert env.scene.state()["objects"]["peg"][2] == pytest.approx(PEG_H / 2, abs=0.003)
         keys, steps = run_expert(env, max_steps=110)
         assert keys == [Key.SUCCESS], f"no success in {steps} steps"

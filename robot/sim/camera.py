@@ -1,6 +1,6 @@
-"""Simulated cameras: the `Camera` interface over the sim host's renders.
+"""Simulated cameras: the `Camera` interface over the sim server's renders.
 
-One capture thread per sim host (`RenderRig`) asks for all cameras at once at the fastest configured rate (one
+One capture thread per sim server (`RenderRig`) asks for all cameras at once at the fastest configured rate (one
 snapshot, one round trip); each `SimCamera` is a view on one of them. Like the RealSense capture thread, it
 keeps only the newest frame, and `read_latest(max_age_ms)` refuses a frame that is too old: a stalled
 simulation (no physics progress → no new frame) and an injected camera dropout both end in `StaleFrameError`.
@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from lastr1.robot.camera import Camera, Frame
 from lastr1.robot.errors import ConnectionLost, DeviceNotFound, RobotError, StaleFrameError
 
+if TYPE_CHECKING:
+    from lastr1.robot.sim.client import SimServer
+
 
 class RenderRig:
-    def __init__(self, host, fps: float):
-        self.host = host
+    def __init__(self, server: SimServer, fps: float):
+        self.server = server
         self.period = 1.0 / max(fps, 1e-3)
         self._frames: dict[str, Frame] = {}
         self._numbers: dict[str, int] = {}
@@ -49,7 +53,7 @@ class RenderRig:
         next_t = time.monotonic()
         while not self._stop.is_set():
             try:
-                reply = self.host.render()
+                reply = self.server.render()
             except (ConnectionLost, RobotError) as e:
                 self.error = e  # readers see it; frames stop, so they go stale
                 with self._cv:
@@ -92,16 +96,16 @@ class SimCamera(Camera):
         self._connected = False
 
     def connect(self) -> None:
-        if self.name not in self.rig.host.info.get("cameras", []):
-            raise DeviceNotFound(f"the sim host renders no camera {self.name!r}",
-                                 hint=f"cameras of this scene: {', '.join(self.rig.host.info.get('cameras', []))}")
+        if self.name not in self.rig.server.info.get("cameras", []):
+            raise DeviceNotFound(f"the sim server renders no camera {self.name!r}",
+                                 hint=f"cameras of this scene: {', '.join(self.rig.server.info.get('cameras', []))}")
         self.rig.acquire()
         self._connected = True
         if self.rig.wait_first(self.name, timeout=10.0) is None:
             self.close()
             raise DeviceNotFound(f"sim camera {self.name!r} produced no frame in 10 s"
                                  f"{f' ({self.rig.error})' if self.rig.error else ''}",
-                                 hint="is the sim host alive and EGL working (MUJOCO_GL=egl)?")
+                                 hint="is the sim server alive and EGL working (MUJOCO_GL=egl)?")
 
     def close(self) -> None:
         if self._connected:

@@ -1,10 +1,10 @@
-"""Start, talk to, and stop the sim host process (robot/sim/server.py).
+"""Start, talk to, and stop the sim server process (robot/sim/server.py).
 
-    with SimHost(cfg) as host:          # cfg: configs.schema.Config; spawns `python -m robot.sim.host`
-        FrankyArm(..., host=host.hosts[0])   # the real driver, on loopback
-        host.render(); host.scene(); host.reset(objects, fixtures); host.fault("reflex", arm=0)
+    with SimServer(cfg) as server:      # spawns `python -m lastr1.robot.sim.server`
+        FrankyArm(..., host=server.hosts[0])   # the real driver, on the server's loopback address
+        server.render(); server.scene(); server.reset(objects, fixtures); server.fault("reflex", arm=0)
 
-No orphans: the host dies with SIGTERM from `close()`, from an atexit hook, from the kernel when this process
+No orphans: the server dies with SIGTERM from `close()`, from an atexit hook, from the kernel when this process
 dies (PR_SET_PDEATHSIG), and on its own when the socket closes.
 """
 
@@ -18,21 +18,25 @@ import sys
 import tempfile
 import threading
 import weakref
+from typing import TYPE_CHECKING
 
 from lastr1.robot.errors import ConnectionLost, DeviceNotFound, RobotError
 from lastr1.robot.sim import wire
 
-_live: weakref.WeakSet[SimHost] = weakref.WeakSet()
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
+
+_live: weakref.WeakSet[SimServer] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_all() -> None:
-    for host in list(_live):
-        host.close()
+    for server in list(_live):
+        server.close()
 
 
-def host_spec(cfg) -> dict:
-    """What the host needs from the run config (plain data: it crosses the process boundary)."""
+def server_spec(cfg: Config) -> dict:
+    """What the server needs from the run config (plain data: it crosses the process boundary)."""
     from lastr1.configs.loader import to_dict
 
     n = cfg.task.n_arms
@@ -40,7 +44,7 @@ def host_spec(cfg) -> dict:
     if len(robot.arms) < n or len(robot.sim.hosts) < n:
         raise RobotError(
             f"task {cfg.task.name} uses {n} arm(s) but the config lists {len(robot.arms)} arm(s) and "
-            f"{len(robot.sim.hosts)} sim host address(es)",
+            f"{len(robot.sim.hosts)} sim server address(es)",
             hint="list one robot.arms entry and one robot.sim.hosts loopback address (127.0.0.x) per arm",
         )
     return {
@@ -54,9 +58,9 @@ def host_spec(cfg) -> dict:
     }
 
 
-class SimHost:
-    def __init__(self, cfg, spec: dict | None = None):
-        self.spec = spec or host_spec(cfg)
+class SimServer:
+    def __init__(self, cfg: Config | None, spec: dict | None = None):
+        self.spec = spec or server_spec(cfg)
         self.timeout_s = cfg.robot.sim.startup_timeout_s if cfg is not None else 60.0
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
@@ -74,16 +78,16 @@ class SimHost:
     def home_q(self) -> list[list[float]]:
         return self.info["home_q"]
 
-    def start(self) -> SimHost:
+    def start(self) -> SimServer:
         mine, theirs = socket.socketpair()
-        rmine, rtheirs = socket.socketpair()  # renders: a channel of their own (see host.main)
+        rmine, rtheirs = socket.socketpair()  # renders: a channel of their own (see server.main)
         env = dict(os.environ)
         env.setdefault("MUJOCO_GL", "egl")
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty host must never block on it
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server must never block on it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lastr1.robot.sim.server", str(theirs.fileno()), str(rtheirs.fileno())],
             pass_fds=[theirs.fileno(), rtheirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self._stderr, start_new_session=True,  # the terminal's Ctrl-C goes to us, not the host
+            stderr=self._stderr, start_new_session=True,  # the terminal's Ctrl-C goes to us, not the server
         )
         theirs.close()
         rtheirs.close()
@@ -98,17 +102,17 @@ class SimHost:
             tail = self._stderr_tail()
             self.close()
             raise DeviceNotFound(
-                f"the sim host did not start ({type(e).__name__}: {e}){tail}",
+                f"the sim server did not start ({type(e).__name__}: {e}){tail}",
                 hint="check that mujoco and franky-sim==1.0.4 import (`python -c 'import franky_sim'`) and that "
                 "EGL works (MUJOCO_GL=egl)",
             ) from None
         if not reply.get("ok"):
             self.close()
             error = reply.get("error", "")
-            hint = ("another simulator (or a stale sim host) holds that address: pick other robot.sim.hosts "
+            hint = ("another simulator (or a stale sim server) holds that address: pick other robot.sim.hosts "
                     "(any 127.x.y.z) or stop it" if "is taken" in error else
-                    "see the message; the sim host's traceback follows it")
-            raise DeviceNotFound(f"the sim host failed to start: {error}\n{reply.get('trace', '')}", hint=hint)
+                    "see the message; the sim server's traceback follows it")
+            raise DeviceNotFound(f"the sim server failed to start: {error}\n{reply.get('trace', '')}", hint=hint)
         self.info = reply
         self.sock.settimeout(10.0)
         return self
@@ -116,7 +120,7 @@ class SimHost:
     def call(self, op: str, **kwargs) -> dict:
         sock, lock = (self.rsock, self._rlock) if op == "render" else (self.sock, self._lock)
         if sock is None:
-            raise ConnectionLost("the sim host is not running", hint="start it (SimHost.start / make_env) first")
+            raise ConnectionLost("the sim server is not running", hint="start it (SimServer.start / make_env) first")
         with lock:
             try:
                 wire.send(sock, {"op": op, **kwargs})
@@ -124,12 +128,12 @@ class SimHost:
             except (TimeoutError, OSError, wire.WireError) as e:
                 alive = self.proc is not None and self.proc.poll() is None
                 raise ConnectionLost(
-                    f"the sim host stopped answering ({type(e).__name__}: {e}; process "
+                    f"the sim server stopped answering ({type(e).__name__}: {e}; process "
                     f"{'still running' if alive else f'exited with {self.proc.returncode}'}){self._stderr_tail()}",
                     hint="restart the environment (env.close(); make_env(cfg))",
                 ) from None
         if not reply.pop("ok", False):
-            raise RobotError(f"sim host: {op} failed: {reply.get('error')}")
+            raise RobotError(f"sim server: {op} failed: {reply.get('error')}")
         return reply
 
     # -------------------------------------------------------------- typed requests
@@ -168,7 +172,7 @@ class SimHost:
             text = self._stderr.read().decode(errors="replace")[-n:].strip()
         except (OSError, ValueError):
             return ""
-        return f"\n--- sim host stderr ---\n{text}" if text else ""
+        return f"\n--- sim server stderr ---\n{text}" if text else ""
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -181,7 +185,7 @@ class SimHost:
                     pass
                 setattr(self, name, None)
         if proc is not None and proc.poll() is None:
-            proc.terminate()  # SIGTERM: the host exits in ~30 ms
+            proc.terminate()  # SIGTERM: the server exits in ~30 ms
             try:
                 proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
@@ -196,7 +200,7 @@ class SimHost:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> SimHost:
+    def __enter__(self) -> SimServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
