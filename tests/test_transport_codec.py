@@ -17,7 +17,7 @@ from lastr1.transport.messages import (
     Ack,
     Heartbeat,
     Reject,
-    Stats,
+    Telemetry,
     Transition,
     Weights,
     decode,
@@ -76,8 +76,8 @@ messages = st.one_of(
               st.dictionaries(st.text(max_size=8), json_like, max_size=3).filter(lambda m: depth(m) <= 4), finite),
     st.builds(Heartbeat, st.sampled_from(["actor", "learner"]), names, u63, finite, st.integers(0, 10**6), u63,
               u63, u63, u63, u63, st.integers(-1, 10**9), st.integers(-1, 10**9)),
-    st.builds(Stats, st.none() | st.floats(), st.none() | finite, st.none() | finite, st.none() | finite,
-              st.dictionaries(names.filter(lambda k: k not in Stats.NAMED), st.floats(), max_size=5), names, finite),
+    st.builds(Telemetry, st.none() | st.floats(), st.none() | finite, st.none() | finite, st.none() | finite,
+              st.dictionaries(names.filter(lambda k: k not in Telemetry.NAMED), st.floats(), max_size=5), names, finite),
 )
 
 
@@ -217,7 +217,7 @@ def test_fuzzed_bytes_never_crash_the_decoder():
     rnd = random.Random(1234)
     seeds = [encode(good_transition()), encode(good_transition(), 80), encode(Weights.create(b"w" * 100, 1, {"a": [1]})),
              encode(Heartbeat("actor", "a0", 1, 2.0, 3, 4, 5)), encode(Ack.of("a0", 1, [1, 2, 5])),
-             encode(Stats(loop_hz=9.5, values={"x": 1.0}, sender="a0", t=1.0))]
+             encode(Telemetry(loop_hz=9.5, values={"x": 1.0}, sender="a0", t=1.0))]
     ok = bad = 0
     for i in range(4000):
         if i % 4 == 0:

@@ -23,7 +23,7 @@ from lastr1.transport import codec, curve_keys
 from lastr1.transport.actor_link import ActorLink
 from lastr1.transport.errors import SpoolFull
 from lastr1.transport.learner_link import LearnerLink
-from lastr1.transport.messages import SCHEMA_VERSION, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.transport.messages import SCHEMA_VERSION, Ack, Heartbeat, Reject, Telemetry, Transition, Weights, decode, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,11 +113,11 @@ def test_transitions_acks_weights_stats_and_liveness(tmp_path, keydir, closing):
         with pytest.raises(ValueError, match="not above"):
             learner.publish_weights(Weights.create(b"old", 2))
 
-        actor.send_stats(Stats(loop_hz=9.5, values={"slow_hz": 2.0}))
+        actor.send_stats(Telemetry(loop_hz=9.5, values={"slow_hz": 2.0}))
         until(lambda: learner._stats, what="actor stats")
         (s,) = learner.stats()
         assert s.sender == "actor0" and s.loop_hz == 9.5 and s.values == {"slow_hz": 2.0}
-        learner.send_stats(Stats(values={"updates": 7.0}))
+        learner.send_stats(Telemetry(values={"updates": 7.0}))
         until(lambda: actor.learner_stats() is not None, what="learner stats")
         assert actor.learner_stats().values == {"updates": 7.0} and actor.connected
 
@@ -379,7 +379,7 @@ def test_actor_verifies_weights_and_handles_rejects(tmp_path, closing):
     send(Weights.create(b"v3", 3))
     until(lambda: actor.latest_weights() is not None, what="v3")
     send(Weights.create(b"v2", 2))  # older: ignored
-    send(Stats(values={"marker": 1.0}, sender="learner", t=1.0))
+    send(Telemetry(values={"marker": 1.0}, sender="learner", t=1.0))
     until(lambda: actor.learner_stats() is not None)
     assert actor.latest_weights().version == 3 and actor.latest_weights().adapter == b"v3"
 
