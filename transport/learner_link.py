@@ -325,7 +325,8 @@ class LearnerLink:
         except InvalidMessage as e:
             return self._reject(sock, route, peer, e.reason, e.envelope, key_actor)
         sender = msg.actor_id if isinstance(msg, Transition) else getattr(msg, "sender", None)
-        if not isinstance(msg, (Transition, Heartbeat, Telemetry)) or (isinstance(msg, Heartbeat) and msg.role != "actor"):
+        from_actor = isinstance(msg, (Transition, Telemetry)) or (isinstance(msg, Heartbeat) and msg.role == "actor")
+        if not from_actor:
             return self._reject(sock, route, peer, f"actors do not send {msg.TYPE} messages")
         if key_actor is not None and sender != key_actor:
             return self._reject(sock, route, peer,

@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -367,7 +367,7 @@ class Telemetry:
         return cls(**named, values=out, sender=_str(d, "sender"), t=_float(d, "t"))
 
 
-Message = Union[Transition, Ack, Reject, Weights, Heartbeat, Telemetry]
+Message = Transition | Ack | Reject | Weights | Heartbeat | Telemetry
 TYPES: dict[str, type] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Telemetry)}
 _FIELDS = {name: {f.name for f in fields(c)} for name, c in TYPES.items()}
 _FIELDS["stats"] = {"sender", "t", "values"}
