@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from lastr1.calibration.common import CalibrationError
+from lastr1.configs import add_config_argument, load_config
 
 ROUTINES = ("intrinsics", "handeye", "workspace", "spacemouse", "board")
 # The robot layer's hardware classes (module, class): the only coupling to robot/ beyond its interfaces.
@@ -27,9 +28,7 @@ CAMERA_CLASS = ("lastr1.robot.realsense", "RealSenseCamera")
 ARM_FACTORY = ("lastr1.robot.env", "make_arm")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lastr1.cli import add_config_argument
-
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="routine", metavar="ROUTINE", required=True)
 
     p = sub.add_parser("intrinsics", help="camera intrinsics: RealSense factory values, or ChArUco estimate")
@@ -70,9 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="charuco_board.png")
 
 
-def run(args) -> int:
-    from lastr1.cli import load_config
-
+def calibrate_main(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     return {"intrinsics": _intrinsics, "handeye": _handeye, "workspace": _workspace,
             "spacemouse": _spacemouse, "board": _board}[args.routine](cfg, args)
