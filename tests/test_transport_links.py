@@ -5,7 +5,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,13 +16,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from sim_helpers import free_port
 
 from lastr1.configs.transport import TransportConfig
 from lastr1.transport import codec, curve_keys
 from lastr1.transport.actor_link import ActorLink
 from lastr1.transport.errors import SpoolFull
 from lastr1.transport.learner_link import LearnerLink
-from lastr1.transport.messages import SCHEMA_VERSION, Ack, Heartbeat, Reject, Telemetry, Transition, Weights, decode, encode
+from lastr1.transport.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    Heartbeat,
+    Reject,
+    Telemetry,
+    Transition,
+    Weights,
+    decode,
+    encode,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,12 +65,6 @@ def make_cfg(tmp_path, keydir=None, **kw) -> TransportConfig:
     )
     base.update(kw)
     return TransportConfig(**base)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def until(pred, timeout=5.0, what=""):
@@ -214,7 +218,8 @@ LEARNER_PEER = textwrap.dedent("""
     from lastr1.configs.transport import TransportConfig
     from lastr1.transport.dedup import save_json
     from lastr1.transport.learner_link import LearnerLink
-    cfg, store, die_at, how, total = TransportConfig(**json.loads(sys.argv[1])), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    cfg = TransportConfig(**json.loads(sys.argv[1]))
+    store, die_at, how, total = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
     state = json.load(open(store)) if os.path.exists(store) else {"seqs": [], "dedup": None}
     link = LearnerLink(cfg, dedup_state=state["dedup"])
     while len(state["seqs"]) < total:
@@ -446,7 +451,8 @@ def test_a_minimal_foreign_actor_from_the_docs(tmp_path, keydir, closing):
     import zmq.auth
 
     def nd(dtype: str, shape: tuple, raw: bytes) -> msgpack.ExtType:
-        return msgpack.ExtType(1, struct.pack(f"<B{len(dtype)}sB{len(shape)}I", len(dtype), dtype.encode(), len(shape), *shape) + raw)
+        head = struct.pack(f"<B{len(dtype)}sB{len(shape)}I", len(dtype), dtype.encode(), len(shape), *shape)
+        return msgpack.ExtType(1, head + raw)
 
     with LearnerLink(make_cfg(tmp_path, keydir)) as learner:
         ctx = zmq.Context()
