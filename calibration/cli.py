@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
 from lastr1.calibration.common import CalibrationError
 from lastr1.configs import add_config_argument, load_config
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 ROUTINES = ("intrinsics", "handeye", "workspace", "spacemouse", "board")
 # The robot layer's hardware classes (module, class): the only coupling to robot/ beyond its interfaces.
@@ -87,7 +91,7 @@ def _hardware(spec: tuple[str, str], purpose: str):
                                hint="install the robot layer: pip install 'lastr1[robot]'") from None
 
 
-def _real_only(cfg, what: str) -> None:
+def _real_only(cfg: Config, what: str) -> None:
     if cfg.robot.kind != "real":
         raise CalibrationError(
             f"`calibrate {what}` measures real hardware, but this config has robot.kind: {cfg.robot.kind}",
@@ -95,7 +99,7 @@ def _real_only(cfg, what: str) -> None:
         )
 
 
-def _camera_cfg(cfg, name: str):
+def _camera_cfg(cfg: Config, name: str):
     for c in cfg.robot.cameras:
         if c.name == name:
             return c
@@ -103,13 +107,13 @@ def _camera_cfg(cfg, name: str):
                            hint="cameras here: " + ", ".join(c.name for c in cfg.robot.cameras))
 
 
-def _default_out(cfg, configured: str, name: str) -> tuple[Path, bool]:
+def _default_out(cfg: Config, configured: str, name: str) -> tuple[Path, bool]:
     if configured:
         return Path(configured), True
     return Path(cfg.calibration.out_dir) / name, False
 
 
-def _board(cfg, args) -> int:
+def _board(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import board_image, make_board
     from lastr1.calibration.common import cv2
 
@@ -142,14 +146,14 @@ def _read_images(folder: str | Path) -> list[np.ndarray]:
 def _live_views(camera, n: int, say=print, ask=input, max_age_ms: float = 500.0) -> list[np.ndarray]:
     say(f"Hold the board in front of the camera in {n} different poses: near and far, tilted up to ~45°, in "
         "every part of the image. Keep it still and sharp; press Enter for each view.")
-    views = []
+    views: list[np.ndarray] = []
     while len(views) < n:
         ask(f"view {len(views) + 1}/{n}: Enter = capture > ")
         views.append(np.asarray(camera.read_latest(max_age_ms).color))
     return views
 
 
-def _intrinsics(cfg, args) -> int:
+def _intrinsics(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import make_board
     from lastr1.calibration.intrinsics import calibrate_from_images, factory_intrinsics, save_intrinsics
 
@@ -212,7 +216,7 @@ def _load_views(folder: Path):
     return [pose(p[:3], p[3:]) for p in poses], images
 
 
-def _handeye(cfg, args) -> int:
+def _handeye(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import make_board
     from lastr1.calibration.handeye import collect_views, save_hand_eye, solve_hand_eye
     from lastr1.calibration.intrinsics import load_intrinsics
@@ -262,7 +266,7 @@ def _parse_points(text: str) -> list[np.ndarray]:
         raise CalibrationError(f"cannot read --points {text!r}", hint="write 'x,y,z; x,y,z' in metres") from None
 
 
-def _workspace(cfg, args) -> int:
+def _workspace(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.workspace import box_from_points, describe, record_corners, save_workspace, write_into
 
     current, host = None, cfg.robot.arms[args.arm].host if args.arm < len(cfg.robot.arms) else ""
@@ -288,7 +292,7 @@ def _workspace(cfg, args) -> int:
 # --- SpaceMouse -------------------------------------------------------------------------------------------------
 
 
-def _spacemouse(cfg, args) -> int:
+def _spacemouse(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.spacemouse import SpaceMouseReader, calibrate_axes, list_spacemice, save_spacemouse
 
     teleops = list(cfg.robot.teleop)

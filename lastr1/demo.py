@@ -79,6 +79,7 @@ class Stage:
     def start_checked(self, grace_s: float = 2.0) -> Stage:
         """Start a long-running stage (the learner) and give it `grace_s` to fail on its config or files."""
         self.start()
+        assert self.proc is not None
         time.sleep(grace_s)
         if self.proc.poll() is not None:
             self.wait()  # raises DemoError with the end of its log
@@ -133,7 +134,7 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
         stage("actor", "actor", "--policy.checkpoint", str(warm), "--minutes", str(minutes)).run()
     finally:
         learner.stop()
-    if learner.proc.returncode not in (0, -signal.SIGTERM):
+    if learner.proc is not None and learner.proc.returncode not in (0, -signal.SIGTERM):
         learner.wait()
     if not (learned / "policy.json").is_file():
         raise DemoError("the learner left no checkpoint", hint=f"see {learner.log}")
