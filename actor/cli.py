@@ -1,20 +1,29 @@
-"""`lastr1 actor --config CONFIG [--section.key value ...]`: the robot-side RL process.
+"""The robot-side commands: `lastr1 actor`, `lastr1 record` and `lastr1 eval`.
 
-Robot (real or simulated, `robot.kind`), policy (`policy.checkpoint`, or a fresh one with a warning), and the
-link to the learner (`transport.*`). A status line shows episode, step, loop rate, policy latency and
-version, intervention rate and successes. Ctrl-C (or SIGTERM, or the end of --minutes) stops after the current
-tick; unacknowledged transitions stay in the spool and are resent at the next start.
+`lastr1 actor --config CONFIG [--section.key value ...]` is the RL process: robot (real or simulated,
+`robot.kind`), policy (`policy.checkpoint`, or a fresh one with a warning), and the link to the learner
+(`transport.*`). A status line shows episode, step, loop rate, policy latency and version, intervention rate and
+successes. Ctrl-C (or SIGTERM, or the end of --minutes) stops after the current tick; unacknowledged
+transitions stay in the spool and are resent at the next start.
+
+`lastr1 record` and `lastr1 eval` are described in actor/record.py and actor/evaluate.py. Everything heavy is
+imported inside the command that needs it.
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
+import time
+from pathlib import Path
+
+from lastr1.configs import add_config_argument, load_config
+
+# --- `lastr1 actor` -----------------------------------------------------------------------------------------
 
 
-def add_arguments(parser) -> None:
-    from lastr1.cli import add_config_argument
-
+def add_actor_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--episodes", type=int, default=None, help="stop after this many episodes")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many control steps")
@@ -22,10 +31,9 @@ def add_arguments(parser) -> None:
                         help="stop after this much wall-clock time (resets and held ticks included)")
 
 
-def run(args) -> int:
+def actor_main(args: argparse.Namespace) -> int:
     from lastr1.actor.process import run_actor
     from lastr1.actor.status import StatusLine
-    from lastr1.cli import load_config
 
     cfg = load_config(args)
     stop = threading.Event()
@@ -55,3 +63,77 @@ def run(args) -> int:
     print(f"lastr1 actor: {len(result.episodes)} episodes, {ok} successes, {result.steps} steps, "
           f"{result.sent} transitions sent, {result.versions_applied} weight updates applied")
     return 0
+
+
+# --- `lastr1 record` ----------------------------------------------------------------------------------------
+
+
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--episodes", type=int, default=None, help="successful demonstrations to keep "
+                        "(default actor.record_episodes)")
+    parser.add_argument("--out", default=None, help="dataset folder (default <run_dir>/<learner.demo_dir>)")
+    parser.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (3×)")
+    parser.add_argument("--export-lerobot", metavar="DIR", default=None,
+                        help="also write the dataset in the LeRobotDataset v2.1 layout (parquet + mp4) to DIR")
+    parser.add_argument("--export-only", action="store_true", help="only export the existing dataset")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+
+
+def record_main(args: argparse.Namespace) -> int:
+    from lastr1.actor.record import record
+    from lastr1.actor.status import StatusLine
+
+    cfg = load_config(args)
+    out = Path(args.out) if args.out else cfg.path(cfg.learner.demo_dir)
+    if not args.export_only:
+        stop = threading.Event()
+        old = signal.signal(signal.SIGINT, lambda *a: stop.set())
+        status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
+        try:
+            sink = record(cfg, args.episodes or cfg.actor.record_episodes, out, stop,
+                          max_attempts=args.max_attempts, on_status=status)
+        finally:
+            signal.signal(signal.SIGINT, old)
+            status.close()
+        print(f"lastr1 record: kept {len(sink.kept)} demonstrations in {out} ({sink.discarded} discarded)")
+    if args.export_lerobot:
+        from lastr1.actor.lerobot_export import export_lerobot
+
+        dst = export_lerobot(out, args.export_lerobot, overwrite=args.overwrite)
+        print(f"lastr1 record: LeRobotDataset v2.1 written to {dst}")
+    return 0
+
+
+# --- `lastr1 eval` ------------------------------------------------------------------------------------------
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--rollouts", type=int, default=None, help="rollouts per condition (actor.eval_rollouts, 20)")
+    parser.add_argument("--runs", type=int, default=None, help="independent runs for mean ± std (actor.eval_runs)")
+    parser.add_argument("--conditions", default=None, help="comma-separated; default task.eval_conditions")
+    parser.add_argument("--out", default=None, help="output folder (default <run_dir>/<actor.eval_dir>/<time>)")
+    parser.add_argument("--no-video", action="store_true", help="skip the per-rollout MP4 files")
+
+
+def eval_main(args: argparse.Namespace) -> int:
+    from lastr1.actor.evaluate import evaluate, format_table
+    from lastr1.actor.status import StatusLine
+
+    cfg = load_config(args)
+    conditions = args.conditions.split(",") if args.conditions else list(cfg.task.eval_conditions)
+    out = Path(args.out) if args.out else cfg.path(cfg.actor.eval_dir) / time.strftime("%Y%m%d-%H%M%S")
+    stop = threading.Event()
+    old = signal.signal(signal.SIGINT, lambda *a: stop.set())
+    status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
+    try:
+        results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts,
+                           runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out,
+                           video=not args.no_video, stop=stop, on_status=status)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        status.close()
+    print(format_table(results))
+    print(f"lastr1 eval: {results['n_rollouts']} rollouts; results in {out}")
+    return 0 if not stop.is_set() else 130

@@ -22,7 +22,6 @@ import copy
 import csv
 import json
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -207,35 +206,3 @@ def format_table(results: dict) -> str:
         lines.append(f"{label:<20}" + "".join(f"{x:>8.1f}%" for x in s["per_run"]) +
                      f"{s['mean']:>9.2f} ± {s['std']:.2f}")
     return "\n".join(lines)
-
-
-def add_arguments(parser) -> None:
-    from lastr1.cli import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--rollouts", type=int, default=None, help="rollouts per condition (actor.eval_rollouts, 20)")
-    parser.add_argument("--runs", type=int, default=None, help="independent runs for mean ± std (actor.eval_runs)")
-    parser.add_argument("--conditions", default=None, help="comma-separated; default task.eval_conditions")
-    parser.add_argument("--out", default=None, help="output folder (default <run_dir>/<actor.eval_dir>/<time>)")
-    parser.add_argument("--no-video", action="store_true", help="skip the per-rollout MP4 files")
-
-
-def run(args) -> int:
-    from lastr1.actor.status import StatusLine
-    from lastr1.cli import load_config
-
-    cfg = load_config(args)
-    conditions = args.conditions.split(",") if args.conditions else list(cfg.task.eval_conditions)
-    out = Path(args.out) if args.out else cfg.path(cfg.actor.eval_dir) / time.strftime("%Y%m%d-%H%M%S")
-    stop = threading.Event()
-    old = signal.signal(signal.SIGINT, lambda *a: stop.set())
-    status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
-    try:
-        results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts,
-                           runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out, video=not args.no_video, stop=stop, on_status=status)
-    finally:
-        signal.signal(signal.SIGINT, old)
-        status.close()
-    print(format_table(results))
-    print(f"lastr1 eval: {results['n_rollouts']} rollouts; results in {out}")
-    return 0 if not stop.is_set() else 130

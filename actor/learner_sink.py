@@ -37,11 +37,11 @@ class TransitionSink(Sink):
     def episode_end(self, summary: EpisodeSummary) -> None:
         for rec, chunk in self.chunks.flush():
             self._send(rec, chunk)
-        from lastr1.transport.messages import Stats
+        from lastr1.transport.messages import Telemetry
 
         s = self.status() if self.status is not None else {}
         nan = float("nan")
-        self.link.send_stats(Stats(
+        self.link.send_stats(Telemetry(
             episode_return=summary.ret,
             intervention_rate=summary.intervention_steps / max(1, summary.steps),
             loop_hz=float(s.get("hz", nan)), policy_latency_ms=float(s.get("policy_ms", nan)),

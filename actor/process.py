@@ -94,12 +94,12 @@ class _Reporter:
             self.on_status(s)
 
     def send_stats(self, s: dict) -> None:
-        from lastr1.transport.messages import Stats
+        from lastr1.transport.messages import Telemetry
 
         def num(x):
             return float(x) if x is not None else float("nan")
 
-        self.link.send_stats(Stats(
+        self.link.send_stats(Telemetry(
             intervention_rate=num(s["intervention_rate"]), loop_hz=num(s["hz"]), policy_latency_ms=num(s["policy_ms"]),
             values={"period_p99_ms": num(s["period_p99_ms"]), "policy_version": s["version"],
                     "episodes": s["episodes"], "success_rate": num(s["success_rate"]), "steps": s["total_steps"]},

@@ -14,7 +14,6 @@ The person drives every step (in sim: the scripted expert); the operator's succe
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
 
@@ -85,42 +84,3 @@ def record(cfg, n: int, out: str | Path, stop: threading.Event | None = None, *,
     finally:
         if own:
             env.close()
-
-
-def add_arguments(parser) -> None:
-    from lastr1.cli import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--episodes", type=int, default=None, help="successful demonstrations to keep "
-                        "(default actor.record_episodes)")
-    parser.add_argument("--out", default=None, help="dataset folder (default <run_dir>/<learner.demo_dir>)")
-    parser.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (3×)")
-    parser.add_argument("--export-lerobot", metavar="DIR", default=None,
-                        help="also write the dataset in the LeRobotDataset v2.1 layout (parquet + mp4) to DIR")
-    parser.add_argument("--export-only", action="store_true", help="only export the existing dataset")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-
-
-def run(args) -> int:
-    from lastr1.actor.status import StatusLine
-    from lastr1.cli import load_config
-
-    cfg = load_config(args)
-    out = Path(args.out) if args.out else cfg.path(cfg.learner.demo_dir)
-    if not args.export_only:
-        stop = threading.Event()
-        old = signal.signal(signal.SIGINT, lambda *a: stop.set())
-        status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
-        try:
-            sink = record(cfg, args.episodes or cfg.actor.record_episodes, out, stop,
-                          max_attempts=args.max_attempts, on_status=status)
-        finally:
-            signal.signal(signal.SIGINT, old)
-            status.close()
-        print(f"lastr1 record: kept {len(sink.kept)} demonstrations in {out} ({sink.discarded} discarded)")
-    if args.export_lerobot:
-        from lastr1.actor.lerobot_export import export_lerobot
-
-        dst = export_lerobot(out, args.export_lerobot, overwrite=args.overwrite)
-        print(f"lastr1 record: LeRobotDataset v2.1 written to {dst}")
-    return 0

@@ -15,11 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
 from lastr1.calibration.common import CalibrationError
+from lastr1.configs import add_config_argument, load_config
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 ROUTINES = ("intrinsics", "handeye", "workspace", "spacemouse", "board")
 # The robot layer's hardware classes (module, class): the only coupling to robot/ beyond its interfaces.
@@ -27,9 +32,7 @@ CAMERA_CLASS = ("lastr1.robot.realsense", "RealSenseCamera")
 ARM_FACTORY = ("lastr1.robot.factory", "make_arm")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lastr1.cli import add_config_argument
-
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="routine", metavar="ROUTINE", required=True)
 
     p = sub.add_parser("intrinsics", help="camera intrinsics: RealSense factory values, or ChArUco estimate")
@@ -70,9 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="charuco_board.png")
 
 
-def run(args) -> int:
-    from lastr1.cli import load_config
-
+def calibrate_main(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     return {"intrinsics": _intrinsics, "handeye": _handeye, "workspace": _workspace,
             "spacemouse": _spacemouse, "board": _board}[args.routine](cfg, args)
@@ -90,7 +91,7 @@ def _hardware(spec: tuple[str, str], purpose: str):
                                hint="install the robot layer: pip install 'lastr1[robot]'") from None
 
 
-def _real_only(cfg, what: str) -> None:
+def _real_only(cfg: Config, what: str) -> None:
     if cfg.robot.kind != "real":
         raise CalibrationError(
             f"`calibrate {what}` measures real hardware, but this config has robot.kind: {cfg.robot.kind}",
@@ -98,7 +99,7 @@ def _real_only(cfg, what: str) -> None:
         )
 
 
-def _camera_cfg(cfg, name: str):
+def _camera_cfg(cfg: Config, name: str):
     for c in cfg.robot.cameras:
         if c.name == name:
             return c
@@ -106,13 +107,13 @@ def _camera_cfg(cfg, name: str):
                            hint="cameras here: " + ", ".join(c.name for c in cfg.robot.cameras))
 
 
-def _default_out(cfg, configured: str, name: str) -> tuple[Path, bool]:
+def _default_out(cfg: Config, configured: str, name: str) -> tuple[Path, bool]:
     if configured:
         return Path(configured), True
     return Path(cfg.calibration.out_dir) / name, False
 
 
-def _board(cfg, args) -> int:
+def _board(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import board_image, make_board
     from lastr1.calibration.common import cv2
 
@@ -145,14 +146,14 @@ def _read_images(folder: str | Path) -> list[np.ndarray]:
 def _live_views(camera, n: int, say=print, ask=input, max_age_ms: float = 500.0) -> list[np.ndarray]:
     say(f"Hold the board in front of the camera in {n} different poses: near and far, tilted up to ~45°, in "
         "every part of the image. Keep it still and sharp; press Enter for each view.")
-    views = []
+    views: list[np.ndarray] = []
     while len(views) < n:
         ask(f"view {len(views) + 1}/{n}: Enter = capture > ")
         views.append(np.asarray(camera.read_latest(max_age_ms).color))
     return views
 
 
-def _intrinsics(cfg, args) -> int:
+def _intrinsics(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import make_board
     from lastr1.calibration.intrinsics import calibrate_from_images, factory_intrinsics, save_intrinsics
 
@@ -215,7 +216,7 @@ def _load_views(folder: Path):
     return [pose(p[:3], p[3:]) for p in poses], images
 
 
-def _handeye(cfg, args) -> int:
+def _handeye(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import make_board
     from lastr1.calibration.handeye import collect_views, save_hand_eye, solve_hand_eye
     from lastr1.calibration.intrinsics import load_intrinsics
@@ -265,7 +266,7 @@ def _parse_points(text: str) -> list[np.ndarray]:
         raise CalibrationError(f"cannot read --points {text!r}", hint="write 'x,y,z; x,y,z' in metres") from None
 
 
-def _workspace(cfg, args) -> int:
+def _workspace(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.workspace import box_from_points, describe, record_corners, save_workspace, write_into
 
     current, host = None, cfg.robot.arms[args.arm].host if args.arm < len(cfg.robot.arms) else ""
@@ -291,7 +292,7 @@ def _workspace(cfg, args) -> int:
 # --- SpaceMouse -------------------------------------------------------------------------------------------------
 
 
-def _spacemouse(cfg, args) -> int:
+def _spacemouse(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.spacemouse import SpaceMouseReader, calibrate_axes, list_spacemice, save_spacemouse
 
     teleops = list(cfg.robot.teleop)

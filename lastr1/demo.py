@@ -8,7 +8,6 @@ evaluation of the warm-up policy and of the post-trained one. Every file lands i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -17,25 +16,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from lastr1 import configs
 from lastr1.errors import Lastr1Error
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 
 class DemoError(Lastr1Error):
     pass
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lastr1.cli import add_config_argument
-
-    add_config_argument(parser, default="demo")
-    parser.add_argument("--run-dir", default=None, help="output folder (default runs/demo-<time>)")
-    parser.add_argument("--demos", type=int, default=None, help="scripted demonstrations to record")
-    parser.add_argument("--minutes", type=float, default=None, help="how long the actor–learner loop runs")
-    parser.add_argument("--eval-rollouts", type=int, default=None, help="rollouts per evaluation")
-    parser.add_argument("--skip-baseline", action="store_true", help="do not evaluate the warm-up policy")
 
 
 class Stage:
@@ -86,6 +79,7 @@ class Stage:
     def start_checked(self, grace_s: float = 2.0) -> Stage:
         """Start a long-running stage (the learner) and give it `grace_s` to fail on its config or files."""
         self.start()
+        assert self.proc is not None
         time.sleep(grace_s)
         if self.proc.poll() is not None:
             self.wait()  # raises DemoError with the end of its log
@@ -104,24 +98,12 @@ class Stage:
         return rc
 
 
-def run(args) -> int:
-    from lastr1 import configs
-    from lastr1.cli import load_config
-
-    cfg = load_config(args)
-
-    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C, so every running stage is stopped
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts: int, baseline: bool = True) -> dict:
+    """Every stage in `run_dir` (a new folder): keys, `demos` demonstrations, latents, warm-up, the loop for
+    `minutes`, evaluations of `rollouts` each; returns the summary it also writes to demo_summary.json."""
     if (run_dir / "learner").exists():
         raise DemoError(f"{run_dir} already holds a run", hint="pass a new --run-dir")
     cfg.run_dir = str(run_dir)
-    d = cfg.demo
-    demos = args.demos if args.demos is not None else d.demos
-    minutes = args.minutes if args.minutes is not None else d.minutes
-    rollouts = args.eval_rollouts if args.eval_rollouts is not None else d.eval_rollouts
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "config.yaml"
     config.write_text("# the effective config of this demo run; every stage reads it\n"
@@ -139,7 +121,7 @@ def run(args) -> int:
     stage("record", "record", "--episodes", str(demos)).run()
     stage("latents", "latents").run()
     stage("warmup", "warmup").run()
-    if not args.skip_baseline:
+    if baseline:
         stage("eval-warmup", "eval", "--policy.checkpoint", str(warm), "--rollouts", str(rollouts),
               "--out", str(run_dir / "eval" / "warmup")).run()
 
@@ -152,7 +134,7 @@ def run(args) -> int:
         stage("actor", "actor", "--policy.checkpoint", str(warm), "--minutes", str(minutes)).run()
     finally:
         learner.stop()
-    if learner.proc.returncode not in (0, -signal.SIGTERM):
+    if learner.proc is not None and learner.proc.returncode not in (0, -signal.SIGTERM):
         learner.wait()
     if not (learned / "policy.json").is_file():
         raise DemoError("the learner left no checkpoint", hint=f"see {learner.log}")
@@ -173,7 +155,7 @@ def run(args) -> int:
         print(f"  {label:<36} {p}")
     print("\n" + "  ".join(f"{k}: {v:.0f} %" for k, v in summary.items()
                             if k.endswith("success") and v is not None))
-    return 0
+    return summary
 
 
 def success_pct(results: dict) -> float | None:

@@ -39,7 +39,7 @@ class FleetError(Lastr1Error):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lastr1.cli import add_config_argument
+    from lastr1.configs import add_config_argument
 
     add_config_argument(parser)
     parser.add_argument("--actors", type=int, required=True, help="how many simulated actors")
@@ -487,7 +487,7 @@ def format_report(rep: dict) -> str:
 def run(args) -> int:
     import json
 
-    from lastr1.cli import load_config
+    from lastr1.configs import load_config
 
     cfg = load_config(args)
     if args.steps is None and args.minutes is None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
 
-from lastr1.cli import add_config_argument, load_config
+from lastr1.configs import add_config_argument, load_config
 
 
-def add_arguments(parser) -> None:
+def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--resume", action="store_true", help="continue the learner state in run_dir")
     parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates")
 
 
-def run(args) -> int:
+def learner_main(args: argparse.Namespace) -> int:
     from lastr1.learner.service import Learner
 
     cfg = load_config(args)

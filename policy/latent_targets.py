@@ -283,33 +283,3 @@ def compute_latent_targets(
     shutil.rmtree(cache, ignore_errors=True)
     return dict(settings, episodes=len(paths), computed=len(todo), skipped=len(paths) - len(todo),
                 channels=str(ch_file))
-
-
-# --- `lastr1 latents` ---------------------------------------------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-    from lastr1.cli import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--dataset", default=None,
-                        help="episode folder (default: <run_dir>/<learner.demo_dir>)")
-    parser.add_argument("--camera", default="front", help="camera whose future frames become targets")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per teacher forward pass")
-    parser.add_argument("--force", action="store_true",
-                        help="recompute every episode and the channel set (after changing teacher or camera)")
-
-
-def run(args) -> int:
-    from lastr1.cli import load_config
-
-    cfg = load_config(args)
-    root = Path(args.dataset) if args.dataset else Path(cfg.run_dir) / cfg.learner.demo_dir
-    summary = compute_latent_targets(root, cfg.policy, camera=args.camera, batch_size=args.batch_size,
-                                     force=args.force)
-    print(
-        f"latent targets in {root}: {summary['computed']} episodes computed, {summary['skipped']} already done; "
-        f"k = {summary['k']} of {summary['teacher_width']} channels of {summary['teacher']} "
-        f"(indices in {summary['channels']})"
-    )
-    return 0

@@ -10,7 +10,6 @@ cosine decay to `min_lr_ratio`; a progress bar; TensorBoard curves in <out>.tb/;
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -25,27 +24,6 @@ import torch.nn.functional as F
 from lastr1.policy.errors import PolicyError
 
 log = logging.getLogger(__name__)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lastr1.cli import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--dataset", help="episode folder (default: <run_dir>/<learner.demo_dir>)")
-    parser.add_argument("--out", help="checkpoint folder to write (default: <run_dir>/<policy.warmup.out>)")
-    parser.add_argument("--no-latent-loss", action="store_true",
-                        help="train without `lastr1 latents` targets (latent slots fed zeros, no cosine loss)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from lastr1.cli import load_config
-
-    cfg = load_config(args)
-    res = warmup(cfg, dataset=args.dataset, out=args.out, no_latent_loss=args.no_latent_loss or None)
-    print(f"warm-up done in {res.seconds:.0f} s: action-token accuracy {res.token_accuracy:.3f} on "
-          f"{res.n_samples} demonstration steps; checkpoint {res.checkpoint}")
-    print(f"  the actor and learner load it with: --policy.checkpoint {res.checkpoint}")
-    return 0
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""Shared by the simulated-robot tests: skip only when the simulator is genuinely absent; unique addresses."""
+"""Shared by the tests: skip only when the simulator is genuinely absent; unique addresses and ports, so several
+suites may run at once on one machine. Every test takes its hosts and ports from here, never fixed ones."""
 
 from __future__ import annotations
 
 import ctypes.util
 import os
+import socket
 
 import pytest
 
@@ -23,3 +25,10 @@ def loopback(slot: int, n: int = 1) -> list[str]:
 
 def overrides(slot: int, n: int = 1, *extra: str) -> list[str]:
     return ["--robot.sim.hosts", "[" + ", ".join(loopback(slot, n)) + "]", *extra]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

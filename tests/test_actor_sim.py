@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from policy_helpers import perturb_trainables, tiny_cfg
+from sim_helpers import free_port, overrides
 
 from lastr1 import configs
 
@@ -21,7 +22,7 @@ MAX_STEPS = 12
 
 def _cfg(tmp, *over):
     return configs.load("sim_insert_hex", [
-        "--run_dir", str(tmp), "--robot.sim.hosts", "[127.0.6.2]", "--transport.insecure", "true",
+        "--run_dir", str(tmp), *overrides(6), "--transport.insecure", "true",
         "--task.max_episode_steps", str(MAX_STEPS), "--actor.actor_id", "simtest",
         "--robot.sim.intervention_rate", "1.0", "--robot.sim.intervention_steps", "3", *over,
     ])
@@ -127,7 +128,7 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     by_ep = {}
     for t in got:
         by_ep.setdefault(t.episode, []).append(t)
-    for _ep, ts in by_ep.items():
+    for ts in by_ep.values():
         assert [t.step for t in ts] == list(range(len(ts)))
         last = ts[-1]
         assert not any(t.terminated or t.truncated for t in ts[:-1])
@@ -175,8 +176,6 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
 def test_actor_keeps_ticking_through_learner_outages_and_loses_nothing(world, tmp_path):
     """No learner at the start, then one, then that one dies and another starts on the same port: the loop
     never stops, transitions wait in the spool, and the learners together get each exactly once."""
-    import socket
-
     from lastr1.actor.process import make_link, run_actor
     from lastr1.transport.learner_link import LearnerLink
 
@@ -184,9 +183,7 @@ def test_actor_keeps_ticking_through_learner_outages_and_loses_nothing(world, tm
     n = 30
     cfg = _cfg(tmp_path, "--actor.interventions", "false", "--task.max_episode_steps", str(n))
     cfg.policy = tiny_cfg()
-    with socket.socket() as s:  # a port nobody listens on yet
-        s.bind(("127.0.0.1", 0))
-        cfg.transport.port = s.getsockname()[1]
+    cfg.transport.port = free_port()
     state = tmp_path / "learner_dedup.json"
     link = make_link(cfg)
     out = {}

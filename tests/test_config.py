@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from lastr1 import configs
+from lastr1.cli import COMMANDS, resolve
+from lastr1.cli import main as cli_main
 from lastr1.configs.loader import parse_overrides, to_dict
 from lastr1.configs.schema import Config
 from lastr1.errors import ConfigError
@@ -109,3 +112,34 @@ def test_cli_reports_unknown_command_and_lists_commands():
     out = subprocess.run([sys.executable, "-m", "lastr1.cli", "frobnicate"], capture_output=True, text=True)
     assert out.returncode != 0
     assert "invalid choice" in out.stderr
+
+
+def test_load_config_applies_the_leftover_overrides():
+    args = argparse.Namespace(config="sim_insert_hex", overrides=["--learner.gamma", "0.5"])
+    assert configs.load_config(args).learner.gamma == 0.5
+    parser = argparse.ArgumentParser()
+    configs.add_config_argument(parser, default="demo")
+    assert parser.parse_args([]).config == "demo"
+    strict = argparse.ArgumentParser()
+    configs.add_config_argument(strict)
+    with pytest.raises(SystemExit):
+        strict.parse_args([])  # without a default, --config is required
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_its_two_functions_and_a_help(name, capsys):
+    add_arguments, run = resolve(COMMANDS[name])
+    assert callable(run)
+    with pytest.raises(SystemExit) as e:
+        cli_main([name, "--help"])
+    assert e.value.code == 0 and f"lastr1 {name}" in capsys.readouterr().out
+    add_arguments(argparse.ArgumentParser())  # a fresh parser takes them again
+
+
+def test_the_learner_command_imports_no_robot_code():
+    """Commands load lazily: the GPU box's `lastr1 learner` must not import a camera or simulator driver."""
+    code = ("import sys; from lastr1.cli import COMMANDS, resolve; resolve(COMMANDS['learner']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyrealsense2', 'mujoco', 'franky', 'torch')"
+            " or m.startswith('lastr1.robot')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from sim_helpers import free_port, overrides
 
 pytest.importorskip("franky_sim")
 pytest.importorskip("mujoco")
@@ -15,7 +16,8 @@ def test_demo_runs_every_stage_and_says_where_its_files_are(tmp_path):
     run = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lastr1.cli", "demo", "--run-dir", str(run), "--demos", "1", "--minutes", "0.6",
-         "--eval-rollouts", "1", "--skip-baseline", "--robot.sim.hosts", "[127.0.7.2]",
+         "--eval-rollouts", "1", "--skip-baseline", *overrides(7),
+         "--transport.port", str(free_port()),
          "--policy.warmup.steps", "20", "--learner.start_after", "30", "--learner.grad_accum", "1",
          "--learner.broadcast_every_updates", "1", "--task.max_episode_steps", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -74,11 +74,11 @@ def test_two_actors_both_land_and_learning_waits_for_threshold(cfg):
         assert len(b["reward"]) == 6 and b["intervention"].sum() == 2
         assert b["latent_len"].tolist() == [4] * 6
         assert learner.trainer.counters.episodes == 2 and learner.trainer.counters.successes == 2
-        assert all(l.wait_acked(5.0) for l in links)
+        assert all(link.wait_acked(5.0) for link in links)
         # actors' stats reach the learner's TensorBoard under their sender's name
-        from lastr1.transport.messages import Stats
+        from lastr1.transport.messages import Telemetry
 
-        links[1].send_stats(Stats(episode_return=9.5, intervention_rate=0.25))
+        links[1].send_stats(Telemetry(episode_return=9.5, intervention_rate=0.25))
         t0 = time.monotonic()
         while not learner._actor_stats() and time.monotonic() - t0 < 10:
             time.sleep(0.05)
@@ -93,8 +93,8 @@ def test_two_actors_both_land_and_learning_waits_for_threshold(cfg):
         # start_after = 6 and the interventions make a demo stream: learning may start
         assert learner.trainer.ready()
     finally:
-        for l in links:
-            l.close()
+        for link in links:
+            link.close()
         learner.close()
 
 

@@ -122,8 +122,10 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_learner_helpers():
+    from lastr1.policy import Stats
+
     p = tiny_policy()
-    p.set_stats(__import__("policy").Stats([-0.5] * 7, [0.5] * 7, [0.0] * 8, [1.0] * 8))
+    p.set_stats(Stats([-0.5] * 7, [0.5] * 7, [0.0] * 8, [1.0] * 8))
     actions = np.random.default_rng(0).uniform(-0.5, 0.5, (2, p.H, p.D)).astype(np.float32)
     tokens = p.action_targets(actions)
     assert tokens.shape == (2, p.H * p.D) and tokens.dtype == torch.long

@@ -17,7 +17,7 @@ from lastr1.transport.messages import (
     Ack,
     Heartbeat,
     Reject,
-    Stats,
+    Telemetry,
     Transition,
     Weights,
     decode,
@@ -76,14 +76,16 @@ messages = st.one_of(
               st.dictionaries(st.text(max_size=8), json_like, max_size=3).filter(lambda m: depth(m) <= 4), finite),
     st.builds(Heartbeat, st.sampled_from(["actor", "learner"]), names, u63, finite, st.integers(0, 10**6), u63,
               u63, u63, u63, u63, st.integers(-1, 10**9), st.integers(-1, 10**9)),
-    st.builds(Stats, st.none() | st.floats(), st.none() | finite, st.none() | finite, st.none() | finite,
-              st.dictionaries(names.filter(lambda k: k not in Stats.NAMED), st.floats(), max_size=5), names, finite),
+    st.builds(Telemetry, st.none() | st.floats(), st.none() | finite, st.none() | finite, st.none() | finite,
+              st.dictionaries(names.filter(lambda k: k not in Telemetry.NAMED), st.floats(), max_size=5), names,
+              finite),
 )
 
 
 def same(a, b) -> bool:
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        return (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+                and np.array_equal(a, b, equal_nan=True))
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -111,14 +113,16 @@ def test_ndarray_ext_layout_and_zero_copy():
     wire = codec.packb({"a": a})
     raw = msgpack.unpackb(wire, raw=False)["a"]
     assert isinstance(raw, msgpack.ExtType) and raw.code == codec.EXT_NDARRAY
-    assert raw.data == bytes([3]) + b"<i4" + bytes([2]) + (2).to_bytes(4, "little") + (3).to_bytes(4, "little") + a.astype("<i4").tobytes()
+    dims = (2).to_bytes(4, "little") + (3).to_bytes(4, "little")
+    assert raw.data == bytes([3]) + b"<i4" + bytes([2]) + dims + a.astype("<i4").tobytes()
     out = codec.unpackb(wire, MAX)["a"]
     assert out.dtype == np.dtype("<i4") and (out == a).all() and not out.flags.writeable  # a view, not a copy
     assert codec.unpackb(codec.packb(np.zeros((0, 5), np.float16)), MAX).shape == (0, 5)
     assert codec.unpackb(codec.packb(np.arange(10)[::3]), MAX).tolist() == [0, 3, 6, 9]  # non-contiguous
 
 
-@pytest.mark.parametrize("arr", [np.array(["a"]), np.array([object()]), np.zeros(2, np.complex64), np.zeros(2, "datetime64[s]")])
+@pytest.mark.parametrize(
+    "arr", [np.array(["a"]), np.array([object()]), np.zeros(2, np.complex64), np.zeros(2, "datetime64[s]")])
 def test_non_numeric_arrays_cannot_be_encoded(arr):
     with pytest.raises(TypeError, match="cannot cross the wire"):
         codec.packb(arr)
@@ -151,9 +155,10 @@ def good_transition(**kw) -> Transition:
     rng = np.random.default_rng(0)
     d = dict(
         episode=1, step=2, policy_version=3, intervention=True,
-        images={"front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "wrist": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)},
+        images={c: rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for c in ("front", "wrist")},
         proprio=np.zeros(8, np.float32), action=np.zeros((8, 7), np.float32), latents=np.ones((8, 16), np.float16),
-        latent_len=4, reward=-0.05, terminated=False, truncated=False, t_obs=1.0, actor_id="actor0", epoch=7, seq=0, t_sent=2.0,
+        latent_len=4, reward=-0.05, terminated=False, truncated=False, t_obs=1.0, actor_id="actor0", epoch=7, seq=0,
+        t_sent=2.0,
     )
     d.update(kw)
     return Transition(**d)
@@ -215,9 +220,10 @@ def test_fuzzed_bytes_never_crash_the_decoder():
     """Thousands of random and mutated byte strings: every one decodes to a valid message or raises
     InvalidMessage, never anything else."""
     rnd = random.Random(1234)
-    seeds = [encode(good_transition()), encode(good_transition(), 80), encode(Weights.create(b"w" * 100, 1, {"a": [1]})),
-             encode(Heartbeat("actor", "a0", 1, 2.0, 3, 4, 5)), encode(Ack.of("a0", 1, [1, 2, 5])),
-             encode(Stats(loop_hz=9.5, values={"x": 1.0}, sender="a0", t=1.0))]
+    seeds = [encode(good_transition()), encode(good_transition(), 80),
+             encode(Weights.create(b"w" * 100, 1, {"a": [1]})), encode(Heartbeat("actor", "a0", 1, 2.0, 3, 4, 5)),
+             encode(Ack.of("a0", 1, [1, 2, 5])),
+             encode(Telemetry(loop_hz=9.5, values={"x": 1.0}, sender="a0", t=1.0))]
     ok = bad = 0
     for i in range(4000):
         if i % 4 == 0:

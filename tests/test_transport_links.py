@@ -5,7 +5,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,13 +16,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from sim_helpers import free_port
 
 from lastr1.configs.transport import TransportConfig
 from lastr1.transport import codec, curve_keys
 from lastr1.transport.actor_link import ActorLink
 from lastr1.transport.errors import SpoolFull
 from lastr1.transport.learner_link import LearnerLink
-from lastr1.transport.messages import SCHEMA_VERSION, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.transport.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    Heartbeat,
+    Reject,
+    Telemetry,
+    Transition,
+    Weights,
+    decode,
+    encode,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,12 +65,6 @@ def make_cfg(tmp_path, keydir=None, **kw) -> TransportConfig:
     )
     base.update(kw)
     return TransportConfig(**base)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def until(pred, timeout=5.0, what=""):
@@ -113,11 +117,11 @@ def test_transitions_acks_weights_stats_and_liveness(tmp_path, keydir, closing):
         with pytest.raises(ValueError, match="not above"):
             learner.publish_weights(Weights.create(b"old", 2))
 
-        actor.send_stats(Stats(loop_hz=9.5, values={"slow_hz": 2.0}))
+        actor.send_stats(Telemetry(loop_hz=9.5, values={"slow_hz": 2.0}))
         until(lambda: learner._stats, what="actor stats")
         (s,) = learner.stats()
         assert s.sender == "actor0" and s.loop_hz == 9.5 and s.values == {"slow_hz": 2.0}
-        learner.send_stats(Stats(values={"updates": 7.0}))
+        learner.send_stats(Telemetry(values={"updates": 7.0}))
         until(lambda: actor.learner_stats() is not None, what="learner stats")
         assert actor.learner_stats().values == {"updates": 7.0} and actor.connected
 
@@ -214,7 +218,8 @@ LEARNER_PEER = textwrap.dedent("""
     from lastr1.configs.transport import TransportConfig
     from lastr1.transport.dedup import save_json
     from lastr1.transport.learner_link import LearnerLink
-    cfg, store, die_at, how, total = TransportConfig(**json.loads(sys.argv[1])), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    cfg = TransportConfig(**json.loads(sys.argv[1]))
+    store, die_at, how, total = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
     state = json.load(open(store)) if os.path.exists(store) else {"seqs": [], "dedup": None}
     link = LearnerLink(cfg, dedup_state=state["dedup"])
     while len(state["seqs"]) < total:
@@ -379,7 +384,7 @@ def test_actor_verifies_weights_and_handles_rejects(tmp_path, closing):
     send(Weights.create(b"v3", 3))
     until(lambda: actor.latest_weights() is not None, what="v3")
     send(Weights.create(b"v2", 2))  # older: ignored
-    send(Stats(values={"marker": 1.0}, sender="learner", t=1.0))
+    send(Telemetry(values={"marker": 1.0}, sender="learner", t=1.0))
     until(lambda: actor.learner_stats() is not None)
     assert actor.latest_weights().version == 3 and actor.latest_weights().adapter == b"v3"
 
@@ -446,7 +451,8 @@ def test_a_minimal_foreign_actor_from_the_docs(tmp_path, keydir, closing):
     import zmq.auth
 
     def nd(dtype: str, shape: tuple, raw: bytes) -> msgpack.ExtType:
-        return msgpack.ExtType(1, struct.pack(f"<B{len(dtype)}sB{len(shape)}I", len(dtype), dtype.encode(), len(shape), *shape) + raw)
+        head = struct.pack(f"<B{len(dtype)}sB{len(shape)}I", len(dtype), dtype.encode(), len(shape), *shape)
+        return msgpack.ExtType(1, head + raw)
 
     with LearnerLink(make_cfg(tmp_path, keydir)) as learner:
         ctx = zmq.Context()

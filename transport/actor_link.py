@@ -3,7 +3,7 @@
     link = ActorLink(cfg.transport, "actor0")
     seq = link.send(transition)          # returns at once; spooled to disk, sent, resent until acknowledged
     w = link.latest_weights()            # newest verified Weights or None; never blocks
-    link.send_stats(Stats(loop_hz=9.8))
+    link.send_stats(Telemetry(loop_hz=9.8))
     link.close()                         # flushes; whatever is unacknowledged stays in the spool
 
 All socket work happens on one background thread; the control loop only copies its arrays and enqueues them.
@@ -24,7 +24,7 @@ import zmq
 from lastr1.configs.transport import TransportConfig
 from lastr1.transport import curve_keys
 from lastr1.transport.errors import InvalidMessage, SpoolFull, TransportError
-from lastr1.transport.messages import NAME, Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.transport.messages import NAME, Ack, Heartbeat, Reject, Telemetry, Transition, Weights, decode, encode
 from lastr1.transport.sockets import (
     MONITOR_EVENTS,
     Throttled,
@@ -93,7 +93,7 @@ class ActorLink:
         self._spilled: deque[int] = deque()  # seqs that send() wrote to the spool itself (queue full)
         self._send_lock = threading.Lock()
         self._weights: Weights | None = None
-        self._learner_stats: Stats | None = None
+        self._learner_stats: Telemetry | None = None
         self._learner_seen = -1e9
         self._full: SpoolFull | None = None
         self._error: BaseException | None = None
@@ -137,7 +137,7 @@ class ActorLink:
         self._waker.wake()
         return t.seq
 
-    def send_stats(self, stats: Stats) -> None:
+    def send_stats(self, stats: Telemetry) -> None:
         """Best effort: stats are not spooled and are dropped while the learner is unreachable."""
         stats.sender, stats.t = self.actor_id, stats.t or time.time()
         self._pending_stats = stats
@@ -147,7 +147,7 @@ class ActorLink:
         """The newest weights received (hash verified, version higher than any before), or None."""
         return self._weights
 
-    def learner_stats(self) -> Stats | None:
+    def learner_stats(self) -> Telemetry | None:
         return self._learner_stats
 
     @property
@@ -191,7 +191,7 @@ class ActorLink:
 
     # --- the I/O thread ---------------------------------------------------------------------------------
 
-    _pending_stats: Stats | None = None
+    _pending_stats: Telemetry | None = None
     _held_n = 0
 
     def _run(self) -> None:
@@ -400,7 +400,7 @@ class ActorLink:
                 self.rejected += 1
                 log.error("the learner refused transition seq %d for good: %s (kept in %s/rejected/)",
                           msg.seq, msg.reason, self._spool.root)
-            elif isinstance(msg, Stats):
+            elif isinstance(msg, Telemetry):
                 self._learner_stats = msg
 
     def _on_learner_heartbeat(self, hb: Heartbeat) -> None:

@@ -1,4 +1,4 @@
-"""CurveZMQ key pairs for the learner and its actors, and `lastr1 keys` that makes them.
+"""CurveZMQ key pairs for the learner and its actors (`lastr1 keys`, transport/cli.py, makes them).
 
 Layout (files in ZeroMQ's certificate format, readable by `zmq.auth.load_certificate`):
 
@@ -14,11 +14,9 @@ The learner needs learner.key_secret + actors/*.key; actor <id> needs learner.ke
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import stat
-import sys
 from pathlib import Path
 
 from lastr1.transport.errors import KeyFileMissing
@@ -118,33 +116,3 @@ def allowed_actors(keys_dir: str | Path) -> dict[bytes, str]:
         raise KeyFileMissing(f"no actor public keys in {keys_dir / 'actors'}: no actor could connect",
                              hint=_hint(keys_dir))
     return {_load(f, False, keys_dir)[0]: f.stem for f in files}
-
-
-# --- `lastr1 keys` -----------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", default="keys", help="key folder (transport.keys_dir; default: keys)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--actors", nargs="+", metavar="ID", help="actor ids (default: actor0)")
-    g.add_argument("-n", "--n-actors", type=int, help="make actor0 … actor{N-1}")
-    p.add_argument("--force", action="store_true", help="replace existing keys (their holders need the new ones)")
-    p.add_argument("--add", action="store_true", help="only add actor keys next to an existing learner key")
-
-
-def run(args: argparse.Namespace) -> int:
-    ids = args.actors or [f"actor{i}" for i in range(args.n_actors if args.n_actors is not None else 1)]
-    try:
-        written = generate(args.dir, ids, force=args.force, add=args.add)
-    except (FileExistsError, ValueError) as e:
-        print(f"lastr1 keys: error: {e}", file=sys.stderr)
-        return 2
-    d = Path(args.dir)
-    for p in written:
-        print(f"{'secret' if p.suffix == '.key_secret' else 'public'}  {p}")
-    print(
-        f"\nlearner host: {d}/learner.key_secret and {d}/actors/*.key (its allow-list)\n"
-        f"each actor host: {d}/learner.key and {d}/actors/<its id>.key_secret\n"
-        f"(the actor id in the config, actor.actor_id, must match the key's file name)"
-    )
-    return 0

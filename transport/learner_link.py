@@ -35,7 +35,7 @@ from lastr1.configs.transport import TransportConfig
 from lastr1.transport import curve_keys
 from lastr1.transport.dedup import Dedup, save_json
 from lastr1.transport.errors import InvalidMessage, TransportError
-from lastr1.transport.messages import Ack, Heartbeat, Reject, Stats, Transition, Weights, decode, encode
+from lastr1.transport.messages import Ack, Heartbeat, Reject, Telemetry, Transition, Weights, decode, encode
 from lastr1.transport.sockets import (
     MONITOR_EVENTS,
     ZAP_DOMAIN,
@@ -116,7 +116,7 @@ class LearnerLink:
         self._save_lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._inbox: deque[Transition] = deque()
-        self._stats: deque[Stats] = deque(maxlen=1000)
+        self._stats: deque[Telemetry] = deque(maxlen=1000)
         self._cmds: deque[tuple] = deque()
         self._actors: dict[str, ActorInfo] = {}
         self._last_seen: dict[str, float] = {}  # monotonic
@@ -217,13 +217,13 @@ class LearnerLink:
         self._cmds.append(("weights",))
         self._waker.wake()
 
-    def send_stats(self, stats: Stats) -> None:
+    def send_stats(self, stats: Telemetry) -> None:
         stats.sender, stats.t = "learner", stats.t or time.time()
         self._cmds.append(("stats", encode(stats)))
         self._waker.wake()
 
-    def stats(self) -> list[Stats]:
-        """Stats received from actors since the last call (at most the newest 1000)."""
+    def stats(self) -> list[Telemetry]:
+        """Telemetry received from actors since the last call (at most the newest 1000)."""
         out = []
         while self._stats:
             out.append(self._stats.popleft())
@@ -325,7 +325,8 @@ class LearnerLink:
         except InvalidMessage as e:
             return self._reject(sock, route, peer, e.reason, e.envelope, key_actor)
         sender = msg.actor_id if isinstance(msg, Transition) else getattr(msg, "sender", None)
-        if not isinstance(msg, (Transition, Heartbeat, Stats)) or (isinstance(msg, Heartbeat) and msg.role != "actor"):
+        from_actor = isinstance(msg, (Transition, Telemetry)) or (isinstance(msg, Heartbeat) and msg.role == "actor")
+        if not from_actor:
             return self._reject(sock, route, peer, f"actors do not send {msg.TYPE} messages")
         if key_actor is not None and sender != key_actor:
             return self._reject(sock, route, peer,

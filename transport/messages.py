@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -331,9 +331,10 @@ class Heartbeat:
 
 
 @dataclass
-class Stats:
+class Telemetry:
     """Either way, whenever the sender likes: numbers for logs and dashboards (not spooled, may be lost).
-    On the wire one map `values`; the named fields are the ones every actor reports."""
+    On the wire one map `values` in a message of type "stats"; the named fields are the ones every actor
+    reports. (Not the normalisation statistics, `policy.action_tokenizer.Stats`.)"""
 
     TYPE: ClassVar[str] = "stats"
     NAMED: ClassVar[tuple[str, ...]] = ("episode_return", "intervention_rate", "loop_hz", "policy_latency_ms")
@@ -353,7 +354,7 @@ class Stats:
         return dict(sender=self.sender, t=float(self.t), values={k: float(v) for k, v in self.all_values().items()})
 
     @classmethod
-    def from_wire(cls, d: dict) -> Stats:
+    def from_wire(cls, d: dict) -> Telemetry:
         vals = d["values"]
         if type(vals) is not dict or len(vals) > MAX_STATS:
             _fail(f"values must be a map of at most {MAX_STATS} numbers")
@@ -366,8 +367,8 @@ class Stats:
         return cls(**named, values=out, sender=_str(d, "sender"), t=_float(d, "t"))
 
 
-Message = Union[Transition, Ack, Reject, Weights, Heartbeat, Stats]
-TYPES: dict[str, type] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Stats)}
+Message = Transition | Ack | Reject | Weights | Heartbeat | Telemetry
+TYPES: dict[str, type] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Telemetry)}
 _FIELDS = {name: {f.name for f in fields(c)} for name, c in TYPES.items()}
 _FIELDS["stats"] = {"sender", "t", "values"}
 # Fields a sender may leave out, with the value they then take.
