@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from lastr1.robot.keys import Key
+
+if TYPE_CHECKING:
+    from lastr1.actor.agent import Decision
+    from lastr1.robot.interfaces import Observation
 
 Outcome = Literal["success", "failure", "reset", "estop", "stopped", "time_limit"]
 
@@ -25,15 +29,15 @@ class StepRecord:
 
     episode: int
     step: int
-    obs: object  # robot.interfaces.Observation (images, proprio) the action was chosen from
+    obs: Observation  # images and proprio the action was chosen from
     t_obs: float  # time.time() of that observation
     action: np.ndarray  # (D,) executed, robot units in [-1, 1]
     human: bool  # the person (or the scripted expert) produced `action`
-    decision: object | None  # actor.agent.Decision of the policy at this step (None in record mode)
+    decision: Decision | None  # the policy's at this step (None in record mode)
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False
-    next_obs: object | None = None  # s′ (set on every step before it reaches the sink; None if unknown)
+    next_obs: Observation | None = None  # s′ (set on every step before it reaches the sink; None if unknown)
 
 
 @dataclass

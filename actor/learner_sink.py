@@ -27,7 +27,7 @@ class TransitionSink(Sink):
         self.last_seq = -1
 
     def step(self, s: StepRecord) -> None:
-        if s.human:
+        if s.human or s.decision is None:
             self.chunks.push(s, human=s.action)
         else:
             self.chunks.push(s, chunk=s.decision.chunk)

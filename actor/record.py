@@ -16,9 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 from lastr1.actor.loop import Runtime
+
+if TYPE_CHECKING:
+    from lastr1.transport.demo_store import EpisodeWriter
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ class DemoSink(Sink):
         self.root = Path(root)
         self.cfg = cfg
         self.source = source
-        self.writer = None
+        self.writer: EpisodeWriter | None = None
         self.kept: list[Path] = []
         self.discarded = 0
 
@@ -42,10 +46,12 @@ class DemoSink(Sink):
                                            "n_arms": self.cfg.task.n_arms})
 
     def step(self, s: StepRecord) -> None:
+        assert self.writer is not None, "a step outside an episode"
         self.writer.add(s.obs.images, s.obs.proprio, s.action, s.reward, intervention=s.human)
 
     def episode_end(self, summary: EpisodeSummary) -> None:
         w, self.writer = self.writer, None
+        assert w is not None, "an episode that never started"
         if summary.success and len(w):
             path = w.finish(success=True)
             self.kept.append(path)

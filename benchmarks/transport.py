@@ -203,7 +203,7 @@ def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict
     if pickled:
         senders["pickle_lz4"] = Raw(root, curve, ports["pickle_lz4"], pickled)
     windows: dict[str, list] = {m: [] for m in senders}
-    for m, snd in senders.items():  # warm-up: connections, handshakes, page cache
+    for snd in senders.values():  # warm-up: connections, handshakes, page cache
         snd.burst(time.time() + 0.3)
         snd.settle()
     for _ in range(rounds):

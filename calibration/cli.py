@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import yaml
@@ -222,7 +222,7 @@ def _handeye(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.intrinsics import load_intrinsics
 
     cam = _camera_cfg(cfg, args.camera)
-    mount = args.mount or ("hand" if cam.name.startswith("wrist") else "world")
+    mount: Literal["hand", "world"] = args.mount or ("hand" if cam.name.startswith("wrist") else "world")
     if not cam.intrinsics_file:
         raise CalibrationError(f"camera {cam.name!r} has no intrinsics_file",
                                hint=f"run `lastr1 calibrate intrinsics --camera {cam.name}` and set it")

@@ -146,7 +146,7 @@ def _convert(tp: Any, value: Any, where: str, origin: dict[str, Path]) -> Any:
     origin_tp = get_origin(tp)
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if value is None:

@@ -17,6 +17,7 @@ from lastr1.robot.errors import RobotError
 if TYPE_CHECKING:
     from lastr1.configs.schema import Config
     from lastr1.robot.arm import Arm
+    from lastr1.robot.camera import Camera
     from lastr1.robot.safety import Safety
 
 
@@ -122,7 +123,7 @@ def _sim_env(cfg: Config) -> RobotEnv:
         arm.connect()
         opened.append(arm)
         rig = RenderRig(server, fps=r.sim.camera_fps)
-        cameras = []
+        cameras: list[Camera] = []
         for c in r.cameras:
             cam = SimCamera(rig, c.name, max_age_ms=c.max_age_ms)
             cam.connect()

@@ -80,7 +80,8 @@ class FrankyArm(Arm):
             ) from None
         except franky.IncompatibleVersionException as e:
             raise RobotError(f"{self.cfg.name}: libfranka and the robot firmware disagree ({e})",
-                             hint="install the franky-control build whose libfranka matches the robot's system version") from None
+                             hint="install the franky-control build whose libfranka matches the robot's "
+                             "system version") from None
         self._robot.relative_dynamics_factor = self.cfg.relative_dynamics_factor
         try:
             self._gripper = franky.Gripper(self.host)
@@ -262,7 +263,8 @@ class FrankyArm(Arm):
             raise self._lost(e) from None
         except (f.ControlException, f.CommandException, RuntimeError) as e:
             self._faults.append(_first_line(e))
-            raise ArmFault(f"{self.cfg.name}: the home motion was refused: {e}", hint="recover() and reset() again") from None
+            raise ArmFault(f"{self.cfg.name}: the home motion was refused: {e}",
+                           hint="recover() and reset() again") from None
         self.set_gripper(False, wait=False)
 
     def finish_reset(self) -> None:

@@ -19,5 +19,5 @@ class KeySource(abc.ABC):
     def poll(self) -> list[Key]:
         """Keys pressed since the last poll, oldest first; never blocks."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 — optional: most key sources hold nothing to release
         pass

@@ -30,7 +30,8 @@ def test_real_task_configs(task, n_arms):
     assert len(cfg.robot.cameras) == 1 + n_arms  # one third-person + a wrist camera per arm
     assert all(c.serial for c in cfg.robot.cameras) and len({c.serial for c in cfg.robot.cameras}) == len(cams)
     assert [canonical(c) for c in cfg.task.eval_conditions] == list(CONDITIONS)
-    assert cfg.task.instruction and cfg.task.max_episode_steps > 0 and cfg.task.success_reward > 0 > cfg.task.step_penalty
+    t = cfg.task
+    assert t.instruction and t.max_episode_steps > 0 and t.success_reward > 0 > t.step_penalty
     assert cfg.robot.image_size == 256  # the paper's input resolution
     Safety(cfg.robot.safety, n_arms)  # the workspace box and step limits are valid
     assert cfg.actor.eval_rollouts == 20 and cfg.actor.eval_runs == 3

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,7 +241,7 @@ class ActorLink:
                 if not self._queue.empty() or self._spilled:
                     timeout = 0
                 poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._to_send else 0))
-                events = dict(poller.poll(max(0.0, timeout) * 1000))
+                events = dict(poller.poll(int(max(0.0, timeout) * 1000)))
                 if self._waker.rx in events:
                     self._waker.drain()
                 if mon in events:
@@ -276,8 +277,8 @@ class ActorLink:
         while self._spilled:
             self._track(self._spilled.popleft(), None)
         while self._held:
-            seq, payload = self._held[0]
-            if not self._spool_append(seq, payload):
+            seq, held = self._held[0]
+            if not self._spool_append(seq, held):
                 return
             self._held.pop(0)
             self._track(seq, None)
@@ -289,6 +290,7 @@ class ActorLink:
             except queue.Empty:
                 return
             if payload is None:
+                assert t is not None, "a queued step carries its bytes or its transition"
                 payload = encode(t, self.cfg.jpeg_quality)
             if not self._spool_append(seq, payload):
                 self._held.append((seq, payload))
@@ -316,7 +318,7 @@ class ActorLink:
             seq = self._to_send[0]
             out = self._unacked.get(seq)
             payload = None if out is None else (out.mem if out.mem is not None else self._spool.read(seq))
-            if payload is None:  # acknowledged in the meantime
+            if out is None or payload is None:  # acknowledged in the meantime
                 self._to_send.popleft()
                 continue
             try:
@@ -384,6 +386,7 @@ class ActorLink:
                 continue
             if isinstance(msg, Ack) and msg.epoch == self.epoch:
                 for lo, hi in msg.ranges:
+                    seqs: Iterable[int]
                     if hi - lo < len(self._unacked):
                         seqs = range(lo, hi + 1)
                     else:  # a huge range: walk what we hold instead

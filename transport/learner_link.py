@@ -157,7 +157,7 @@ class LearnerLink:
         except BaseException:
             self._shutdown()
             raise
-        self.port = int(sock.last_endpoint.decode().rsplit(":", 1)[1])
+        self.port = int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
         self._sock = sock
         self._waker = Waker(self._ctx)
         self._thread = threading.Thread(target=self._run, name="LearnerLink", daemon=True)
@@ -193,7 +193,7 @@ class LearnerLink:
                     for s in seqs:
                         self._committed.add(a, e, s)
                 state = self._committed.to_dict() if self._state_path is not None else None
-            if state is not None:
+            if state is not None and self._state_path is not None:
                 save_json(self._state_path, state)
         for (a, e), seqs in groups.items():
             self._cmds.append(("ack", a, e, seqs))
@@ -268,7 +268,7 @@ class LearnerLink:
             poller.register(s, zmq.POLLIN)
         try:
             while not self._closed.is_set():
-                events = dict(poller.poll(1000 * self.cfg.heartbeat_s))
+                events = dict(poller.poll(int(1000 * self.cfg.heartbeat_s)))
                 if self._waker.rx in events:
                     self._waker.drain()
                 if mon in events:
@@ -324,9 +324,11 @@ class LearnerLink:
             msg = decode(f.buffer, self.cfg.max_message_bytes)
         except InvalidMessage as e:
             return self._reject(sock, route, peer, e.reason, e.envelope, key_actor)
-        sender = msg.actor_id if isinstance(msg, Transition) else getattr(msg, "sender", None)
-        from_actor = isinstance(msg, (Transition, Telemetry)) or (isinstance(msg, Heartbeat) and msg.role == "actor")
-        if not from_actor:
+        if isinstance(msg, Transition):
+            sender = msg.actor_id
+        elif isinstance(msg, Telemetry) or (isinstance(msg, Heartbeat) and msg.role == "actor"):
+            sender = msg.sender
+        else:
             return self._reject(sock, route, peer, f"actors do not send {msg.TYPE} messages")
         if key_actor is not None and sender != key_actor:
             return self._reject(sock, route, peer,
@@ -395,6 +397,7 @@ class LearnerLink:
                 self._send_weights(sock, a)
 
     def _send_weights(self, sock, a: str) -> None:
+        assert self._weights is not None, "nothing published yet"
         version, payload = self._weights
         self._send(sock, self._routes[a], payload)
         self._weights_sent[a] = (version, time.monotonic())

@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -29,7 +29,7 @@ MAX_LATENTS, MAX_LATENT_DIM = 64, 16384
 MAX_STATS, MAX_RANGES = 256, 65536
 
 
-def _fail(reason: str):
+def _fail(reason: str) -> NoReturn:
     raise InvalidMessage(reason)
 
 
@@ -368,11 +368,11 @@ class Telemetry:
 
 
 Message = Transition | Ack | Reject | Weights | Heartbeat | Telemetry
-TYPES: dict[str, type] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Telemetry)}
+TYPES: dict[str, Any] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Telemetry)}
 _FIELDS = {name: {f.name for f in fields(c)} for name, c in TYPES.items()}
 _FIELDS["stats"] = {"sender", "t", "values"}
 # Fields a sender may leave out, with the value they then take.
-_OPTIONAL = {
+_OPTIONAL: dict[str, dict[str, Any]] = {
     "transition": {"next_images": None, "next_proprio": None},
     "heartbeat": {"next_seq": 0, "first_unacked": 0, "unacked": 0, "spool_bytes": 0, "received": -1, "committed": -1},
 }
@@ -393,7 +393,7 @@ def decode(buf, max_bytes: int) -> Message:
         if d.get("v") != SCHEMA_VERSION:
             _fail(f"schema version {d.get('v')!r:.20}, this side speaks {SCHEMA_VERSION}")
         kind = d.get("type")
-        if kind not in TYPES:
+        if not isinstance(kind, str) or kind not in TYPES:
             _fail(f"unknown message type {kind!r:.40}")
         have, want = set(d) - {"v", "type"}, _FIELDS[kind]
         if have - want:

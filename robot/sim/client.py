@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from lastr1.robot.errors import ConnectionLost, DeviceNotFound, RobotError
 from lastr1.robot.sim import wire
@@ -60,14 +60,18 @@ def server_spec(cfg: Config) -> dict:
 
 class SimServer:
     def __init__(self, cfg: Config | None, spec: dict | None = None):
-        self.spec = spec or server_spec(cfg)
+        if spec is None:
+            if cfg is None:
+                raise ValueError("SimServer needs a config or a ready spec")
+            spec = server_spec(cfg)
+        self.spec = spec
         self.timeout_s = cfg.robot.sim.startup_timeout_s if cfg is not None else 60.0
         self.proc: subprocess.Popen | None = None
         self.sock: socket.socket | None = None
         self.rsock: socket.socket | None = None
         self._lock = threading.Lock()
         self._rlock = threading.Lock()
-        self._stderr = None
+        self._stderr: IO[bytes] | None = None
         self.info: dict = {}
 
     @property
@@ -126,10 +130,11 @@ class SimServer:
                 wire.send(sock, {"op": op, **kwargs})
                 reply = wire.recv(sock)
             except (TimeoutError, OSError, wire.WireError) as e:
-                alive = self.proc is not None and self.proc.poll() is None
+                code = None if self.proc is None else self.proc.poll()
+                state = "still running" if code is None else f"exited with {code}"
                 raise ConnectionLost(
-                    f"the sim server stopped answering ({type(e).__name__}: {e}; process "
-                    f"{'still running' if alive else f'exited with {self.proc.returncode}'}){self._stderr_tail()}",
+                    f"the sim server stopped answering ({type(e).__name__}: {e}; process {state})"
+                    f"{self._stderr_tail()}",
                     hint="restart the environment (env.close(); make_env(cfg))",
                 ) from None
         if not reply.pop("ok", False):

@@ -126,7 +126,8 @@ class Host:
         self._index_model()
         sim.register_post_step_callback(self._post_step)
         server.run_async()
-        return {"hosts": hosts[: self.task.n_arms], "cameras": list(self.cameras), "home_q": [q.tolist() for q in self.home_q]}
+        return {"hosts": hosts[: self.task.n_arms], "cameras": list(self.cameras),
+                "home_q": [q.tolist() for q in self.home_q]}
 
     @staticmethod
     def _ik(robot, p, q_xyzw, q_default, iters: int = 300) -> np.ndarray:
