@@ -71,8 +71,9 @@ def _seed(base: int, run: int, rollout: int) -> int:
 
 def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str | Path, env=None, policy=None,
              video: bool = True, stop: threading.Event | None = None, on_status=None) -> dict:
-    from lastr1.actor.process import build_policy, check_cameras, make_agent
+    from lastr1.actor.process import check_cameras, make_agent
     from lastr1.actor.video import write_mp4
+    from lastr1.policy import open_policy
 
     stop = stop or threading.Event()
     conditions = [canonical(c) for c in conditions]
@@ -83,7 +84,7 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
     cfg.robot.sim.intervention_rate = 0.0  # the scripted operator never takes over in an evaluation
     try:
         if policy is None:
-            policy = build_policy(cfg)
+            policy = open_policy(cfg)
         if env is None:
             from lastr1.robot.env import make_env
 
@@ -231,7 +232,8 @@ def run(args) -> int:
     status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
     try:
         results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts,
-                           runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out, video=not args.no_video, stop=stop, on_status=status)
+                           runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out,
+                           video=not args.no_video, stop=stop, on_status=status)
     finally:
         signal.signal(signal.SIGINT, old)
         status.close()

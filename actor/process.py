@@ -20,26 +20,6 @@ from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime
 log = logging.getLogger(__name__)
 
 
-def build_policy(cfg):
-    """The policy of `policy.checkpoint`, or — with a loud warning — a fresh one from the config."""
-    from lastr1.policy import Policy
-
-    n = cfg.task.n_arms
-    if cfg.policy.checkpoint:
-        path = cfg.path(cfg.policy.checkpoint)
-        policy = Policy.load(path, device=cfg.policy.device)
-        log.info("policy: %s (version %d)", path, policy.version)
-    else:
-        log.warning("policy.checkpoint is empty: starting from a FRESH %s policy with random heads — it will not "
-                    "solve anything until trained. Run `lastr1 warmup` on demonstrations and set "
-                    "policy.checkpoint.", "tiny random" if cfg.policy.model == "tiny" else cfg.policy.model)
-        policy = Policy.from_config(cfg.policy, n_arms=n, proprio_dim=8 * n)
-    if policy.D != 7 * n:
-        raise ActorError(f"the policy acts for {policy.D // 7} arm(s), task {cfg.task.name} has {n}",
-                         hint="use a checkpoint warmed up on this task's demonstrations")
-    return policy
-
-
 def check_cameras(policy, env) -> None:
     need = set(policy.cfg.slow_cameras) | set(policy.cfg.fast_cameras)
     missing = sorted(need - set(env.camera_names))
@@ -117,7 +97,9 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
     own: list = []
     try:
         if policy is None:
-            policy = build_policy(cfg)
+            from lastr1.policy import open_policy
+
+            policy = open_policy(cfg)
         if link is None:
             link = make_link(cfg)
             own.append(link)

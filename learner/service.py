@@ -74,7 +74,7 @@ def final_obs(t) -> dict | None:
 
 class Learner:
     def __init__(self, cfg, resume: bool = False, policy=None, link=None):
-        from lastr1.policy import Policy
+        from lastr1.policy import open_policy
 
         self.cfg = cfg
         self.paths = Paths(Path(cfg.run_dir))
@@ -83,12 +83,7 @@ class Learner:
             raise LearnerError(f"{self.paths.root / 'learner'} already holds a learner's state",
                                hint="add --resume to continue it, or set --run_dir to a new folder")
         if policy is None:
-            if cfg.policy.checkpoint:
-                policy = Policy.load(cfg.policy.checkpoint, device=cfg.policy.device)
-            else:
-                log.warning("policy.checkpoint is empty: training a fresh, untrained policy "
-                            "(run `lastr1 warmup` first for a real run)")
-                policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+            policy = open_policy(cfg)
         self.policy = policy
         lc = cfg.learner
         self.demo = ReplayBuffer(self.paths.demo, lc.demo_capacity)

@@ -15,6 +15,7 @@ from lastr1.actor.agent import Agent
 from lastr1.actor.chunks import ChunkAssembler
 from lastr1.actor.reload import HotReloader
 from lastr1.actor.timing import RateKeeper
+from lastr1.policy.adapter import pack
 from lastr1.policy.errors import AdapterError
 
 
@@ -143,6 +144,14 @@ def test_hot_reload_rejects_bad_blob_and_keeps_weights(policy):
         assert torch.equal(v, state[k])
     with pytest.raises(AdapterError):
         rl.stage(dataclasses.replace(good, version=good.version + 1))  # header says another version
+    # the reloader's checks are `Policy.load_adapter`'s own (policy.adapter.verify): names, shapes, finite values
+    with pytest.raises(AdapterError, match="shape"):
+        rl.stage(tiny_policy(lora_rank=4).export_adapter(policy.version + 6))
+    nan = {k: v.detach().clone() for k, v in policy.trainable_state().items()}
+    next(iter(nan.values())).fill_(float("nan"))
+    with pytest.raises(AdapterError, match="NaN"):
+        rl.stage(pack(nan, policy.version + 7))
+    assert policy.version == good.version
 
 
 def test_rate_keeper_keeps_absolute_schedule():

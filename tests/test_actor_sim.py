@@ -32,14 +32,14 @@ def world(tmp_path_factory):
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.robot.env import make_env
 
     tmp = tmp_path_factory.mktemp("actor_sim")
     cfg = _cfg(tmp)
     cfg.policy = tiny_cfg()
     env = make_env(cfg)
-    policy = Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+    policy = build_policy(cfg.policy, n_arms=1, proprio_dim=8)
     yield cfg, env, policy
     env.close()
 
@@ -85,7 +85,7 @@ def _spy_teleop(env):
 
 def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     from lastr1.actor.process import make_link, run_actor
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.transport.messages import Weights
 
     cfg, env, policy = world
@@ -94,7 +94,7 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     learner = Learner(cfg)
     cfg.transport.port = learner.port
     link = make_link(cfg)
-    src = Policy.from_config(tiny_cfg(), n_arms=1, proprio_dim=8)
+    src = build_policy(tiny_cfg(), n_arms=1, proprio_dim=8)
     published = []
 
     def publisher():  # the learner publishes two new adapters while the actor runs
@@ -127,7 +127,7 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     by_ep = {}
     for t in got:
         by_ep.setdefault(t.episode, []).append(t)
-    for ep, ts in by_ep.items():
+    for ts in by_ep.values():
         assert [t.step for t in ts] == list(range(len(ts)))
         last = ts[-1]
         assert not any(t.terminated or t.truncated for t in ts[:-1])
