@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime
+from lastr1.actor.status import ActorStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ActorResult:
     versions_applied: int = 0
     max_apply_ms: float = 0.0  # longest weight swap inside the loop (the staging runs on its own thread)
     stage_thread: str = ""
-    status: dict = field(default_factory=dict)
+    status: ActorStatus = field(default_factory=ActorStatus)
 
 
 class _Reporter:
@@ -61,11 +62,11 @@ class _Reporter:
         self.cfg, self.link, self.on_status = cfg, link, on_status
         self._last_stats = time.monotonic()
 
-    def __call__(self, s: dict) -> None:
+    def __call__(self, s: ActorStatus) -> None:
         if self.link is not None:
             if not self.link.connected:
                 b = self.link.backlog()
-                s["link"] = f"learner unreachable, {b.unacked + b.queued} spooled"
+                s.link = f"learner unreachable, {b.unacked + b.queued} spooled"
             now = time.monotonic()
             if now - self._last_stats >= self.cfg.actor.stats_every_s:
                 self._last_stats = now
@@ -73,17 +74,11 @@ class _Reporter:
         if self.on_status is not None:
             self.on_status(s)
 
-    def send_stats(self, s: dict) -> None:
+    def send_stats(self, s: ActorStatus) -> None:
         from lastr1.transport.messages import Stats
 
-        def num(x):
-            return float(x) if x is not None else float("nan")
-
-        self.link.send_stats(Stats(
-            intervention_rate=num(s["intervention_rate"]), loop_hz=num(s["hz"]), policy_latency_ms=num(s["policy_ms"]),
-            values={"period_p99_ms": num(s["period_p99_ms"]), "policy_version": s["version"],
-                    "episodes": s["episodes"], "success_rate": num(s["success_rate"]), "steps": s["total_steps"]},
-        ))
+        self.link.send_stats(Stats(intervention_rate=s.intervention_rate, loop_hz=s.hz, policy_latency_ms=s.policy_ms,
+                                   values=s.stats_values()))
 
 
 def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None, link=None,

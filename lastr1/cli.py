@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("lastr1.actor.evaluate", "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
     "calibrate": ("lastr1.calibration.cli", "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "keys": ("lastr1.transport.curve_keys", "make CurveZMQ key pairs for the learner and its actors"),
-    "fleet": ("lastr1.fleet", "N simulated actors and the learner as Ray actors, the transitions over the wire"),
+    "fleet": ("lastr1.fleet.cli", "N simulated actors and the learner as Ray actors, the transitions over the wire"),
 }
 
 

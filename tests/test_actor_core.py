@@ -169,17 +169,17 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
     import io
     import logging
 
-    from lastr1.actor.status import StatusLine, format_status
+    from lastr1.actor.status import ActorStatus, StatusLine, format_status
 
-    s = dict(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4, successes=3,
-             state="running")
+    s = ActorStatus(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4,
+                    successes=3, state="running")
     line = format_status(s)
     for part in ("ep 3", "step 17", "9.9 Hz", "policy 12 ms", "v5", "interv 25%", "success 3/4 (75%)"):
         assert part in line
     buf = io.StringIO()
     tty = StatusLine(every_s=0.0, stream=buf, tty=True)
     tty(s)
-    tty({**s, "step": 18, "state": "paused"})
+    tty(dataclasses.replace(s, step=18, state="paused"))
     tty.close()
     out = buf.getvalue()
     assert out.count("\r") == 2 and out.endswith("\n") and "[paused]" in out

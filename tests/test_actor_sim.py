@@ -334,7 +334,7 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
         wait(lambda: env.safety.paused, timeout=0.5)
         n = rt.total_steps
         time.sleep(0.5)
-        assert rt.total_steps <= n + 1 and rt.status()["state"] == "paused"
+        assert rt.total_steps <= n + 1 and rt.status().state == "paused"
         type_(" ")  # resume
         wait(lambda: rt.total_steps >= n + 3)
         assert not env.safety.paused
@@ -349,7 +349,7 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
         wait(lambda: len(ends) == 2)
         assert ends[1].outcome == "estop" and recs[-1].truncated and recs[-1].next_obs is not None
         time.sleep(0.5)
-        assert len(ends) == 2 and env.safety.estopped and "reset key" in rt.status()["state"]
+        assert len(ends) == 2 and env.safety.estopped and "reset key" in rt.status().state
         type_("r")  # the person says it is safe: the e-stop clears and the next episode starts
         wait(lambda: len(recs) > sum(e.steps for e in ends) + 2)
         assert not env.safety.estopped
