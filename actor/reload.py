@@ -23,13 +23,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from lastr1.policy import adapter as adapter_io
 from lastr1.policy.errors import AdapterError
 
+if TYPE_CHECKING:
+    from lastr1.policy import Policy
+
 log = logging.getLogger(__name__)
+
+
+class Weights(Protocol):
+    """What the source hands over, e.g. `transport.messages.Weights` from `ActorLink.latest_weights`."""
+
+    version: int
+    sha256: str
+    adapter: bytes
 
 
 @dataclass
@@ -40,9 +52,8 @@ class Staged:
 
 
 class HotReloader:
-    def __init__(self, policy, source: Callable[[], object | None], poll_s: float = 0.1):
-        """`source()` returns the newest weights (anything with `version`, `sha256`, `adapter` bytes — e.g.
-        `transport.messages.Weights` from `ActorLink.latest_weights`) or None; it must not block."""
+    def __init__(self, policy: Policy, source: Callable[[], Weights | None], poll_s: float = 0.1):
+        """`source()` returns the newest weights or None; it must not block."""
         self.policy = policy
         self.source = source
         self.poll_s = poll_s

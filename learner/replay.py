@@ -105,7 +105,7 @@ class ReplayBuffer:
         self.total = 0  # rows added (committed or not)
         self.committed = 0
         self.spec: dict[str, Field] = {}
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.memmap] = {}
         # stream key -> (global index, step) of its latest transition row
         self.last: dict[str, tuple[int, int]] = {}
         # Small state that must be durable together with the rows (e.g. the wire's dedup record).

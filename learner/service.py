@@ -17,12 +17,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lastr1.learner.demos import fill_demo_buffer
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.trainer import LearnerError, Trainer
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lastr1.configs.schema import Config
+    from lastr1.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ def final_obs(t) -> dict | None:
 
 
 class Learner:
-    def __init__(self, cfg, resume: bool = False, policy=None, link=None):
+    def __init__(self, cfg: Config, resume: bool = False, policy: Policy | None = None, link=None):
         from lastr1.policy import open_policy
 
         self.cfg = cfg
@@ -100,7 +107,7 @@ class Learner:
         published = json.loads(self.paths.published.read_text()) if self.paths.published.is_file() else {}
         self.version = max(int(published.get("version", 0)), policy.version)
         self._link = link
-        self._writer = None
+        self._writer: SummaryWriter | None = None
         self._last_broadcast = time.monotonic()
         self._last_status = 0.0
         self._rates = {"t": time.monotonic(), "updates": 0}

@@ -65,8 +65,8 @@ class Fleet:
         self.resume, self.learner_nice = resume, learner_nice
         self.worker_log_level, self.log_to_driver, self.say = worker_log_level, log_to_driver, say
         self.members = {f"actor{i}": Member(f"actor{i}", actor_config(self.cfg, i)) for i in range(n_actors)}
-        self.learner = None
-        self.learner_ref = None
+        self.learner: Any = None  # the Ray actor handle
+        self.learner_ref: Any = None  # its run() in flight
         self.learner_info: dict = {}
         self.learner_last = LearnerStatus()
         self.learner_error = ""
@@ -237,7 +237,8 @@ class Fleet:
     def refresh(self) -> None:
         """The latest status of every live member (a member that cannot answer keeps its last one)."""
         ray = self.ray
-        asks = {m.handle.status.remote(): m for m in self.members.values() if m.live and m.handle is not None}
+        asks: dict[Any, Member | None] = {m.handle.status.remote(): m for m in self.members.values()
+                                          if m.live and m.handle is not None}
         if self.learner is not None and self.learner_ref is not None:
             asks[self.learner.status.remote()] = None
         if not asks:

@@ -21,9 +21,13 @@ import socket
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lastr1.actor.status import ActorStatus
 from lastr1.fleet.report import ActorRunStatus, ActorTotals, LearnerStatus
+
+if TYPE_CHECKING:
+    from lastr1.learner.service import Learner
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +69,9 @@ def _lower_priority(nice: int) -> None:
     their creator's)."""
     if nice <= 0:
         return
-    for tid in os.listdir("/proc/self/task"):
+    for name in os.listdir("/proc/self/task"):
         try:
-            tid = int(tid)
+            tid = int(name)
             if os.getpriority(os.PRIO_PROCESS, tid) < nice:
                 os.setpriority(os.PRIO_PROCESS, tid, nice)
         except (OSError, ValueError):
@@ -107,7 +111,7 @@ class LearnerWorker(_Worker):
                  resume: bool = False, nice: int = 0):
         super().__init__(cfg_dict, keys, log_level)
         self.resume, self.nice = resume, nice
-        self.learner = None
+        self.learner: Learner | None = None
 
     def __repr__(self) -> str:  # Ray prefixes the worker's log lines with this
         return "fleet-learner"
@@ -123,6 +127,8 @@ class LearnerWorker(_Worker):
     def run(self, max_updates: int | None = None) -> LearnerStatus:
         self.state = "running"
         _lower_priority(self.nice)
+        if self.learner is None:
+            raise RuntimeError("LearnerWorker.run before setup")
         try:
             self.learner.run(self.stop_event, max_updates=max_updates)
             self.state = "done"
