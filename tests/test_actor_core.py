@@ -172,10 +172,14 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
     from lastr1.actor.status import ActorStatus, StatusLine, format_status
 
     s = ActorStatus(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4,
-                    successes=3, state="running")
+                    successes=3, state="running", period_p99_ms=80.0)
     line = format_status(s)
     for part in ("ep 3", "step 17", "9.9 Hz", "policy 12 ms", "v5", "interv 25%", "success 3/4 (75%)"):
         assert part in line
+    # what the actor reports to the learner beside the named figures (the learner's TensorBoard tags)
+    assert s.stats_values() == {"period_p99_ms": 80.0, "policy_version": 5, "episodes": 4,
+                                "success_rate": 0.75, "steps": 0}
+    assert "–" in format_status(ActorStatus())  # nothing measured yet: dashes, not "nan"
     buf = io.StringIO()
     tty = StatusLine(every_s=0.0, stream=buf, tty=True)
     tty(s)
