@@ -71,8 +71,9 @@ def _seed(base: int, run: int, rollout: int) -> int:
 
 def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str | Path, env=None, policy=None,
              video: bool = True, stop: threading.Event | None = None, on_status=None) -> dict:
-    from lastr1.actor.process import build_policy, check_cameras, make_agent
+    from lastr1.actor.process import check_cameras, make_agent
     from lastr1.actor.video import write_mp4
+    from lastr1.policy import open_policy
 
     stop = stop or threading.Event()
     conditions = [canonical(c) for c in conditions]
@@ -83,7 +84,7 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
     cfg.robot.sim.intervention_rate = 0.0  # the scripted operator never takes over in an evaluation
     try:
         if policy is None:
-            policy = build_policy(cfg)
+            policy = open_policy(cfg)
         if env is None:
             from lastr1.robot.factory import make_env
 
@@ -165,11 +166,11 @@ def write_results(out: Path, results: dict, rows: list[dict]) -> None:
         w.writeheader()
         w.writerows(rows)
     with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["condition", "label", "mean_pct", "std_pct"] + [f"run{r}_pct" for r in range(results["runs"])])
+        table = csv.writer(f)
+        table.writerow(["condition", "label", "mean_pct", "std_pct"] + [f"run{r}_pct" for r in range(results["runs"])])
         for c, s in results["success_rate_pct"].items():
             label = results["labels"].get(c, "Average")
-            w.writerow([c, label, f"{s['mean']:.2f}", f"{s['std']:.2f}"] + [f"{x:.2f}" for x in s["per_run"]])
+            table.writerow([c, label, f"{s['mean']:.2f}", f"{s['std']:.2f}"] + [f"{x:.2f}" for x in s["per_run"]])
     plot(out / "success.png", results)
 
 

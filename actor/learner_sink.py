@@ -13,6 +13,7 @@ import numpy as np
 
 from lastr1.actor.chunks import ChunkAssembler
 from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
+from lastr1.actor.status import ActorStatus
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,14 @@ class TransitionSink(Sink):
             self._send(rec, chunk)
         from lastr1.transport.messages import Telemetry
 
-        s = self.status() if self.status is not None else {}
-        nan = float("nan")
+        s = self.status() if self.status is not None else ActorStatus()
         self.link.send_stats(Telemetry(
             episode_return=summary.ret,
             intervention_rate=summary.intervention_steps / max(1, summary.steps),
-            loop_hz=float(s.get("hz", nan)), policy_latency_ms=float(s.get("policy_ms", nan)),
+            loop_hz=s.hz, policy_latency_ms=s.policy_ms,
             values={"episode": summary.episode, "episode_steps": summary.steps,
                     "episode_success": float(summary.success), "policy_version": summary.versions[1],
-                    "period_p99_ms": float(s.get("period_p99_ms", nan))},
+                    "period_p99_ms": s.period_p99_ms},
         ))
 
     def _send(self, s: StepRecord, chunk: np.ndarray) -> None:

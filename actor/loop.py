@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from lastr1.actor.episode import Episode, EpisodeSummary, Outcome, Sink, outcome
+from lastr1.actor.status import ActorStatus
 from lastr1.actor.timing import RateKeeper, Window
 from lastr1.errors import Lastr1Error
 from lastr1.robot.errors import ArmFault, StaleFrameError
@@ -101,8 +102,9 @@ class _KeyWatcher:
 
 class Runtime:
     def __init__(self, cfg: Config, env: Env, *, agent=None, sink: Sink | None = None, reloader=None, mode: Mode = "rl",
-                 seed: int = 0, conditions: list[str] | None = None, on_tick: Callable[[dict], None] | None = None,
-                 confirm_reset: bool | None = None, expert: Callable[[], np.ndarray] | None = None):
+                 seed: int = 0, conditions: list[str] | None = None,
+                 on_tick: Callable[[ActorStatus], None] | None = None, confirm_reset: bool | None = None,
+                 expert: Callable[[], np.ndarray] | None = None):
         if mode != "record" and agent is None:
             raise ActorError(f"mode {mode!r} needs a policy agent")
         self.cfg, self.env, self.agent, self.mode = cfg, env, agent, mode
@@ -401,16 +403,14 @@ class Runtime:
 
     # --- status -----------------------------------------------------------------------------------------
 
-    def status(self) -> dict:
-        done = self.episodes
-        ok = sum(e.success for e in done)
-        return dict(
+    def status(self) -> ActorStatus:
+        ok = sum(e.success for e in self.episodes)
+        return ActorStatus(
             state=self._status, episode=self.episode - (1 if self._status == "running" else 0), step=self._step,
             total_steps=self.total_steps, hz=self.rate.hz, period_p99_ms=self.rate.periods_ms.percentile(99),
             policy_ms=self.latency_ms.percentile(50),
             version=int(self.agent.version) if self.agent is not None else 0,
-            intervention_rate=self._interventions_window.mean(), episodes=len(done), successes=ok,
-            success_rate=ok / len(done) if done else float("nan"),
+            intervention_rate=self._interventions_window.mean(), episodes=len(self.episodes), successes=ok,
             pending_weights=self.reloader.pending if self.reloader is not None else None,
         )
 

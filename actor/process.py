@@ -16,28 +16,9 @@ import time
 from dataclasses import dataclass, field
 
 from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime
+from lastr1.actor.status import ActorStatus
 
 log = logging.getLogger(__name__)
-
-
-def build_policy(cfg):
-    """The policy of `policy.checkpoint`, or — with a loud warning — a fresh one from the config."""
-    from lastr1.policy import Policy
-
-    n = cfg.task.n_arms
-    if cfg.policy.checkpoint:
-        path = cfg.path(cfg.policy.checkpoint)
-        policy = Policy.load(path, device=cfg.policy.device)
-        log.info("policy: %s (version %d)", path, policy.version)
-    else:
-        log.warning("policy.checkpoint is empty: starting from a FRESH %s policy with random heads — it will not "
-                    "solve anything until trained. Run `lastr1 warmup` on demonstrations and set "
-                    "policy.checkpoint.", "tiny random" if cfg.policy.model == "tiny" else cfg.policy.model)
-        policy = Policy.from_config(cfg.policy, n_arms=n, proprio_dim=8 * n)
-    if policy.D != 7 * n:
-        raise ActorError(f"the policy acts for {policy.D // 7} arm(s), task {cfg.task.name} has {n}",
-                         hint="use a checkpoint warmed up on this task's demonstrations")
-    return policy
 
 
 def check_cameras(policy, env) -> None:
@@ -71,7 +52,7 @@ class ActorResult:
     versions_applied: int = 0
     max_apply_ms: float = 0.0  # longest weight swap inside the loop (the staging runs on its own thread)
     stage_thread: str = ""
-    status: dict = field(default_factory=dict)
+    status: ActorStatus = field(default_factory=ActorStatus)
 
 
 class _Reporter:
@@ -81,11 +62,11 @@ class _Reporter:
         self.cfg, self.link, self.on_status = cfg, link, on_status
         self._last_stats = time.monotonic()
 
-    def __call__(self, s: dict) -> None:
+    def __call__(self, s: ActorStatus) -> None:
         if self.link is not None:
             if not self.link.connected:
                 b = self.link.backlog()
-                s["link"] = f"learner unreachable, {b.unacked + b.queued} spooled"
+                s.link = f"learner unreachable, {b.unacked + b.queued} spooled"
             now = time.monotonic()
             if now - self._last_stats >= self.cfg.actor.stats_every_s:
                 self._last_stats = now
@@ -93,17 +74,11 @@ class _Reporter:
         if self.on_status is not None:
             self.on_status(s)
 
-    def send_stats(self, s: dict) -> None:
+    def send_stats(self, s: ActorStatus) -> None:
         from lastr1.transport.messages import Telemetry
 
-        def num(x):
-            return float(x) if x is not None else float("nan")
-
-        self.link.send_stats(Telemetry(
-            intervention_rate=num(s["intervention_rate"]), loop_hz=num(s["hz"]), policy_latency_ms=num(s["policy_ms"]),
-            values={"period_p99_ms": num(s["period_p99_ms"]), "policy_version": s["version"],
-                    "episodes": s["episodes"], "success_rate": num(s["success_rate"]), "steps": s["total_steps"]},
-        ))
+        self.link.send_stats(Telemetry(intervention_rate=s.intervention_rate, loop_hz=s.hz,
+                                       policy_latency_ms=s.policy_ms, values=s.stats_values()))
 
 
 def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None, link=None,
@@ -117,7 +92,9 @@ def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None
     own: list = []
     try:
         if policy is None:
-            policy = build_policy(cfg)
+            from lastr1.policy import open_policy
+
+            policy = open_policy(cfg)
         if link is None:
             link = make_link(cfg)
             own.append(link)

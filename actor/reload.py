@@ -6,43 +6,54 @@
         reloader.apply()                                    # in the loop thread: a bare in-place copy
 
 Why two phases. `Policy.load_adapter` does everything in the caller's thread: sha256 over the bytes, the
-safetensors parse, the finite check, and the copy into the live parameters. For the tiny CPU policy that is
+safetensors parse, the finite check (`policy.adapter.verify`), and the copy into the live parameters
+(`Policy.swap`). For the tiny CPU policy that is
 ~8 ms (2.3 MB adapter, measured); for Qwen3-VL-4B with LoRA r=16 and its heads the blob is ~50–150 MB, where
 hashing and parsing alone cost tens of milliseconds on the CPU, most of a 100-ms tick. So the expensive and
 fallible part (verify, parse, check, move to the policy's device) runs here on a background thread into a
 shadow set of tensors, and the loop only copies the ready tensors into place between chunks (measured in
 benchmarks/actor.py: `apply_ms` vs `stage_ms`). A bad blob is rejected in the background and never touches
-the policy. The checks mirror `Policy.load_adapter`'s; if the policy package grows a staged API, use it here.
+the policy. Both phases are the policy package's own: `verify` here, `swap` in the loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from lastr1.policy import adapter as adapter_io
 from lastr1.policy.errors import AdapterError
 
+if TYPE_CHECKING:
+    from lastr1.policy import Policy
+
 log = logging.getLogger(__name__)
+
+
+class Weights(Protocol):
+    """What the source hands over, e.g. `transport.messages.Weights` from `ActorLink.latest_weights`."""
+
+    version: int
+    sha256: str
+    adapter: bytes
 
 
 @dataclass
 class Staged:
     version: int
-    pairs: list[tuple[torch.Tensor, torch.Tensor]]  # (live parameter, new value on its device and dtype)
+    tensors: dict[str, torch.Tensor]  # verified, on the policy's device and dtype
     stage_ms: float
 
 
 class HotReloader:
-    def __init__(self, policy, source: Callable[[], object | None], poll_s: float = 0.1):
-        """`source()` returns the newest weights (anything with `version`, `sha256`, `adapter` bytes — e.g.
-        `transport.messages.Weights` from `ActorLink.latest_weights`) or None; it must not block."""
+    def __init__(self, policy: Policy, source: Callable[[], Weights | None], poll_s: float = 0.1):
+        """`source()` returns the newest weights or None; it must not block."""
         self.policy = policy
         self.source = source
         self.poll_s = poll_s
@@ -123,31 +134,14 @@ class HotReloader:
         log.info("hot reload: weights v%d staged in %.1f ms", staged.version, staged.stage_ms)
         return staged
 
-    def stage(self, blob) -> Staged:
+    def stage(self, blob: adapter_io.AdapterBlob) -> Staged:
         """Verify and parse `blob`, check it against the policy, and put it on the policy's device."""
         t0 = time.perf_counter()
-        tensors = adapter_io.unpack(blob)  # sha256 + safetensors parse; AdapterError if corrupt
-        own = self.policy.trainable_state()
-        if set(tensors) != set(own):
-            extra, missing = sorted(set(tensors) - set(own)), sorted(set(own) - set(tensors))
-            raise AdapterError(f"adapter v{blob.version} does not fit this policy: {len(missing)} missing "
-                               f"(e.g. {missing[:2]}), {len(extra)} unknown (e.g. {extra[:2]})",
-                               hint="actor and learner must use the same policy config (acting, lora_*, sizes)")
-        ready = []
-        for k, t in tensors.items():
-            p = own[k]
-            if t.shape != p.shape:
-                raise AdapterError(f"adapter v{blob.version}: {k} has shape {tuple(t.shape)}, "
-                                   f"expected {tuple(p.shape)}")
-            if not torch.isfinite(t).all():
-                raise AdapterError(f"adapter v{blob.version}: {k} holds NaN/inf; not applied")
-            ready.append((p, t.to(device=p.device, dtype=p.dtype)))
-        if any(t.is_cuda for _, t in ready):
-            torch.cuda.synchronize()  # the copies above are finished before the loop uses them
+        tensors = adapter_io.verify(blob, self.policy.trainable_state())
         ms = (time.perf_counter() - t0) * 1e3
         self.last_stage_ms = ms
         self.stage_thread = threading.current_thread().name
-        return Staged(int(blob.version), ready, ms)
+        return Staged(int(blob.version), tensors, ms)
 
     # --- the loop's side ----------------------------------------------------------------------------------
 
@@ -172,11 +166,7 @@ class HotReloader:
         if staged is None or staged.version <= self.policy.version:
             return None
         t0 = time.perf_counter()
-        lock = getattr(self.policy, "_lock", None) or contextlib.nullcontext()
-        with lock, torch.no_grad():
-            for p, t in staged.pairs:
-                p.copy_(t)
-            self.policy.version = staged.version
+        self.policy.swap(staged.tensors, staged.version)
         self.last_apply_ms = (time.perf_counter() - t0) * 1e3
         self.max_apply_ms = max(self.max_apply_ms, self.last_apply_ms)
         self.applied += 1

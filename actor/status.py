@@ -1,4 +1,5 @@
-"""The live status line: one line rewritten in place on a terminal, a log line every few seconds otherwise."""
+"""Where an actor stands (`ActorStatus`, what `Runtime.status()` returns every tick) and the live status line:
+one line rewritten in place on a terminal, a log line every few seconds otherwise."""
 
 from __future__ import annotations
 
@@ -6,28 +7,59 @@ import logging
 import math
 import sys
 import time
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+_NAN = float("nan")
+
+
+@dataclass
+class ActorStatus:
+    """One snapshot of the control loop; NaN where nothing was measured yet."""
+
+    state: str = "starting"  # running, paused, resetting, waiting: ..., episode done, ...
+    episode: int = 0  # the episode in progress (or the last one)
+    step: int = 0  # its step
+    total_steps: int = 0
+    hz: float = _NAN  # loop rate (median period)
+    period_p99_ms: float = _NAN
+    policy_ms: float = _NAN  # median policy compute on the steps where it ran
+    version: int = 0  # adapter version acting
+    intervention_rate: float = _NAN  # over the recent steps
+    episodes: int = 0  # finished
+    successes: int = 0
+    pending_weights: int | None = None  # a version staged by the hot reloader, not yet applied
+    link: str = ""  # what is wrong with the learner link, if anything
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else _NAN
+
+    def stats_values(self) -> dict[str, float]:
+        """The figures the actor reports to the learner beside the named ones (loop rate, policy latency,
+        intervention rate)."""
+        return {"period_p99_ms": self.period_p99_ms, "policy_version": self.version, "episodes": self.episodes,
+                "success_rate": self.success_rate, "steps": self.total_steps}
 
 
 def _f(x, fmt: str, none: str = "–") -> str:
     return none if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def format_status(s: dict) -> str:
-    ok, n = s.get("successes", 0), s.get("episodes", 0)
+def format_status(s: ActorStatus) -> str:
+    ok, n = s.successes, s.episodes
     parts = [
-        f"ep {s.get('episode', 0)}", f"step {s.get('step', 0)}", f"{_f(s.get('hz'), '.1f')} Hz",
-        f"policy {_f(s.get('policy_ms'), '.0f')} ms", f"v{s.get('version', 0)}",
-        f"interv {_f(s.get('intervention_rate', float('nan')) * 100, '.0f')}%",
+        f"ep {s.episode}", f"step {s.step}", f"{_f(s.hz, '.1f')} Hz", f"policy {_f(s.policy_ms, '.0f')} ms",
+        f"v{s.version}", f"interv {_f(s.intervention_rate * 100, '.0f')}%",
         f"success {ok}/{n}" + (f" ({ok / n:.0%})" if n else ""),
     ]
-    if s.get("pending_weights"):
-        parts.append(f"staged v{s['pending_weights']}")
-    if s.get("link"):
-        parts.append(s["link"])
-    if s.get("state") not in (None, "running"):
-        parts.append(f"[{s['state']}]")
+    if s.pending_weights:
+        parts.append(f"staged v{s.pending_weights}")
+    if s.link:
+        parts.append(s.link)
+    if s.state != "running":
+        parts.append(f"[{s.state}]")
     return " | ".join(parts)
 
 
@@ -39,7 +71,7 @@ class StatusLine:
         self._last = -1e9
         self._width = 0
 
-    def __call__(self, status: dict, force: bool = False) -> None:
+    def __call__(self, status: ActorStatus, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.every_s:
             return

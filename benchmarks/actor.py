@@ -36,12 +36,12 @@ def _learner(conn, transport: dict, policy_cfg: dict, n_arms: int) -> None:
     from lastr1 import configs
     from lastr1.configs.policy import PolicyConfig
     from lastr1.configs.transport import TransportConfig
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.transport.learner_link import LearnerLink
     from lastr1.transport.messages import Weights
 
     link = LearnerLink(configs.build(TransportConfig, transport), port=0, bind_host="127.0.0.1")
-    src = Policy.from_config(configs.build(PolicyConfig, policy_cfg), n_arms=n_arms, proprio_dim=8 * n_arms)
+    src = build_policy(configs.build(PolicyConfig, policy_cfg), n_arms=n_arms, proprio_dim=8 * n_arms)
     # The adapters are made before the clock runs: what is measured is the actor's cost of a reload, not the
     # learner's (on the GPU box) cost of exporting one.
     blobs = []
@@ -106,6 +106,7 @@ def _large_adapter(mb: float = 100.0, reps: int = 3) -> dict:
     from torch import nn
 
     from lastr1.actor.reload import HotReloader
+    from lastr1.policy import Policy
     from lastr1.policy import adapter as adapter_io
 
     class Holder(nn.Module):  # just the trainable tensors an adapter carries, in the shapes LoRA gives them
@@ -118,6 +119,8 @@ def _large_adapter(mb: float = 100.0, reps: int = 3) -> dict:
 
         def trainable_state(self):
             return {n: p for n, p in self.named_parameters()}
+
+        swap = Policy.swap  # the policy's own in-place copy, on just these tensors
 
     h = Holder()
     src = {k: torch.randn_like(v) for k, v in h.trainable_state().items()}
@@ -149,7 +152,7 @@ def main() -> None:
 
     from lastr1 import configs
     from lastr1.actor.process import make_link
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.robot.factory import make_env
 
     tmp = tempfile.mkdtemp(prefix="lastr1-bench-actor-")
@@ -172,7 +175,7 @@ def main() -> None:
             raise RuntimeError("the learner process did not start")
         cfg.transport.port = conn.recv()
         env = make_env(cfg)
-        policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+        policy = build_policy(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
         adapter_bytes = len(policy.export_adapter(0).data)
         link = make_link(cfg)
         base_parts, rel_parts = [], []

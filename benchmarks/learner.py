@@ -49,9 +49,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = configs.load(args.config)
     cfg.policy = configs.load(args.policy).policy
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
 
-    policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+    policy = build_policy(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         demo, rollout = ReplayBuffer(Path(tmp) / "d", 1000), ReplayBuffer(Path(tmp) / "r", 1000)
@@ -64,7 +64,8 @@ def main() -> None:
             tr.update()
         dt = time.perf_counter() - t0
     lc = cfg.learner
-    per_update = (lc.critic_updates_per_actor_update + 1) * lc.grad_accum * (lc.micro_batch_demo + lc.micro_batch_rollout)
+    per_update = ((lc.critic_updates_per_actor_update + 1) * lc.grad_accum
+                  * (lc.micro_batch_demo + lc.micro_batch_rollout))
     ups = args.updates / dt
     print(json.dumps({
         "updates_per_s": round(ups, 4), "samples_per_s": round(ups * per_update, 2),

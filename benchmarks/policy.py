@@ -58,10 +58,10 @@ def main() -> int:
     name = "policy/tiny_cpu" if args.shape == "tiny" else "policy/qwen3vl_4b"
     device = "meta" if args.meta else args.device or ("cpu" if args.shape == "tiny" else "cuda")
     cfg = configs.load(name, ["--policy.model", "tiny", "--policy.device", device, "--policy.acting", args.acting])
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
 
     t0 = time.perf_counter()
-    policy = Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+    policy = build_policy(cfg.policy, n_arms=1, proprio_dim=8)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in policy.parameters())
     trainable = sum(p.numel() for p in policy.trainable_parameters())

@@ -111,7 +111,7 @@ class PolicyConfig:
     # What the 256 bins span per dimension: "full" = the robot's [-1, 1] action range (2/256 of a full step
     # per bin: ~0.1 mm at 1.5 cm steps); "demo_quantiles" = the demonstrations' q01..q99 (OpenVLA, paper
     # §2.2), which clips every intervention that goes beyond what the demonstrations did (see
-    # policy/action_tokenizer.py Stats.from_arrays for what that did to the sim study).
+    # policy/action_tokenizer.py NormStats.from_arrays for what that did to the sim study).
     action_range: Literal["full", "demo_quantiles"] = "full"
     # Latent CoT: groups of G latents closed by <latent_end>, up to L_max.
     latent_group: int = 2

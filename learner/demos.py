@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def episode_rows(ep: Episode, chunk: int, latent_max: int):
     n = len(ep)
     for t in range(n):
         last = t == n - 1
-        row = {f"img/{c}": np.asarray(ep.images[c][t]) for c in ep.images}
+        row: dict[str, Any] = {f"img/{c}": np.asarray(ep.images[c][t]) for c in ep.images}
         row.update(
             proprio=np.asarray(ep.proprio[t], np.float32), action=ep.action_chunk(t, chunk),
             latents=np.asarray(ep.latent_targets[t], np.float16), latent_len=np.int64(latent_max),

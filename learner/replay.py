@@ -6,6 +6,10 @@ buffer links each row to the next row of the same stream (actor, episode) when i
 transition of an episode is ready at once when `terminated` (no bootstrap); a truncated one brings its
 final observation along, stored as an observation-only row that is never sampled itself.
 
+A row is a flat dict of arrays: `img/<camera>` and `proprio` (the observation), `latents` and `latent_len`
+(what the policy fed back at that step), `action`, `reward`, `terminated`, `truncated`, `intervention`.
+Sampling returns them typed (`Batch`, each observation side a `State`), never as prefixed keys.
+
 Rows are addressed by a global insertion index `g`; row `g` lives at position `g % capacity` and is valid
 while `g >= total - capacity`. A link to an evicted or not-yet-committed row is simply not sampleable.
 `commit()` flushes the arrays and writes `meta.json` atomically: rows past the committed `total` are
@@ -16,8 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,12 +47,55 @@ _BOOK = {
     "next": Field((), "int64"),  # global index of the next row of the same stream (-1: not known yet)
     "obs_only": Field((), "bool"),
 }
-# Data fields that describe the transition rather than the observation (zero in observation-only rows).
-OBS_PREFIXES = ("img/", "proprio")
+IMG = "img/"  # an image field is `img/<camera>`
+# Every row's fields beside its images; the observation ones are all that observation-only rows hold.
+OBS_FIELDS = ("proprio",)
+LATENT_FIELDS = ("latents", "latent_len")
+STEP_FIELDS = ("action", "reward", "terminated", "truncated", "intervention")
 
 
 def _is_obs(name: str) -> bool:
-    return name.startswith(OBS_PREFIXES)
+    return name.startswith(IMG) or name in OBS_FIELDS
+
+
+@dataclass
+class State:
+    """What the policy is conditioned on at a step, batched: the observation and the latents it fed back."""
+
+    images: dict[str, np.ndarray]  # camera → (B, H, W, 3) uint8
+    proprio: np.ndarray  # (B, P) float32, robot units
+    latents: np.ndarray  # (B, L_max, d) float16, padded past latent_len
+    latent_len: np.ndarray  # (B,) int64
+
+    def __len__(self) -> int:
+        return len(self.proprio)
+
+
+@dataclass
+class Batch:
+    """Sampled transitions. A terminated row's `next_state` is its own (masked by 1 − terminated in the TD
+    target); a truncated final row's is the final observation it brought, with its own latents."""
+
+    state: State
+    next_state: State
+    action: np.ndarray  # (B, H, D) float32: the chunk executed from `state`, robot units
+    reward: np.ndarray  # (B,) float32
+    terminated: np.ndarray  # (B,) bool
+    truncated: np.ndarray  # (B,) bool
+    intervention: np.ndarray  # (B,) bool: a person produced the action
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+
+def concat(parts: list[Any]) -> Any:
+    """Batches (or States) of the same buffers → one, rows in order."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, (Batch, State)):
+        return type(first)(**{f.name: concat([getattr(p, f.name) for p in parts]) for f in fields(first)})
+    return np.concatenate(parts)
 
 
 class ReplayBuffer:
@@ -57,7 +105,7 @@ class ReplayBuffer:
         self.total = 0  # rows added (committed or not)
         self.committed = 0
         self.spec: dict[str, Field] = {}
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.memmap] = {}
         # stream key -> (global index, step) of its latest transition row
         self.last: dict[str, tuple[int, int]] = {}
         # Small state that must be durable together with the rows (e.g. the wire's dedup record).
@@ -95,6 +143,9 @@ class ReplayBuffer:
             self.arrays[name] = arr
 
     def _create(self, row: dict[str, np.ndarray]) -> None:
+        missing = sorted(set(OBS_FIELDS + LATENT_FIELDS + STEP_FIELDS) - set(row))
+        if missing:
+            raise ReplayError(f"a replay row needs the fields {missing} too")
         self.spec = {}
         for name, v in row.items():
             v = np.asarray(v)
@@ -189,31 +240,32 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return int(self.sampleable().size)
 
-    def sample(self, rng: np.random.Generator, n: int, where: np.ndarray | None = None,
-               next_extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """`n` rows (with replacement) plus `next/<obs field>` for each; a terminated row's next observation
-        is its own (it is masked by `1 - terminated` in the TD target)."""
+    def sample(self, rng: np.random.Generator, n: int, where: np.ndarray | None = None) -> Batch:
+        """`n` rows (with replacement), from `where` (positions; default: every sampleable row)."""
         pool = self.sampleable() if where is None else where
         if pool.size == 0:
             raise ReplayError("the replay buffer has no sampleable transitions yet")
         pos = pool[rng.integers(0, pool.size, size=n)]
-        return self.gather(pos, next_extra)
+        return self.gather(pos)
 
-    def gather(self, pos: np.ndarray, next_extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """Rows at `pos` and `next/<field>` for the observation fields and for `next_extra` (transition
-        fields such as the latents of the next step; an observation-only next row lends its own row's)."""
+    def gather(self, pos: np.ndarray) -> Batch:
+        """The transitions at `pos`, each with its next state: the next row's observation and latents (an
+        observation-only next row lends its own row's latents)."""
         pos = np.sort(np.asarray(pos))  # sorted reads are kinder to a memmap
-        batch = {name: np.array(self.arrays[name][pos]) for name in self.spec}
         nxt = self.arrays["next"][pos]
         term = self.arrays["terminated"][pos].astype(bool)
         npos = np.where(term | (nxt < 0), pos, nxt % self.capacity)
         tpos = np.where(self.arrays["obs_only"][npos], pos, npos)
-        for name in self.spec:
-            if _is_obs(name):
-                batch[f"next/{name}"] = np.array(self.arrays[name][npos])
-            elif name in next_extra:
-                batch[f"next/{name}"] = np.array(self.arrays[name][tpos])
-        return batch
+        a = self.arrays
+        return Batch(state=self._state(pos, pos), next_state=self._state(npos, tpos), action=np.array(a["action"][pos]),
+                     reward=np.array(a["reward"][pos]), terminated=term, truncated=a["truncated"][pos].astype(bool),
+                     intervention=a["intervention"][pos].astype(bool))
+
+    def _state(self, obs_pos: np.ndarray, latent_pos: np.ndarray) -> State:
+        images = {name[len(IMG):]: np.array(self.arrays[name][obs_pos]) for name in self.spec if name.startswith(IMG)}
+        return State(images=images, proprio=np.array(self.arrays["proprio"][obs_pos]),
+                     latents=np.array(self.arrays["latents"][latent_pos]),
+                     latent_len=np.array(self.arrays["latent_len"][latent_pos]))
 
     def count(self, field: str) -> int:
         """How many sampleable rows have a true `field` (e.g. `intervention`)."""

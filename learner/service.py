@@ -17,12 +17,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lastr1.learner.demos import fill_demo_buffer
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.trainer import LearnerError, Trainer
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lastr1.configs.schema import Config
+    from lastr1.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +80,8 @@ def final_obs(t) -> dict | None:
 
 
 class Learner:
-    def __init__(self, cfg, resume: bool = False, policy=None, link=None):
-        from lastr1.policy import Policy
+    def __init__(self, cfg: Config, resume: bool = False, policy: Policy | None = None, link=None):
+        from lastr1.policy import open_policy
 
         self.cfg = cfg
         self.paths = Paths(Path(cfg.run_dir))
@@ -83,12 +90,7 @@ class Learner:
             raise LearnerError(f"{self.paths.root / 'learner'} already holds a learner's state",
                                hint="add --resume to continue it, or set --run_dir to a new folder")
         if policy is None:
-            if cfg.policy.checkpoint:
-                policy = Policy.load(cfg.policy.checkpoint, device=cfg.policy.device)
-            else:
-                log.warning("policy.checkpoint is empty: training a fresh, untrained policy "
-                            "(run `lastr1 warmup` first for a real run)")
-                policy = Policy.from_config(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+            policy = open_policy(cfg)
         self.policy = policy
         lc = cfg.learner
         self.demo = ReplayBuffer(self.paths.demo, lc.demo_capacity)
@@ -105,7 +107,7 @@ class Learner:
         published = json.loads(self.paths.published.read_text()) if self.paths.published.is_file() else {}
         self.version = max(int(published.get("version", 0)), policy.version)
         self._link = link
-        self._writer = None
+        self._writer: SummaryWriter | None = None
         self._last_broadcast = time.monotonic()
         self._last_status = 0.0
         self._rates = {"t": time.monotonic(), "updates": 0}

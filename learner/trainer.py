@@ -14,18 +14,20 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lastr1.errors import Lastr1Error
-from lastr1.learner.losses import actor_loss, critic_loss, td_target
-from lastr1.learner.replay import ReplayBuffer
+from lastr1.learner.losses import actor_loss, critic_loss, expected_action, soft_update, td_target
+from lastr1.learner.replay import Batch, ReplayBuffer, State, concat
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
+    from lastr1.policy import Policy, TrainBatch
 
 log = logging.getLogger(__name__)
-
-# Transition fields of the next row that the TD target needs beside its observation.
-NEXT_EXTRA = ("latents", "latent_len")
 
 
 class LearnerError(Lastr1Error):
@@ -46,7 +48,7 @@ class Counters:
 
 
 class Trainer:
-    def __init__(self, cfg, policy, demo: ReplayBuffer, rollout: ReplayBuffer, seed: int | None = None):
+    def __init__(self, cfg: Config, policy: Policy, demo: ReplayBuffer, rollout: ReplayBuffer, seed: int | None = None):
         self.cfg = cfg
         self.lc = cfg.learner
         self.policy = policy
@@ -75,7 +77,7 @@ class Trainer:
     def _demo_pool_size(self) -> int:
         return len(self.demo) + self.rollout.count("intervention")
 
-    def _sample_demo(self, n: int) -> tuple[dict, int]:
+    def _sample_demo(self, n: int) -> Batch:
         """n rows of the demo/intervention stream, drawn in proportion to the two sources' sizes."""
         n_demo = len(self.demo)
         pool_i = self.rollout.sampleable()
@@ -87,28 +89,24 @@ class Trainer:
         k = int((self.rng.random(n) < n_demo / total).sum())
         parts = []
         if k:
-            parts.append(self.demo.sample(self.rng, k, next_extra=NEXT_EXTRA))
+            parts.append(self.demo.sample(self.rng, k))
         if n - k:
-            parts.append(self.rollout.sample(self.rng, n - k, where=pool_i, next_extra=NEXT_EXTRA))
-        return _concat(parts), n
+            parts.append(self.rollout.sample(self.rng, n - k, where=pool_i))
+        return concat(parts)
 
-    def micro_batch(self) -> dict:
-        d, n_d = self._sample_demo(self.lc.micro_batch_demo)
-        r = self.rollout.sample(self.rng, self.lc.micro_batch_rollout, next_extra=NEXT_EXTRA)
-        b = _concat([d, r])
-        # BC on every demo-stream row and on any rollout row a human produced.
-        b["bc_mask"] = np.concatenate([np.ones(n_d, bool), r["intervention"].astype(bool)])
-        return b
+    def micro_batch(self) -> tuple[Batch, np.ndarray]:
+        """The demo-stream rows then the rollout rows, and which of them BC learns from: every demo-stream
+        row and any rollout row a human produced."""
+        d = self._sample_demo(self.lc.micro_batch_demo)
+        r = self.rollout.sample(self.rng, self.lc.micro_batch_rollout)
+        return concat([d, r]), np.concatenate([np.ones(len(d), bool), r.intervention])
 
-    def _train_batch(self, rows: dict, prefix: str = ""):
+    def train_batch(self, s: State) -> TrainBatch:
+        """The policy's teacher-forced input for states `s` (the same frames feed the slow and fast cameras)."""
         from lastr1.policy import TrainBatch
 
-        images = {k[len(prefix) + 4:]: v for k, v in rows.items() if k.startswith(prefix + "img/")}
-        return TrainBatch(
-            slow_images=images, instructions=[self.instruction] * len(rows["reward"]), fast_images=images,
-            proprio=rows[prefix + "proprio"], latents=rows[prefix + "latents"].astype(np.float32),
-            latent_len=rows[prefix + "latent_len"],
-        )
+        return TrainBatch(slow_images=s.images, instructions=[self.instruction] * len(s), fast_images=s.images,
+                          proprio=s.proprio, latents=s.latents.astype(np.float32), latent_len=s.latent_len)
 
     # -- the two steps ------------------------------------------------------------------------------------
 
@@ -117,23 +115,22 @@ class Trainer:
         self.opt_critic.zero_grad(set_to_none=True)
         total, q_mean = 0.0, 0.0
         for _ in range(lc.grad_accum):
-            b = self.micro_batch()
-            n = len(b["reward"])
+            b, _ = self.micro_batch()
+            n = len(b)
             with torch.no_grad():
-                both = _concat_batches(self._train_batch(b), self._train_batch(b, "next/"))
-                out = p.forward_train(both)
+                out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
                 feat, feat_next = out.feature[:n], out.feature[n:]
-                a_next = p.expected_action_norm(out.action_logits[n:])
-                y = td_target(torch.as_tensor(b["reward"], dtype=torch.float32),
-                              torch.as_tensor(b["terminated"]), p.q_target(feat_next, a_next), lc.gamma)
-            q = p.q(feat, p.normalize_action(b["action"]))
+                a_next = expected_action(out.action_logits[n:], p.bin_centres)
+                y = td_target(torch.as_tensor(b.reward, dtype=torch.float32), torch.as_tensor(b.terminated),
+                              p.q_target(feat_next, a_next), lc.gamma)
+            q = p.q(feat, p.normalize_action(b.action))
             loss = critic_loss(q, y) / lc.grad_accum
             loss.backward()
             total += float(loss.detach())
             q_mean += float(q.detach().mean()) / lc.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.critic_params, lc.grad_clip)
         self.opt_critic.step()
-        p.soft_update_targets(lc.tau)
+        soft_update(p.q_targets, p.q_heads, lc.tau)
         self.counters.critic_steps += 1
         return {"critic_loss": total, "q": q_mean, "critic_grad_norm": float(grad_norm)}
 
@@ -142,11 +139,11 @@ class Trainer:
         self.opt_actor.zero_grad(set_to_none=True)
         total, bc, q_pi = 0.0, 0.0, 0.0
         for _ in range(lc.grad_accum):
-            b = self.micro_batch()
-            out = p.forward_train(self._train_batch(b))
-            tokens = p.action_targets(b["action"])
-            a_pi = p.expected_action_norm(out.action_logits)
-            loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(b["bc_mask"]),
+            b, learn_bc = self.micro_batch()
+            out = p.forward_train(self.train_batch(b.state))
+            tokens = p.action_targets(b.action)
+            a_pi = expected_action(out.action_logits, p.bin_centres)
+            loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(learn_bc),
                                     p.q(out.feature.detach(), a_pi), lc.beta_bc, lc.eta_q)
             (loss / lc.grad_accum).backward()
             total += float(loss.detach()) / lc.grad_accum
@@ -184,6 +181,8 @@ class Trainer:
     def save(self, path: str | Path) -> Path:
         """Adapters, heads, target heads (via the policy), optimisers, RNG and counters, atomically. The
         buffers persist themselves (`commit`); their committed totals are recorded for the log."""
+        from lastr1.policy.checkpoint import save_policy
+
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         if tmp.exists():
@@ -191,7 +190,7 @@ class Trainer:
 
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        self.policy.save(tmp / "policy")
+        save_policy(self.policy, tmp / "policy")
         torch.save({"actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
         state = {"counters": self.counters.__dict__, "np_rng": self.rng.bit_generator.state,
@@ -212,19 +211,15 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         """Restore a checkpoint made by `save` into this trainer (its policy must have the same config)."""
-        from lastr1.policy import Policy
+        from lastr1.policy.checkpoint import load_policy
 
         path = Path(path)
         if not (path / "learner.json").is_file():
             raise LearnerError(f"no learner checkpoint at {path}", hint="start without --resume")
-        saved = Policy.load(path / "policy", device=str(self.policy.device))
-        with torch.no_grad():
-            own = dict(self.policy.named_parameters())
-            for k, v in saved.trainable_state().items():
-                own[k].copy_(v)
-            self.policy.q_targets.load_state_dict(saved.q_targets.state_dict())
+        saved = load_policy(path / "policy", device=str(self.policy.device))
+        self.policy.swap(saved.trainable_state(), saved.version)
+        self.policy.q_targets.load_state_dict(saved.q_targets.state_dict())
         self.policy.set_stats(saved.stats)
-        self.policy.version = saved.version
         opt = torch.load(path / "optim.pt", weights_only=True)
         self.opt_actor.load_state_dict(opt["actor"])
         self.opt_critic.load_state_dict(opt["critic"])
@@ -233,21 +228,3 @@ class Trainer:
         self.counters = Counters(**state["counters"])
         self.rng.bit_generator.state = state["np_rng"]
 
-
-def _concat(parts: list[dict]) -> dict:
-    if len(parts) == 1:
-        return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _concat_batches(a, b):
-    from lastr1.policy import TrainBatch
-
-    cat = lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)])  # noqa: E731
-    return TrainBatch(
-        slow_images={k: cat(a.slow_images[k], b.slow_images[k]) for k in a.slow_images},
-        instructions=a.instructions + b.instructions,
-        fast_images={k: cat(a.fast_images[k], b.fast_images[k]) for k in a.fast_images},
-        proprio=cat(a.proprio, b.proprio), latents=cat(a.latents, b.latents),
-        latent_len=cat(a.latent_len, b.latent_len),
-    )

@@ -1,15 +1,20 @@
 """The dual-system latent-reasoning VLA: reasoning tower, acting tower, latent CoT, action tokens, Q heads,
 LoRA adapters, warm-up. Knows nothing of robots or sockets (design §2, §4; the API is in policy/model.py).
 
-Heavy imports (torch, transformers) happen when these names are first used, so `import policy` stays cheap.
+policy/build.py makes a fresh policy, policy/checkpoint.py saves, loads and opens one, policy/adapter.py packs
+and verifies the adapters the learner ships. Heavy imports (torch, transformers) happen when these names are
+first used, so `import lastr1.policy` stays cheap.
 """
 
 from __future__ import annotations
 
 _EXPORTS = {
-    "Policy": "lastr1.policy.model", "Prefix": "lastr1.policy.model", "ActOutput": "lastr1.policy.model", "TrainBatch": "lastr1.policy.model",
-    "TrainOut": "lastr1.policy.model", "AdapterBlob": "lastr1.policy.adapter", "ActionTokenizer": "lastr1.policy.action_tokenizer",
-    "Stats": "lastr1.policy.action_tokenizer", "PolicyError": "lastr1.policy.errors", "AdapterError": "lastr1.policy.errors",
+    **dict.fromkeys(("Policy", "Prefix", "ActOutput", "TrainBatch", "TrainOut"), "lastr1.policy.model"),
+    "build_policy": "lastr1.policy.build",
+    **dict.fromkeys(("open_policy", "load_policy", "save_policy"), "lastr1.policy.checkpoint"),
+    "AdapterBlob": "lastr1.policy.adapter",
+    **dict.fromkeys(("ActionTokenizer", "NormStats"), "lastr1.policy.action_tokenizer"),
+    **dict.fromkeys(("PolicyError", "AdapterError"), "lastr1.policy.errors"),
 }
 
 __all__ = list(_EXPORTS)
@@ -20,4 +25,4 @@ def __getattr__(name: str):
         import importlib
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'policy' has no attribute {name!r}")
+    raise AttributeError(f"module 'lastr1.policy' has no attribute {name!r}")

@@ -21,7 +21,7 @@ _MIN_RANGE = 1e-4
 
 
 @dataclass
-class Stats:
+class NormStats:
     """What the checkpoint must carry to read inputs and write actions: action quantiles, proprio moments."""
 
     action_q01: list[float]
@@ -30,11 +30,11 @@ class Stats:
     proprio_std: list[float] = field(default_factory=list)
 
     @classmethod
-    def identity(cls, action_dim: int, proprio_dim: int) -> Stats:
+    def identity(cls, action_dim: int, proprio_dim: int) -> NormStats:
         return cls([-1.0] * action_dim, [1.0] * action_dim, [0.0] * proprio_dim, [1.0] * proprio_dim)
 
     @classmethod
-    def from_arrays(cls, actions: np.ndarray, proprio: np.ndarray, action_range: str = "full") -> Stats:
+    def from_arrays(cls, actions: np.ndarray, proprio: np.ndarray, action_range: str = "full") -> NormStats:
         """`action_range`: "full" bins the robot's whole [-1, 1] action range; "demo_quantiles" bins the
         demonstrations' q01..q99 (OpenVLA's choice, the paper's §2.2), which is finer but clips every action
         outside what the few demonstrations did. In human-in-the-loop RL the corrections are exactly such
@@ -57,12 +57,12 @@ class Stats:
         return json.dumps(self.__dict__, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> Stats:
+    def from_json(cls, text: str) -> NormStats:
         return cls(**json.loads(text))
 
 
 class ActionTokenizer:
-    def __init__(self, stats: Stats, n_bins: int = 256):
+    def __init__(self, stats: NormStats, n_bins: int = 256):
         self.n_bins = n_bins
         self.q01 = np.asarray(stats.action_q01, np.float32)
         self.q99 = np.asarray(stats.action_q99, np.float32)

@@ -60,3 +60,26 @@ def _header_version(data: bytes) -> int:
     if "version" not in meta:
         raise ValueError("no version in the safetensors header")
     return int(meta["version"])
+
+
+def verify(blob: AdapterBlob, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`blob`'s tensors, checked against `own` (a policy's `trainable_state()`): hash and header version
+    (`unpack`), the same names, the same shapes, finite values; each moved to its parameter's device and
+    dtype, so what is left to do with them is a bare copy (`Policy.swap`). AdapterError on any mismatch."""
+    tensors = unpack(blob)
+    if set(tensors) != set(own):
+        extra, missing = sorted(set(tensors) - set(own)), sorted(set(own) - set(tensors))
+        raise AdapterError(f"adapter v{blob.version} does not fit this policy: {len(missing)} missing "
+                           f"(e.g. {missing[:2]}), {len(extra)} unknown (e.g. {extra[:2]})",
+                           hint="actor and learner must use the same policy config (acting, lora_*, sizes)")
+    ready = {}
+    for k, t in tensors.items():
+        p = own[k]
+        if t.shape != p.shape:
+            raise AdapterError(f"adapter v{blob.version}: {k} has shape {tuple(t.shape)}, expected {tuple(p.shape)}")
+        if not torch.isfinite(t).all():
+            raise AdapterError(f"adapter v{blob.version}: {k} holds NaN/inf; not applied")
+        ready[k] = t.to(device=p.device, dtype=p.dtype)
+    if any(t.is_cuda for t in ready.values()):
+        torch.cuda.synchronize()  # the copies above have landed before anyone reads them
+    return ready

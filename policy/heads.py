@@ -52,9 +52,3 @@ class QEnsemble(nn.Module):
         target = copy.deepcopy(self)
         target.requires_grad_(False)
         return target
-
-    @torch.no_grad()
-    def soft_update_from(self, online: QEnsemble, tau: float) -> None:
-        """Polyak averaging: target ← (1 − τ)·target + τ·online."""
-        for t, o in zip(self.parameters(), online.parameters()):
-            t.lerp_(o, tau)

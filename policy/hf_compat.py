@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -245,7 +246,7 @@ def read_preprocessor(folder: str | Path) -> dict:
     if not path.is_file():
         return {}
     d = json.loads(path.read_text())
-    out = {}
+    out: dict[str, Any] = {}
     size = d.get("size") or {}
     if "shortest_edge" in size:
         out["min_pixels"] = int(size["shortest_edge"])

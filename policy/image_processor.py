@@ -67,7 +67,7 @@ class ImageProcessor:
             return frames
         from PIL import Image
 
-        return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+        return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.BICUBIC)) for f in frames])
 
     def __call__(self, frames, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W, 3) uint8 frames (numpy or tensor) → pixel_values (B·gh·gw, 3·T·p·p) float32 and

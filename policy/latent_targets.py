@@ -27,6 +27,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class LatentTargetError(Lastr1Error):
 class Teacher:
     """A DINOv3 ViT and how its images must be prepared."""
 
-    model: object  # transformers DINOv3ViTModel
+    model: Any  # transformers DINOv3ViTModel
     name: str  # "tiny(...)" or the folder: recorded with the targets
     size: tuple[int, int]  # (height, width) the processor resizes to
     mean: tuple[float, float, float]

@@ -19,24 +19,23 @@ log-probability is the sum over its H·D tokens. `reason()` runs every κ contro
 Interface used by the actor and the learner (all shapes batch-first, actions in the robot's [-1, 1] units
 unless called *_norm, which are the q01/q99-normalised units of the action tokens):
 
-    Policy.create(cfg.policy, n_arms, proprio_dim)   (cfg.policy.checkpoint if set, else from_config)
-    Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8) / Policy.load(path) / policy.save(path)
+    open_policy(cfg, n_arms) (policy/checkpoint.py: policy.checkpoint if set, else build_policy)
+    build_policy(cfg.policy, n_arms=1, proprio_dim=8) (policy/build.py) / load_policy(path) / save_policy(p, path)
     policy.reason(slow_images, instruction, explore) -> Prefix
     policy.act(prefix, fast_images, proprio, explore, temperature) -> ActOutput
     policy.forward_train(TrainBatch) -> TrainOut                 (teacher-forced, batched, differentiable)
-    policy.expected_action_norm(action_logits) -> (B, H, D)      (differentiable π(s) for the Q loss)
-    policy.q(feature, action_norm) / policy.q_target(...) -> (n_q, B); policy.soft_update_targets(tau)
+    policy.bin_centres (n_bins,)                                 (π(s) for the Q loss: learner/losses.py)
+    policy.q(feature, action_norm) / policy.q_target(...) -> (n_q, B); policy.q_heads, policy.q_targets
     policy.parameter_groups() -> {"lora", "new", "value", "critic"}; policy.trainable_parameters()
-    policy.export_adapter(version) -> AdapterBlob; policy.load_adapter(blob); policy.version
+    policy.export_adapter(version) -> AdapterBlob; policy.load_adapter(blob); policy.swap(...); policy.version
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,15 +44,15 @@ from torch import nn
 
 from lastr1.policy import adapter as adapter_io
 from lastr1.policy import hf_compat, towers
-from lastr1.policy.action_tokenizer import ActionTokenizer, Stats
-from lastr1.policy.errors import AdapterError, PolicyError
+from lastr1.policy.action_tokenizer import ActionTokenizer, NormStats
+from lastr1.policy.errors import PolicyError
 from lastr1.policy.heads import QEnsemble, ValueHead
 from lastr1.policy.image_processor import ImageProcessor
 from lastr1.policy.positions import mrope_positions
-from lastr1.policy.prompt import PromptBuilder, tiny_tokenizer
+from lastr1.policy.prompt import PromptBuilder
 
-CHECKPOINT_FORMAT = 1
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    from lastr1.configs.policy import PolicyConfig
 
 
 @dataclass
@@ -119,8 +118,10 @@ class ActingExpert(nn.Module):
 
 
 class Policy(nn.Module):
-    def __init__(self, cfg, vlm: nn.Module, tokenizer, image_processor: ImageProcessor, n_arms: int,
-                 proprio_dim: int, stats: Stats | None = None, source: str = "tiny"):
+    """Built by policy/build.py (`build_policy`) or policy/checkpoint.py (`load_policy`, `open_policy`)."""
+
+    def __init__(self, cfg: PolicyConfig, vlm: nn.Module, tokenizer, image_processor: ImageProcessor, n_arms: int,
+                 proprio_dim: int, stats: NormStats | None = None, source: str = "tiny"):
         super().__init__()
         if cfg.latent_max % cfg.latent_group:
             raise PolicyError(f"policy.latent_max ({cfg.latent_max}) must be a multiple of latent_group")
@@ -142,8 +143,9 @@ class Policy(nn.Module):
         self.d = d
 
         if cfg.acting == "expert":
-            self.expert = self._build_expert(lm)
-            d_act = self.expert.norm.weight.shape[0]
+            expert = self._build_expert(lm)
+            self.expert: ActingExpert | None = expert
+            d_act = expert.norm.weight.shape[0]
         else:
             self.expert = None
             d_act = d
@@ -169,49 +171,13 @@ class Policy(nn.Module):
         self.q_heads = QEnsemble(d_act, self.H * self.D, cfg.q_hidden, cfg.q_ensemble).to(**f32)
         self.q_targets = self.q_heads.frozen_copy()
         self._inject_lora()
-        self.set_stats(stats or Stats.identity(self.D, proprio_dim))
+        self.set_stats(stats or NormStats.identity(self.D, proprio_dim))
         self.version = 0
         self._lock = threading.RLock()
-        self._refresh_derived()
+        self.refresh_derived()
         self.eval()
 
     # --- construction -------------------------------------------------------------------------------------
-
-    @classmethod
-    def from_config(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> Policy:
-        """Build from `cfg.policy`: `model: tiny` → a random Qwen3-VL of `cfg.tiny` sizes (seeded);
-        otherwise a local folder with a pretrained Qwen3-VL (its tokenizer and image settings too)."""
-        proprio_dim = 8 * n_arms if proprio_dim is None else proprio_dim
-        dtype = _DTYPES[cfg.dtype]
-        if cfg.model == "tiny":
-            tok = tiny_tokenizer()
-            from lastr1.policy.prompt import token_ids
-
-            config = hf_compat.tiny_config(cfg.tiny, tok.get_vocab_size(), token_ids(tok), cfg.attn_implementation)
-            vlm = hf_compat.build_random(config, dtype, cfg.device, cfg.seed)
-            proc = ImageProcessor(patch_size=cfg.tiny.patch_size, min_pixels=cfg.min_pixels,
-                                  max_pixels=cfg.max_pixels)
-        else:
-            folder = Path(cfg.model).expanduser()
-            vlm = hf_compat.load_pretrained(folder, dtype, cfg.device, cfg.attn_implementation)
-            tok = hf_compat.load_tokenizer(folder)
-            proc = ImageProcessor(**{"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels,
-                                     **hf_compat.read_preprocessor(folder)})
-        torch.manual_seed(cfg.seed + 1)  # the new heads: reproducible too
-        return cls(cfg, vlm, tok, proc, n_arms, proprio_dim, source=cfg.model)
-
-    @classmethod
-    def create(cls, cfg, n_arms: int = 1, proprio_dim: int | None = None) -> Policy:
-        """What the actor and learner start from: `cfg.checkpoint` if set (e.g. the warm-up's), else a fresh
-        policy from the config."""
-        if cfg.checkpoint:
-            policy = cls.load(cfg.checkpoint, device=cfg.device)
-            want = 8 * n_arms if proprio_dim is None else proprio_dim
-            if (policy.n_arms, policy.proprio_dim) != (n_arms, want):
-                raise PolicyError(f"{cfg.checkpoint} is a {policy.n_arms}-arm policy with {policy.proprio_dim}-d "
-                                  f"proprio; this run has {n_arms} arm(s), {want}-d proprio")
-            return policy
-        return cls.from_config(cfg, n_arms, proprio_dim)
 
     def _build_expert(self, lm: nn.Module) -> ActingExpert:
         e = self.cfg.expert
@@ -246,11 +212,12 @@ class Policy(nn.Module):
 
     _NEW = ("latent_start", "latent_end", "exit_head", "action_head", "wrist_proj", "proprio_proj")
 
-    def _refresh_derived(self) -> None:
-        # Latents enter the tower at the token-embedding scale (see `_latent_in`).
+    def refresh_derived(self) -> None:
+        """Recompute what is derived from the base weights (call after overwriting them): latents enter the
+        tower at the token-embedding scale (see `_latent_in`)."""
         self.latent_rms = _rms(hf_compat.embed_tokens(self.vlm).weight)
 
-    def set_stats(self, stats: Stats) -> None:
+    def set_stats(self, stats: NormStats) -> None:
         if len(stats.action_q01) != self.D or len(stats.proprio_mean) != self.proprio_dim:
             raise PolicyError(f"stats are for {len(stats.action_q01)} action / {len(stats.proprio_mean)} "
                               f"proprio dims; this policy has {self.D} / {self.proprio_dim}")
@@ -258,7 +225,7 @@ class Policy(nn.Module):
         self.action_tokenizer = ActionTokenizer(stats, self.cfg.n_bins)
         self._proprio_mean = torch.tensor(stats.proprio_mean, dtype=torch.float32, device=self.device)
         self._proprio_std = torch.tensor(stats.proprio_std, dtype=torch.float32, device=self.device)
-        self._centres = torch.tensor(self.action_tokenizer.centres, device=self.device)
+        self.bin_centres = torch.tensor(self.action_tokenizer.centres, device=self.device)  # normalised units
 
     # --- inputs -------------------------------------------------------------------------------------------
 
@@ -561,20 +528,12 @@ class Policy(nn.Module):
         logp = F.log_softmax(action_logits / temperature, -1)
         return logp.gather(-1, tokens[..., None])[..., 0].sum(-1)
 
-    def expected_action_norm(self, action_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Differentiable π(s): the expectation of the bin centres under softmax(logits) → (B, H, D)."""
-        probs = F.softmax(action_logits / temperature, -1)
-        return (probs @ self._centres).view(-1, self.H, self.D)
-
     def q(self, feature: torch.Tensor, action_norm: torch.Tensor) -> torch.Tensor:
         return self.q_heads(feature, action_norm)
 
     @torch.no_grad()
     def q_target(self, feature: torch.Tensor, action_norm: torch.Tensor) -> torch.Tensor:
         return self.q_targets(feature, action_norm)
-
-    def soft_update_targets(self, tau: float) -> None:
-        self.q_targets.soft_update_from(self.q_heads, tau)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by role: "lora" (both towers' adapters), "new" (latent/exit/action/fast-input
@@ -605,87 +564,20 @@ class Policy(nn.Module):
             return adapter_io.pack(self.trainable_state(), self.version)
 
     def load_adapter(self, blob: adapter_io.AdapterBlob) -> None:
-        """Swap in an exported adapter in place. Checked first (hash, names, shapes, finite); a bad blob
-        raises AdapterError and leaves the policy untouched. Thread-safe against reason()/act(): the actor
-        applies it between chunks; prefixes made earlier keep their `version`."""
-        tensors = adapter_io.unpack(blob)
+        """Swap in an exported adapter in place. Checked first (`adapter.verify`); a bad blob raises
+        AdapterError and leaves the policy untouched."""
+        self.swap(adapter_io.verify(blob, self.trainable_state()), blob.version)
+
+    def swap(self, tensors: dict[str, torch.Tensor], version: int) -> None:
+        """Copy tensors that `adapter.verify` passed into the live parameters and take their `version`. Under
+        the lock, so a reason()/act() in flight finishes on the old weights; prefixes made earlier keep their
+        `version`. Only the copies happen here: the hot reloader verifies off the control loop."""
         own = self.trainable_state()
-        if set(tensors) != set(own):
-            extra, missing = sorted(set(tensors) - set(own)), sorted(set(own) - set(tensors))
-            raise AdapterError(f"adapter v{blob.version} does not fit this policy: {len(missing)} missing "
-                               f"(e.g. {missing[:2]}), {len(extra)} unknown (e.g. {extra[:2]})",
-                               hint="actor and learner must use the same policy config (acting, lora_*, sizes)")
-        for k, t in tensors.items():
-            if t.shape != own[k].shape:
-                raise AdapterError(f"adapter v{blob.version}: {k} has shape {tuple(t.shape)}, "
-                                   f"expected {tuple(own[k].shape)}")
-            if not torch.isfinite(t).all():
-                raise AdapterError(f"adapter v{blob.version}: {k} holds NaN/inf; not applied")
         with self._lock, torch.no_grad():
             for k, t in tensors.items():
                 own[k].copy_(t)
-            self.version = blob.version
+            self.version = int(version)
 
-    # --- checkpoints --------------------------------------------------------------------------------------
-
-    def save(self, path: str | Path) -> Path:
-        """A folder the actor and learner load with `Policy.load`: config, stats, tokenizer, the trainable
-        weights and Q targets; for the tiny random tower also its base weights (bit-identical rebuild)."""
-        from safetensors.torch import save_file
-
-        from lastr1 import configs
-
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        meta = dict(format=CHECKPOINT_FORMAT, policy=configs.to_dict(self.cfg), n_arms=self.n_arms,
-                    proprio_dim=self.proprio_dim, version=self.version, source=self.source)
-        (tmp / "policy.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "stats.json").write_text(self.stats.to_json())
-        state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state().items()}
-        state.update({f"q_targets.{k}": v.contiguous().cpu() for k, v in self.q_targets.state_dict().items()})
-        save_file(state, str(tmp / "trainable.safetensors"))
-        if self.source == "tiny":
-            self.tokenizer.save(str(tmp / "tokenizer.json"))
-            base = {k: v.detach().contiguous().cpu() for k, v in self.named_parameters() if not v.requires_grad
-                    and not k.startswith("q_targets.")}
-            save_file(base, str(tmp / "base.safetensors"))
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        tmp.rename(path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> Policy:
-        from safetensors.torch import load_file
-
-        from lastr1 import configs
-        from lastr1.configs.policy import PolicyConfig
-
-        path = Path(path)
-        if not (path / "policy.json").is_file():
-            raise PolicyError(f"no policy checkpoint at {path}", hint="run `lastr1 warmup` to create one")
-        meta = json.loads((path / "policy.json").read_text())
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise PolicyError(f"{path}: checkpoint format {meta.get('format')}, expected {CHECKPOINT_FORMAT}")
-        cfg = configs.build(PolicyConfig, meta["policy"], "policy")
-        if device is not None:
-            cfg.device = device
-        policy = cls.from_config(cfg, meta["n_arms"], meta["proprio_dim"])
-        if policy.source == "tiny":
-            base = load_file(str(path / "base.safetensors"), device=str(policy.device))
-            _copy_into(policy, base, lambda n, p: not p.requires_grad and not n.startswith("q_targets."), path)
-            policy._refresh_derived()
-        state = load_file(str(path / "trainable.safetensors"), device=str(policy.device))
-        _copy_into(policy, {k: v for k, v in state.items() if not k.startswith("q_targets.")},
-                   lambda n, p: p.requires_grad, path)
-        policy.q_targets.load_state_dict({k[len("q_targets."):]: v for k, v in state.items()
-                                          if k.startswith("q_targets.")})
-        policy.set_stats(Stats.from_json((path / "stats.json").read_text()))
-        policy.version = int(meta.get("version", 0))
-        return policy
 
 
 def _rms(w: torch.Tensor) -> float:
@@ -704,20 +596,3 @@ def choose_exit(e: torch.Tensor, explore: bool, threshold: float, temperature: f
         return g, float(logp[g])
     g = len(e) - 1 if torch.sigmoid(e[-1]) >= threshold else int(e.argmax())
     return g, float(F.logsigmoid(e[g]))
-
-
-def _copy_into(policy: nn.Module, tensors: dict, select, path: Path) -> None:
-    own = {n: p for n, p in policy.named_parameters() if select(n, p)}
-    if set(own) != set(tensors):
-        missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-        raise PolicyError(f"{path} does not match this policy build: missing {missing[:3]}, unknown {extra[:3]}",
-                          hint="the checkpoint was written with a different policy config or lastr1 version")
-    wrong = [n for n, t in tensors.items() if t.shape != own[n].shape]
-    if wrong:
-        raise PolicyError(f"{path} does not match this policy build: {wrong[0]} is {tuple(tensors[wrong[0]].shape)}"
-                          f", expected {tuple(own[wrong[0]].shape)}",
-                          hint="the checkpoint was written with a different policy config (sizes, lora_rank, acting)")
-    with torch.no_grad():
-        for n, t in tensors.items():
-            own[n].copy_(t)
-

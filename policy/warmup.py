@@ -111,8 +111,9 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    from lastr1.policy.action_tokenizer import Stats
-    from lastr1.policy.model import Policy
+    from lastr1.policy.action_tokenizer import NormStats
+    from lastr1.policy.build import build_policy
+    from lastr1.policy.checkpoint import save_policy
     from lastr1.transport.demo_store import load_dataset
 
     wc = cfg.policy.warmup
@@ -125,9 +126,9 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     n_arms = cfg.task.n_arms
     proprio_dim = int(episodes[0].proprio.shape[1])
     torch.manual_seed(wc.seed)
-    policy = Policy.from_config(cfg.policy, n_arms=n_arms, proprio_dim=proprio_dim)
+    policy = build_policy(cfg.policy, n_arms=n_arms, proprio_dim=proprio_dim)
     _check(episodes, policy, use_latents)
-    policy.set_stats(Stats.from_arrays(np.concatenate([e.action for e in episodes]),
+    policy.set_stats(NormStats.from_arrays(np.concatenate([e.action for e in episodes]),
                                        np.concatenate([e.proprio for e in episodes]), cfg.policy.action_range))
     if wc.latent_len and (wc.latent_len % policy.G or not policy.G <= wc.latent_len <= policy.L_max):
         raise PolicyError(f"policy.warmup.latent_len {wc.latent_len} is not a candidate length (or 0 to sample)")
@@ -173,7 +174,7 @@ def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None
     accuracy = evaluate(policy, data, wc.batch_size)
     writer.add_scalar("warmup/final_token_accuracy", accuracy, wc.steps)
     writer.close()
-    policy.save(out)
+    save_policy(policy, out)
     res = WarmupResult(out, accuracy, terms_sum.get("total", float("nan")), len(data), time.time() - t0)
     (out / "warmup.json").write_text(json.dumps(dict(
         dataset=str(dataset), episodes=len(episodes), samples=len(data), steps=wc.steps,

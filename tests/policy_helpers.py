@@ -18,9 +18,9 @@ def tiny_cfg(**over):
 
 
 def tiny_policy(**over):
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
 
-    return Policy.from_config(tiny_cfg(**over), n_arms=1, proprio_dim=8)
+    return build_policy(tiny_cfg(**over), n_arms=1, proprio_dim=8)
 
 
 def frames(seed: int, size: int = 128) -> dict:

@@ -15,6 +15,7 @@ from lastr1.actor.agent import Agent
 from lastr1.actor.chunks import ChunkAssembler
 from lastr1.actor.reload import HotReloader
 from lastr1.actor.timing import RateKeeper
+from lastr1.policy.adapter import pack
 from lastr1.policy.errors import AdapterError
 
 
@@ -143,6 +144,14 @@ def test_hot_reload_rejects_bad_blob_and_keeps_weights(policy):
         assert torch.equal(v, state[k])
     with pytest.raises(AdapterError):
         rl.stage(dataclasses.replace(good, version=good.version + 1))  # header says another version
+    # the reloader's checks are `Policy.load_adapter`'s own (policy.adapter.verify): names, shapes, finite values
+    with pytest.raises(AdapterError, match="shape"):
+        rl.stage(tiny_policy(lora_rank=4).export_adapter(policy.version + 6))
+    nan = {k: v.detach().clone() for k, v in policy.trainable_state().items()}
+    next(iter(nan.values())).fill_(float("nan"))
+    with pytest.raises(AdapterError, match="NaN"):
+        rl.stage(pack(nan, policy.version + 7))
+    assert policy.version == good.version
 
 
 def test_rate_keeper_keeps_absolute_schedule():
@@ -160,17 +169,21 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
     import io
     import logging
 
-    from lastr1.actor.status import StatusLine, format_status
+    from lastr1.actor.status import ActorStatus, StatusLine, format_status
 
-    s = dict(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4, successes=3,
-             state="running")
+    s = ActorStatus(episode=3, step=17, hz=9.87, policy_ms=12.3, version=5, intervention_rate=0.25, episodes=4,
+                    successes=3, state="running", period_p99_ms=80.0)
     line = format_status(s)
     for part in ("ep 3", "step 17", "9.9 Hz", "policy 12 ms", "v5", "interv 25%", "success 3/4 (75%)"):
         assert part in line
+    # what the actor reports to the learner beside the named figures (the learner's TensorBoard tags)
+    assert s.stats_values() == {"period_p99_ms": 80.0, "policy_version": 5, "episodes": 4,
+                                "success_rate": 0.75, "steps": 0}
+    assert "–" in format_status(ActorStatus())  # nothing measured yet: dashes, not "nan"
     buf = io.StringIO()
     tty = StatusLine(every_s=0.0, stream=buf, tty=True)
     tty(s)
-    tty({**s, "step": 18, "state": "paused"})
+    tty(dataclasses.replace(s, step=18, state="paused"))
     tty.close()
     out = buf.getvalue()
     assert out.count("\r") == 2 and out.endswith("\n") and "[paused]" in out

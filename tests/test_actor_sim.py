@@ -33,14 +33,14 @@ def world(tmp_path_factory):
     import os
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.robot.factory import make_env
 
     tmp = tmp_path_factory.mktemp("actor_sim")
     cfg = _cfg(tmp)
     cfg.policy = tiny_cfg()
     env = make_env(cfg)
-    policy = Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+    policy = build_policy(cfg.policy, n_arms=1, proprio_dim=8)
     yield cfg, env, policy
     env.close()
 
@@ -86,7 +86,7 @@ def _spy_teleop(env):
 
 def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     from lastr1.actor.process import make_link, run_actor
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.transport.messages import Weights
 
     cfg, env, policy = world
@@ -95,7 +95,7 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     learner = Learner(cfg)
     cfg.transport.port = learner.port
     link = make_link(cfg)
-    src = Policy.from_config(tiny_cfg(), n_arms=1, proprio_dim=8)
+    src = build_policy(tiny_cfg(), n_arms=1, proprio_dim=8)
     published = []
 
     def publisher():  # the learner publishes two new adapters while the actor runs
@@ -332,7 +332,7 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
         wait(lambda: env.safety.paused, timeout=0.5)
         n = rt.total_steps
         time.sleep(0.5)
-        assert rt.total_steps <= n + 1 and rt.status()["state"] == "paused"
+        assert rt.total_steps <= n + 1 and rt.status().state == "paused"
         type_(" ")  # resume
         wait(lambda: rt.total_steps >= n + 3)
         assert not env.safety.paused
@@ -347,7 +347,7 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
         wait(lambda: len(ends) == 2)
         assert ends[1].outcome == "estop" and recs[-1].truncated and recs[-1].next_obs is not None
         time.sleep(0.5)
-        assert len(ends) == 2 and env.safety.estopped and "reset key" in rt.status()["state"]
+        assert len(ends) == 2 and env.safety.estopped and "reset key" in rt.status().state
         type_("r")  # the person says it is safe: the e-stop clears and the next episode starts
         wait(lambda: len(recs) > sum(e.steps for e in ends) + 2)
         assert not env.safety.estopped

@@ -52,6 +52,25 @@ def test_each_actor_gets_its_own_sim_hosts_and_identity(monkeypatch):
         Fleet(cfg, 2)
 
 
+def test_report_adds_up_an_actors_incarnations_and_formats_a_table():
+    from lastr1.actor.status import ActorStatus
+    from lastr1.fleet.report import ActorRow, ActorRunStatus, ActorTotals, FleetReport, LearnerStatus, format_report
+
+    # a dead incarnation counts from its last status (about one transition per step), a finished one from its result
+    died = ActorRunStatus(state="running", loop=ActorStatus(episodes=2, successes=1, total_steps=30))
+    assert died.totals() == ActorTotals(episodes=2, successes=1, steps=30, sent=30)
+    assert ActorTotals(3, 2, 40, 38) + died.totals() == ActorTotals(5, 3, 70, 68)
+    rep = FleetReport({"actor0": ActorRow("done", True, 5, 3, 70, 68, 60, 1, "")},
+                      LearnerStatus(state="done", received=60, updates=7, episodes=5, successes=3, version=4,
+                                    per_actor={"actor0": 60}), minutes=1.5)
+    table = format_report(rep)
+    assert "actor0     alive" in table and "learner: 60 transitions from 1 actor(s), 5 episodes (3 ok), 7 updates, " \
+        "adapter v4" in table
+    d = rep.to_dict()
+    assert d["actors"]["actor0"]["received_by_learner"] == 60 and d["learner"]["updates"] == 7
+    assert "per_actor" not in d["learner"] and d["minutes"] == 1.5
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
@@ -75,7 +94,7 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
     try:
         fleet.start()
         lrn = lambda: fleet.learner_last  # noqa: E731
-        per = lambda: lrn().get("per_actor") or {}  # noqa: E731
+        per = lambda: lrn().per_actor  # noqa: E731
         # Both identities land at the learner: the ids come from the CurveZMQ keys the fleet made.
         _until(fleet, lambda: min(per().get("actor0", 0), per().get("actor1", 0)) >= 5, 180, "both actors")
         keys = Path(fleet.cfg.transport.keys_dir)
@@ -95,8 +114,8 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
         assert _running(a0.pid) and a0.live and fleet.learner_ref is not None
 
         # The other actor keeps sending and the learner keeps ingesting and updating.
-        got0, updates = per()["actor0"], lrn()["updates"]
-        _until(fleet, lambda: per()["actor0"] >= got0 + 10 and lrn()["updates"] > updates, 90,
+        got0, updates = per()["actor0"], lrn().updates
+        _until(fleet, lambda: per()["actor0"] >= got0 + 10 and lrn().updates > updates, 90,
                "actor0 to keep sending and the learner to keep updating")
 
         # The restarted actor1 (same identity, a new process, its own sim host again) sends again.
@@ -105,14 +124,17 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
         sim_pids |= set(a1.sim_pids)
     finally:
         rep = fleet.stop(timeout_s=60)
-    actors, learner = rep["actors"], rep["learner"]
-    assert actors["actor0"]["state"] == "done" and actors["actor1"]["state"] == "done", rep
+    actors, learner = rep.actors, rep.learner
+    assert actors["actor0"].state == "done" and actors["actor1"].state == "done", rep
     # actor1 came back once; actor0 was never touched (on a starved machine its arm may still fail on its own —
     # e.g. a home motion that times out — and then the fleet restarts it too, with the error named)
-    assert actors["actor1"]["restarts"] == 1, rep
-    assert actors["actor0"]["restarts"] == 0 or actors["actor0"]["error"], rep
-    assert learner["error"] == "" and learner["updates"] > updates
-    assert learner["received"] == actors["actor0"]["received_by_learner"] + actors["actor1"]["received_by_learner"]
+    assert actors["actor1"].restarts == 1, rep
+    assert actors["actor0"].restarts == 0 or actors["actor0"].error, rep
+    assert learner.error == "" and learner.updates > updates
+    assert learner.received == actors["actor0"].received_by_learner + actors["actor1"].received_by_learner
+    # what lands in fleet_report.json: the same keys as before the records were typed
+    assert set(rep.to_dict()["learner"]) == {"received", "updates", "episodes", "successes", "interventions",
+                                             "version", "state", "error"}
     # The learner saved its checkpoint on the clean stop.
     assert (run / "learner" / "checkpoint").is_dir()
     # Nothing left behind: every sim host and every worker process is gone.

@@ -71,8 +71,8 @@ def test_two_actors_both_land_and_learning_waits_for_threshold(cfg):
         assert ingest_until(learner, 6) == 6
         assert learner.per_actor == {"actor0": 3, "actor1": 3}
         b = learner.rollout.gather(learner.rollout.sampleable())
-        assert len(b["reward"]) == 6 and b["intervention"].sum() == 2
-        assert b["latent_len"].tolist() == [4] * 6
+        assert len(b) == 6 and b.intervention.sum() == 2
+        assert b.state.latent_len.tolist() == [4] * 6
         assert learner.trainer.counters.episodes == 2 and learner.trainer.counters.successes == 2
         assert all(link.wait_acked(5.0) for link in links)
         # actors' stats reach the learner's TensorBoard under their sender's name
@@ -122,7 +122,7 @@ def test_restart_mid_stream_loses_nothing_and_counts_nothing_twice(cfg):
         again.ingest(0.2)
         assert again.rollout.committed == 10
         b = again.rollout.gather(again.rollout.sampleable())
-        assert len(b["reward"]) == 10  # one unbroken episode: every step linked to the next, the last terminal
+        assert len(b) == 10  # one unbroken episode: every step linked to the next, the last terminal
         assert link.wait_acked(5.0)
         again.close()
     finally:
@@ -152,10 +152,10 @@ def test_refuses_to_overwrite_state_without_resume_and_publishes_versions(cfg):
             time.sleep(0.05)
         w = link.latest_weights()
         assert w is not None and w.version == 2  # v1 at start, v2 after the first update
-        from lastr1.policy import Policy
+        from lastr1.policy import build_policy
         from lastr1.policy.adapter import AdapterBlob
 
-        fresh = Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+        fresh = build_policy(cfg.policy, n_arms=1, proprio_dim=8)
         fresh.load_adapter(AdapterBlob(data=w.adapter, version=w.version, sha256=w.sha256))
         for (n, a), b in zip(fresh.trainable_state().items(), learner.policy.trainable_state().values()):
             assert torch.equal(a, b), n

@@ -52,9 +52,9 @@ def test_bc_only_on_masked_rows_and_actor_loss_combines():
     logits = torch.zeros(2, 3, 4, requires_grad=True)
     tokens = torch.tensor([[0, 1, 2], [3, 3, 3]])
     mask = torch.tensor([True, False])
-    l = bc_loss(logits, tokens, mask)
-    torch.testing.assert_close(l, torch.log(torch.tensor(4.0)))
-    l.backward()
+    bc = bc_loss(logits, tokens, mask)
+    torch.testing.assert_close(bc, torch.log(torch.tensor(4.0)))
+    bc.backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
     q_pi = torch.tensor([[1.0, 3.0], [2.0, 1.0]])
     loss, info = actor_loss(torch.zeros(2, 3, 4), tokens, mask, q_pi, beta=2.0, eta=0.5)

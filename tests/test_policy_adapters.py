@@ -88,15 +88,16 @@ def test_bad_adapters_are_rejected_and_leave_the_policy_unchanged():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    from lastr1.policy import Policy, Stats
+    from lastr1.learner.losses import soft_update
+    from lastr1.policy import NormStats, load_policy, save_policy
 
     p = tiny_policy(acting="expert")
     perturb_trainables(p, seed=9)
-    p.set_stats(Stats([-0.5] * 7, [0.5] * 7, [0.1] * 8, [2.0] * 8))
-    p.soft_update_targets(0.5)
+    p.set_stats(NormStats([-0.5] * 7, [0.5] * 7, [0.1] * 8, [2.0] * 8))
+    soft_update(p.q_targets, p.q_heads, 0.5)
     p.version = 3
-    path = p.save(tmp_path / "ckpt")
-    q = Policy.load(path)
+    path = save_policy(p, tmp_path / "ckpt")
+    q = load_policy(path)
     assert q.version == 3 and q.stats == p.stats
     o = frames(6)
     a = p.act(p.reason({"front": o["front"]}, INSTRUCTION), {"wrist": o["wrist"]}, o["proprio"])
@@ -104,28 +105,49 @@ def test_checkpoint_round_trip(tmp_path):
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.action, b.action)
     feat, act = torch.randn(2, p.d_act), torch.zeros(2, p.H, p.D)
     assert torch.equal(p.q_target(feat, act), q.q_target(feat, act))
-    # what actor and learner call: the configured checkpoint if there is one
+    # a checkpoint of another build is refused with a reason, not half-loaded
+    import json
+
     from lastr1.policy import PolicyError
 
-    cfg = dataclasses.replace(p.cfg, checkpoint=str(path))
-    assert Policy.create(cfg, n_arms=1).version == 3
-    with pytest.raises(PolicyError, match="1-arm"):
-        Policy.create(cfg, n_arms=2)
-    # a checkpoint of another build is refused with a reason, not half-loaded
-
-    import json
     meta = json.loads((path / "policy.json").read_text())
     meta["policy"]["lora_rank"] = 4
     (path / "policy.json").write_text(json.dumps(meta))
     with pytest.raises(PolicyError, match="does not match"):
-        Policy.load(path)
+        load_policy(path)
+
+
+def test_open_policy_loads_the_checkpoint_or_builds_one_for_the_tasks_arms(tmp_path, caplog):
+    """What actor, learner and evaluation start from (policy/checkpoint.py `open_policy`)."""
+    from lastr1 import configs
+    from lastr1.policy import PolicyError, open_policy, save_policy
+
+    p = tiny_policy()
+    perturb_trainables(p, seed=2)
+    p.version = 5
+    save_policy(p, tmp_path / "run" / "ckpt")
+    cfg = configs.load("sim_insert_hex", ["--run_dir", str(tmp_path / "run")])
+    cfg.policy = dataclasses.replace(p.cfg, checkpoint="ckpt")  # relative: found inside run_dir
+    q = open_policy(cfg)
+    assert q.version == 5 and q.n_arms == 1
+    assert all(torch.equal(v, p.trainable_state()[k]) for k, v in q.trainable_state().items())
+    with pytest.raises(PolicyError, match=r"1 arm\(s\).*task sim_insert_hex has 2") as e:
+        open_policy(cfg, n_arms=2)
+    assert "warmup" in str(e.value)
+    cfg.policy.checkpoint = ""
+    with caplog.at_level("WARNING"):
+        fresh = open_policy(cfg, n_arms=2)
+    assert (fresh.n_arms, fresh.D, fresh.proprio_dim, fresh.version) == (2, 14, 16, 0)
+    assert "FRESH" in caplog.text
 
 
 def test_learner_helpers():
-    from lastr1.policy import Stats
+    """The policy's side of the learner's losses: action targets, normalised actions, bin centres, Q heads."""
+    from lastr1.learner.losses import expected_action, soft_update
+    from lastr1.policy import NormStats
 
     p = tiny_policy()
-    p.set_stats(Stats([-0.5] * 7, [0.5] * 7, [0.0] * 8, [1.0] * 8))
+    p.set_stats(NormStats([-0.5] * 7, [0.5] * 7, [0.0] * 8, [1.0] * 8))
     actions = np.random.default_rng(0).uniform(-0.5, 0.5, (2, p.H, p.D)).astype(np.float32)
     tokens = p.action_targets(actions)
     assert tokens.shape == (2, p.H * p.D) and tokens.dtype == torch.long
@@ -133,7 +155,7 @@ def test_learner_helpers():
     logits.scatter_(-1, tokens[..., None], 1e4)
     logits.requires_grad_(True)
     # π(s) = E[bin centre] is the normalised action, differentiable
-    pi = p.expected_action_norm(logits)
+    pi = expected_action(logits, p.bin_centres).view(2, p.H, p.D)
     norm = p.normalize_action(actions)
     assert (pi - norm).abs().max() <= 1 / p.cfg.n_bins + 1e-6
     pi.sum().backward()
@@ -146,7 +168,7 @@ def test_learner_helpers():
     with torch.no_grad():
         for w in p.q_heads.parameters():
             w.add_(1.0)
-    p.soft_update_targets(0.25)
+    soft_update(p.q_targets, p.q_heads, 0.25)
     for t, before, w in zip(p.q_targets.parameters(), t0, p.q_heads.parameters()):
         torch.testing.assert_close(t, 0.75 * before + 0.25 * w)
         assert not t.requires_grad

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lastr1.policy.action_tokenizer import ActionTokenizer, Stats
+from lastr1.policy.action_tokenizer import ActionTokenizer, NormStats
 from lastr1.policy.image_processor import ImageProcessor
 
 
@@ -19,7 +19,7 @@ from lastr1.policy.image_processor import ImageProcessor
 )
 def test_action_tokens_round_trip_within_half_a_bin(lo, span, frac, n_bins):
     hi = min(lo + span, 1.0)
-    tok = ActionTokenizer(Stats([lo], [hi]), n_bins)
+    tok = ActionTokenizer(NormStats([lo], [hi]), n_bins)
     a = (lo + np.asarray(frac, np.float32) * (hi - lo))[:, None].astype(np.float32)
     t = tok.encode(a)
     assert t.min() >= 0 and t.max() < n_bins
@@ -30,7 +30,7 @@ def test_action_tokens_round_trip_within_half_a_bin(lo, span, frac, n_bins):
 
 
 def test_action_tokens_clip_and_constant_dims():
-    tok = ActionTokenizer(Stats([-0.5, 1.0], [0.5, 1.0]))  # the second dim never moved in the demos
+    tok = ActionTokenizer(NormStats([-0.5, 1.0], [0.5, 1.0]))  # the second dim never moved in the demos
     t = tok.encode(np.array([[2.0, 1.0], [-2.0, 1.0]], np.float32))
     assert t[0, 0] == 255 and t[1, 0] == 0  # out of [q01, q99] → the end bins
     assert np.abs(tok.decode(t)[:, 1] - 1.0).max() <= 1 / 256 + 1e-6  # passes through, no 1/0 blow-up
@@ -41,9 +41,9 @@ def test_action_tokens_clip_and_constant_dims():
 def test_stats_from_demonstrations():
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (1000, 3))
-    s = Stats.from_arrays(actions, rng.normal(size=(1000, 8)), "demo_quantiles")
+    s = NormStats.from_arrays(actions, rng.normal(size=(1000, 8)), "demo_quantiles")
     assert np.allclose(s.action_q01, np.quantile(actions, 0.01, axis=0))
-    assert Stats.from_json(s.to_json()) == s
+    assert NormStats.from_json(s.to_json()) == s
 
 
 def test_full_range_bins_keep_corrections_the_demonstrations_never_made():
@@ -55,16 +55,19 @@ def test_full_range_bins_keep_corrections_the_demonstrations_never_made():
     demos = np.stack([rng.uniform(-0.2, 0.8, 500), rng.uniform(-1.0, -0.3, 500)], 1)
     lift = np.array([[0.0, 1.0]], np.float32)
     proprio = rng.normal(size=(500, 8))
-    narrow = ActionTokenizer(Stats.from_arrays(demos, proprio, "demo_quantiles"))
-    full = ActionTokenizer(Stats.from_arrays(demos, proprio))
-    decode = lambda tok, x: tok.denormalize(tok.centres[np.abs(tok.normalize(x)[..., None] - tok.centres).argmin(-1)])
+    narrow = ActionTokenizer(NormStats.from_arrays(demos, proprio, "demo_quantiles"))
+    full = ActionTokenizer(NormStats.from_arrays(demos, proprio))
+
+    def decode(tok, x):
+        return tok.denormalize(tok.centres[np.abs(tok.normalize(x)[..., None] - tok.centres).argmin(-1)])
+
     assert decode(narrow, lift)[0, 1] < -0.2  # the lift came back as a descent
     assert decode(full, lift)[0, 1] > 0.99
     assert np.abs(decode(full, demos.astype(np.float32)) - demos).max() <= 1.0 / 256 + 1e-6
     with pytest.raises(Exception, match="action_range"):
-        Stats.from_arrays(demos, proprio, "percentiles")
+        NormStats.from_arrays(demos, proprio, "percentiles")
     with pytest.raises(Exception, match="NaN"):
-        Stats.from_arrays(np.full((3, 2), np.nan), np.zeros((3, 8)))
+        NormStats.from_arrays(np.full((3, 2), np.nan), np.zeros((3, 8)))
 
 
 @pytest.mark.parametrize("shape, min_pixels", [((128, 128), 1024), ((100, 130), 1024), ((128, 128), 65536),

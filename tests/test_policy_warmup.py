@@ -24,7 +24,7 @@ def _demos(root, n_episodes=2, steps=3, latents=True, seed=0):
 
 
 def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_path):
-    from lastr1.policy import Policy
+    from lastr1.policy import load_policy
     from lastr1.policy.warmup import warmup
 
     _demos(tmp_path / "demos")
@@ -33,12 +33,11 @@ def test_warmup_fits_the_demonstrations_and_writes_a_loadable_checkpoint(tmp_pat
     res = warmup(cfg, progress=False)
     assert res.token_accuracy >= 0.95, res
     assert (tmp_path / "checkpoints" / "warmup.tb").is_dir()  # TensorBoard curves beside the checkpoint
-    p = Policy.load(res.checkpoint)
+    p = load_policy(res.checkpoint)
     # the statistics travel with the checkpoint (the bins span the robot's whole action range by default)
     from lastr1.transport.demo_store import load_dataset
 
     eps = load_dataset(tmp_path / "demos")
-    acts = np.concatenate([e.action for e in eps])
     assert p.stats.action_q01 == [-1.0] * 7 and p.stats.action_q99 == [1.0] * 7
     assert np.allclose(p.stats.proprio_mean, np.concatenate([e.proprio for e in eps]).mean(0), atol=1e-5)
     ep = eps[0]

@@ -9,6 +9,8 @@ def row(v, terminated=False, truncated=False, intervention=False):
         "img/front": np.full((4, 4, 3), v % 256, np.uint8),
         "proprio": np.full(8, v, np.float32),
         "action": np.full((2, 7), v, np.float32),
+        "latents": np.full((4, 3), v, np.float16),
+        "latent_len": np.int64(v),
         "reward": np.float32(v),
         "terminated": np.bool_(terminated),
         "truncated": np.bool_(truncated),
@@ -35,8 +37,12 @@ def test_next_state_links_and_terminal(tmp_path):
     buf.commit()
     b = buf.gather(buf.sampleable())
     # rows 10, 11, 12 link to 11, 12, 13; the terminated row 13 is ready and its "next" is itself (masked)
-    np.testing.assert_array_equal(b["proprio"][:, 0], [10, 11, 12, 13])
-    np.testing.assert_array_equal(b["next/proprio"][:, 0], [11, 12, 13, 13])
+    np.testing.assert_array_equal(b.state.proprio[:, 0], [10, 11, 12, 13])
+    np.testing.assert_array_equal(b.next_state.proprio[:, 0], [11, 12, 13, 13])
+    np.testing.assert_array_equal(b.next_state.images["front"][:, 0, 0, 0], [11, 12, 13, 13])
+    np.testing.assert_array_equal(b.next_state.latent_len, [11, 12, 13, 13])
+    np.testing.assert_array_equal(b.terminated, [False, False, False, True])
+    np.testing.assert_array_equal(b.action[:, 0, 0], [10, 11, 12, 13])
 
 
 def test_truncated_final_observation_used_and_never_sampled(tmp_path):
@@ -44,8 +50,9 @@ def test_truncated_final_observation_used_and_never_sampled(tmp_path):
     fill_episode(buf, "a/0", 0, 3, end="truncated")
     buf.commit()
     b = buf.gather(buf.sampleable())
-    np.testing.assert_array_equal(b["proprio"][:, 0], [0, 1, 2])
-    np.testing.assert_array_equal(b["next/proprio"][:, 0], [1, 2, 3])
+    np.testing.assert_array_equal(b.state.proprio[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(b.next_state.proprio[:, 0], [1, 2, 3])
+    np.testing.assert_array_equal(b.truncated, [False, False, True])
 
 
 def test_interleaved_streams_link_within_stream(tmp_path):
@@ -55,7 +62,7 @@ def test_interleaved_streams_link_within_stream(tmp_path):
         buf.add(row(200 + i, terminated=i == 2), "b/0", i)
     buf.commit()
     b = buf.gather(buf.sampleable())
-    pairs = set(zip(b["proprio"][:, 0].tolist(), b["next/proprio"][:, 0].tolist()))
+    pairs = set(zip(b.state.proprio[:, 0].tolist(), b.next_state.proprio[:, 0].tolist()))
     assert pairs == {(100, 101), (101, 102), (102, 102), (200, 201), (201, 202), (202, 202)}
 
 
@@ -73,8 +80,8 @@ def test_fifo_eviction_invalidates_links(tmp_path):
     buf.commit()
     b = buf.gather(buf.sampleable())
     # only rows 3..7 remain; all their links point at live rows
-    assert set(b["proprio"][:, 0].tolist()) == {3, 4, 5, 6, 7}
-    assert all(n == p + 1 or (p == 7 and n == 7) for p, n in zip(b["proprio"][:, 0], b["next/proprio"][:, 0]))
+    assert set(b.state.proprio[:, 0].tolist()) == {3, 4, 5, 6, 7}
+    assert all(n == p + 1 or (p == 7 and n == 7) for p, n in zip(b.state.proprio[:, 0], b.next_state.proprio[:, 0]))
 
 
 def test_uncommitted_rows_are_not_sampled_and_vanish_after_crash(tmp_path):
@@ -98,7 +105,7 @@ def test_reopen_keeps_rows_and_stream_links(tmp_path):
     again.add(row(2, terminated=True), "a/0", 1)
     again.commit()
     b = again.gather(again.sampleable())
-    assert sorted(zip(b["proprio"][:, 0], b["next/proprio"][:, 0])) == [(1, 2), (2, 2)]
+    assert sorted(zip(b.state.proprio[:, 0], b.next_state.proprio[:, 0])) == [(1, 2), (2, 2)]
 
 
 def test_wrong_shapes_and_capacity_refused(tmp_path):
@@ -114,6 +121,8 @@ def test_wrong_shapes_and_capacity_refused(tmp_path):
     buf.commit()
     with pytest.raises(ReplayError, match="capacity"):
         ReplayBuffer(tmp_path, 20)
+    with pytest.raises(ReplayError, match="latents"):  # a row the learner could not train on
+        ReplayBuffer(tmp_path / "other", 10).add({k: v for k, v in row(0).items() if k != "latents"}, "a/0", 0)
 
 
 def test_sample_counts(tmp_path):
@@ -123,16 +132,31 @@ def test_sample_counts(tmp_path):
     buf.commit()
     assert buf.count("intervention") == 2
     b = buf.sample(np.random.default_rng(0), 16)
-    assert b["img/front"].shape == (16, 4, 4, 3)
+    assert len(b) == 16 and b.state.images["front"].shape == (16, 4, 4, 3)
+    assert b.intervention.dtype == bool and b.intervention.sum() == (b.state.proprio[:, 0] % 2 == 0).sum()
 
 
-def test_next_extra_fields_fall_back_to_own_row_for_final_observation(tmp_path):
+def test_next_latents_fall_back_to_own_row_for_final_observation(tmp_path):
     buf = ReplayBuffer(tmp_path, 100)
     for i in range(3):
         r = row(i, truncated=i == 2)
         r["latent_len"] = np.int64(10 + i)
         buf.add(r, "a/0", i, final_obs=obs(3) if i == 2 else None)
     buf.commit()
-    b = buf.gather(buf.sampleable(), next_extra=("latent_len",))
-    np.testing.assert_array_equal(b["next/latent_len"], [11, 12, 12])
-    np.testing.assert_array_equal(b["next/proprio"][:, 0], [1, 2, 3])
+    b = buf.gather(buf.sampleable())
+    np.testing.assert_array_equal(b.next_state.latent_len, [11, 12, 12])
+    np.testing.assert_array_equal(b.next_state.latents[:, 0, 0], [1, 2, 2])
+    np.testing.assert_array_equal(b.next_state.proprio[:, 0], [1, 2, 3])
+
+
+def test_concat_keeps_rows_in_order(tmp_path):
+    from lastr1.learner.replay import concat
+
+    buf = ReplayBuffer(tmp_path, 100)
+    fill_episode(buf, "a/0", 0, 3)
+    buf.commit()
+    a, b = buf.gather(np.array([2])), buf.gather(np.array([0, 1]))
+    both = concat([a, b])
+    np.testing.assert_array_equal(both.state.proprio[:, 0], [2, 0, 1])
+    np.testing.assert_array_equal(both.next_state.images["front"][:, 0, 0, 0], [2, 1, 2])
+    np.testing.assert_array_equal(both.terminated, [True, False, False])

@@ -7,7 +7,7 @@ import torch
 from policy_helpers import perturb_trainables, tiny_cfg
 
 from lastr1 import configs
-from lastr1.learner.losses import critic_loss, td_target
+from lastr1.learner.losses import critic_loss, soft_update, td_target
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.trainer import Trainer
 
@@ -26,10 +26,10 @@ def make_cfg(**learner):
 
 
 def policy_for(cfg):
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
 
     torch.manual_seed(0)
-    return Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+    return build_policy(cfg.policy, n_arms=1, proprio_dim=8)
 
 
 def row(rng, policy, action=None, terminated=False, intervention=False, scene=None):
@@ -84,8 +84,8 @@ def test_start_threshold_ratio_and_accumulation(setup, tmp_path):
     assert len(calls) == (2 + 1) * cfg.learner.grad_accum
     assert (tr.counters.critic_steps, tr.counters.actor_steps, tr.counters.updates) == (2, 1, 1)
     assert {"critic_loss", "actor_loss", "bc_loss", "q"} <= set(stats)
-    b = orig()
-    assert len(b["reward"]) == 4 and b["bc_mask"][:2].all()
+    b, bc = orig()
+    assert len(b) == 4 and bc.tolist() == [True, True] + b.intervention[2:].tolist()
 
 
 def test_only_lora_and_heads_change(setup):
@@ -141,7 +141,7 @@ def test_actor_q_term_moves_the_action_not_the_features_q_reads(setup):
     tr = Trainer(cfg, policy, demo, rollout)
     fed = []
     orig = policy.q
-    policy.q = lambda feature, action: fed.append((feature.requires_grad, action.requires_grad)) or orig(feature, action)
+    policy.q = lambda f, a: fed.append((f.requires_grad, a.requires_grad)) or orig(f, a)
     try:
         tr.actor_step()
     finally:
@@ -163,8 +163,8 @@ def test_bc_drives_demo_action_accuracy_up(tmp_path):
     def accuracy():
         b = demo.gather(demo.sampleable())
         with torch.no_grad():
-            out = policy.forward_train(tr._train_batch(b))
-        return float((out.action_logits.argmax(-1) == policy.action_targets(b["action"])).float().mean())
+            out = policy.forward_train(tr.train_batch(b.state))
+        return float((out.action_logits.argmax(-1) == policy.action_targets(b.action)).float().mean())
 
     acc0 = accuracy()
     for _ in range(150):
@@ -198,7 +198,7 @@ def test_critic_fits_q_on_a_chain_mdp():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        target.soft_update_from(online, 0.05)
+        soft_update(target, online, 0.05)
     q = online(feats, act).detach()
     torch.testing.assert_close(q, q_true.expand(2, n), atol=0.15, rtol=0.0)
 

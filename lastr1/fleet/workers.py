@@ -1,6 +1,7 @@
-"""What runs inside the fleet's Ray workers (lastr1/fleet.py places them): one learner, N simulated actors.
+"""What runs inside the fleet's Ray workers (lastr1/fleet/supervise.py places them): one learner, N simulated
+actors.
 
-Each is a thin shell around the existing pieces — `learner.service.Learner` and `actor.run.run_actor` with its
+Each is a thin shell around the existing pieces — `learner.service.Learner` and `actor.process.run_actor` with its
 own `robot.factory.make_env` sim server — run on a thread of a threaded Ray actor, so `status()` and `stop()`
 answer while `run()` works. Transitions and weights cross the CurveZMQ wire (ActorLink → LearnerLink) as with
 `lastr1 learner` / `lastr1 actor`; Ray only places, watches and stops the processes. Nothing here imports
@@ -19,8 +20,14 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lastr1.actor.status import ActorStatus
+from lastr1.fleet.report import ActorRunStatus, ActorTotals, LearnerStatus
+
+if TYPE_CHECKING:
+    from lastr1.learner.service import Learner
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +69,9 @@ def _lower_priority(nice: int) -> None:
     their creator's)."""
     if nice <= 0:
         return
-    for tid in os.listdir("/proc/self/task"):
+    for name in os.listdir("/proc/self/task"):
         try:
-            tid = int(tid)
+            tid = int(name)
             if os.getpriority(os.PRIO_PROCESS, tid) < nice:
                 os.setpriority(os.PRIO_PROCESS, tid, nice)
         except (OSError, ValueError):
@@ -104,7 +111,7 @@ class LearnerWorker(_Worker):
                  resume: bool = False, nice: int = 0):
         super().__init__(cfg_dict, keys, log_level)
         self.resume, self.nice = resume, nice
-        self.learner = None
+        self.learner: Learner | None = None
 
     def __repr__(self) -> str:  # Ray prefixes the worker's log lines with this
         return "fleet-learner"
@@ -117,9 +124,11 @@ class LearnerWorker(_Worker):
         port = self.learner.link.port  # binds now: port 0 becomes a free port the actors are told
         return {**self.info(), "port": port, "bind_host": self.cfg.transport.bind_host}
 
-    def run(self, max_updates: int | None = None) -> dict:
+    def run(self, max_updates: int | None = None) -> LearnerStatus:
         self.state = "running"
         _lower_priority(self.nice)
+        if self.learner is None:
+            raise RuntimeError("LearnerWorker.run before setup")
         try:
             self.learner.run(self.stop_event, max_updates=max_updates)
             self.state = "done"
@@ -131,18 +140,17 @@ class LearnerWorker(_Worker):
             self._forget_keys()
         return self.status()
 
-    def status(self) -> dict:
-        out = {"state": self.state, "error": self.error, "pid": os.getpid()}
+    def status(self) -> LearnerStatus:
         lrn = self.learner
         if lrn is None:
-            return out
+            return LearnerStatus(self.state, self.error, os.getpid())
         c = lrn.trainer.counters
         link = lrn._link
-        out.update(received=c.received, updates=c.updates, episodes=c.episodes, successes=c.successes,
-                   interventions=c.interventions, version=lrn.version, learning=lrn.trainer.ready(),
-                   per_actor=dict(lrn.per_actor),
-                   connected={a: i.alive for a, i in link.actors().items()} if link is not None else {})
-        return out
+        return LearnerStatus(
+            self.state, self.error, os.getpid(), received=c.received, updates=c.updates, episodes=c.episodes,
+            successes=c.successes, interventions=c.interventions, version=lrn.version, learning=lrn.trainer.ready(),
+            per_actor=dict(lrn.per_actor),
+            connected={a: i.alive for a, i in link.actors().items()} if link is not None else {})
 
 
 class ActorWorker(_Worker):
@@ -150,17 +158,17 @@ class ActorWorker(_Worker):
 
     def __init__(self, cfg_dict: dict, keys: dict[str, str] | None, log_level: int = logging.WARNING):
         super().__init__(cfg_dict, keys, log_level)
-        self.last: dict = {}
+        self.last = ActorStatus()
         self.sim_pids: list[int] = []
-        self.result: dict = {}
 
     def __repr__(self) -> str:
         return f"fleet-{self.cfg.actor.actor_id}"
 
-    def run(self, learner: dict, max_steps: int | None = None) -> dict:
+    def run(self, learner: dict, max_steps: int | None = None) -> ActorTotals:
         """Run until stop() (or `max_steps`); `learner` is what LearnerWorker.setup returned."""
         from lastr1.actor.process import run_actor
         from lastr1.robot.factory import make_env
+        from lastr1.robot.sim.world import SimScene
 
         self.state = "running"
         t = self.cfg.transport
@@ -169,12 +177,11 @@ class ActorWorker(_Worker):
         env = None
         try:
             env = make_env(self.cfg)  # on this thread: the sim server's PR_SET_PDEATHSIG follows it
-            self.sim_pids = [env.scene.server.proc.pid] if env.scene.simulated else []
+            scene = env.scene
+            self.sim_pids = [scene.server.proc.pid] if isinstance(scene, SimScene) and scene.server.proc else []
             res = run_actor(self.cfg, self.stop_event, env=env, max_steps=max_steps, on_status=self._on_status)
-            self.result = {"episodes": len(res.episodes), "successes": sum(e.success for e in res.episodes),
-                           "steps": res.steps, "sent": res.sent, "versions_applied": res.versions_applied}
             self.state = "done"
-            return self.result
+            return ActorTotals(len(res.episodes), sum(e.success for e in res.episodes), res.steps, res.sent)
         except BaseException as e:
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
             log.exception("%r failed", self)
@@ -184,15 +191,11 @@ class ActorWorker(_Worker):
                 env.close()
             self._forget_keys()
 
-    def _on_status(self, s: dict) -> None:
+    def _on_status(self, s: ActorStatus) -> None:
         self.last = s
 
-    def status(self) -> dict:
-        s = self.last
-        return {"state": self.state, "error": self.error, "pid": os.getpid(), "sim_pids": list(self.sim_pids),
-                "episodes": s.get("episodes", 0), "successes": s.get("successes", 0),
-                "steps": s.get("total_steps", 0), "version": s.get("version", 0), "line": s and _line(s),
-                "time": time.time()}
+    def status(self) -> ActorRunStatus:
+        return ActorRunStatus(self.state, self.error, os.getpid(), list(self.sim_pids), self.last)
 
 
 def learner_address(learner: dict, my_ip: str) -> str:
@@ -203,8 +206,3 @@ def learner_address(learner: dict, my_ip: str) -> str:
         return bind
     return "127.0.0.1" if learner["node_ip"] == my_ip else learner["node_ip"]
 
-
-def _line(s: dict) -> str:
-    from lastr1.actor.status import format_status
-
-    return format_status(s)

@@ -1,134 +1,44 @@
-"""`lastr1 fleet --actors N`: N simulated actors and the learner as Ray actors, on a Ray cluster or a local one.
-
-    lastr1 fleet --config demo --actors 4 --minutes 10                 # a local Ray instance on this machine
-    lastr1 fleet --config demo --actors 16 --address auto --learner-gpus 1   # an existing cluster
-
-Each actor gets its own sim host (robot.sim.hosts moved up by `i · n_arms` on the last octet, so several share
-a node's loopback), its own scene seed, and its own CurveZMQ identity `actor<i>` (the keys `lastr1 keys -n N`
-makes; missing ones are added, existing ones kept, so a fleet started again continues its actors' spools).
-Transitions and weights cross the ZeroMQ wire exactly as between `lastr1 actor` and `lastr1 learner`; Ray
-only places the processes, watches them and stops them (lastr1/fleet_workers.py is what runs inside).
-
-A dead actor (its process killed, its node lost) is reported and the rest go on; `--restarts K` starts a
-dead or failed actor again up to K times, and its spool resends what the learner had not acknowledged.
-Ctrl-C / SIGTERM stops the actors (each closes its episode and its sim host), then the learner (which saves
-its checkpoint); a per-actor table and the learner's totals close the run.
+"""The fleet's supervisor: places the learner and N simulated actors on Ray, watches them, restarts a dead actor
+up to `restarts` times, stops them in order, and reports (lastr1/fleet/__init__.py says what a fleet is).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import ipaddress
+import dataclasses
 import logging
 import os
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lastr1 import configs
 from lastr1.errors import Lastr1Error, require
+from lastr1.fleet.plan import FleetError, actor_config, ensure_keys, make_absolute
+from lastr1.fleet.report import ActorRow, ActorRunStatus, ActorTotals, FleetReport, LearnerStatus
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 log = logging.getLogger(__name__)
-
-
-class FleetError(Lastr1Error):
-    pass
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lastr1.configs import add_config_argument
-
-    add_config_argument(parser)
-    parser.add_argument("--actors", type=int, required=True, help="how many simulated actors")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address (e.g. auto, ray://head:10001); default: a local Ray instance")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=None, help="stop the whole fleet after this long")
-    budget.add_argument("--steps", type=int, default=None, help="control steps per actor, then it stops")
-    parser.add_argument("--restarts", type=int, default=0, help="start a dead actor again up to this many times")
-    parser.add_argument("--resume", action="store_true", help="continue the learner state in run_dir")
-    parser.add_argument("--actor-cpus", type=float, default=1.0, help="Ray CPUs each actor reserves")
-    parser.add_argument("--learner-cpus", type=float, default=1.0, help="Ray CPUs the learner reserves")
-    parser.add_argument("--learner-gpus", type=float, default=0.0,
-                        help="Ray GPUs the learner reserves; > 0 also sets its policy.device to cuda")
-    parser.add_argument("--status-every", type=float, default=10.0, help="seconds between fleet status lines")
-
-
-# ------------------------------------------------------------------ per-actor configs
-
-
-def actor_hosts(hosts: list[str], index: int, n_arms: int) -> list[str]:
-    """Actor `index`'s sim host addresses: the configured ones moved up by index · n_arms on the last octet."""
-    out = []
-    for h in hosts[:n_arms]:
-        try:
-            ip = ipaddress.IPv4Address(h)
-        except ValueError:
-            raise FleetError(f"robot.sim.hosts entry {h!r} is not an IPv4 address",
-                             hint="a fleet derives one loopback address per actor: give 127.x.y.z addresses") from None
-        last = int(ip) % 256 + index * n_arms
-        if not 1 <= last <= 254:
-            raise FleetError(f"actor {index} would need sim host {ip}+{index * n_arms}, past the last octet",
-                             hint="start robot.sim.hosts lower (e.g. [127.0.1.2]) or run fewer actors per node")
-        out.append(str(ipaddress.IPv4Address(int(ip) + index * n_arms)))
-    return out
-
-
-def actor_config(cfg, index: int):
-    """The config actor `index` runs: its id, sim hosts and scene seed."""
-    c = copy.deepcopy(cfg)
-    c.actor.actor_id = f"actor{index}"
-    c.robot.sim.hosts = actor_hosts(cfg.robot.sim.hosts, index, cfg.task.n_arms)
-    c.robot.sim.seed = cfg.robot.sim.seed + index
-    return c
-
-
-def _absolute(cfg) -> None:
-    """Paths resolved here, where the user runs the command: workers may start in another folder."""
-    cfg.run_dir = str(Path(cfg.run_dir).resolve())
-    t = cfg.transport
-    t.spool_dir = str(cfg.path(t.spool_dir).resolve())
-    t.keys_dir = str(cfg.path(t.keys_dir).resolve())
-    if cfg.policy.checkpoint:
-        cfg.policy.checkpoint = str(cfg.path(cfg.policy.checkpoint).resolve())
-
-
-def ensure_keys(keys_dir: Path, actor_ids: list[str]) -> None:
-    """The learner key and one per actor, as `lastr1 keys` makes them; existing ones are kept."""
-    from lastr1.transport.curve_keys import LEARNER, generate
-
-    if not (keys_dir / f"{LEARNER}.key_secret").is_file():
-        if (keys_dir / "actors").is_dir() and any((keys_dir / "actors").iterdir()):
-            raise FleetError(f"{keys_dir} holds actor keys but no learner key",
-                             hint="point transport.keys_dir at a complete `lastr1 keys` folder or an empty one")
-        generate(keys_dir, actor_ids)
-        return
-    missing = [a for a in actor_ids if not (keys_dir / "actors" / f"{a}.key_secret").is_file()]
-    if missing:
-        generate(keys_dir, missing, add=True)
-
-
-# ------------------------------------------------------------------ the fleet
 
 
 @dataclass
 class Member:
     actor_id: str
-    cfg: object
-    handle: object = None
-    run_ref: object = None
+    cfg: Config
+    handle: Any = None  # the Ray actor handle
+    run_ref: Any = None  # its run() in flight
     state: str = "starting"  # starting | running | done | dead | failed
     pid: int | None = None
     sim_pids: list[int] = field(default_factory=list)
     restarts: int = 0
     budget: int | None = None
-    last: dict = field(default_factory=dict)
-    result: dict = field(default_factory=dict)
+    last: ActorRunStatus = field(default_factory=ActorRunStatus)
+    result: ActorTotals | None = None
     error: str = ""
-    earlier: dict = field(default_factory=dict)  # episodes/successes/steps of the incarnations before a restart
+    earlier: ActorTotals = field(default_factory=ActorTotals)  # the incarnations before a restart
 
     @property
     def live(self) -> bool:
@@ -138,7 +48,7 @@ class Member:
 class Fleet:
     """The learner and N simulated actors on Ray. `start()`, then `poll()` as often as you like, `stop()`."""
 
-    def __init__(self, cfg, n_actors: int, *, address: str | None = None, restarts: int = 0,
+    def __init__(self, cfg: Config, n_actors: int, *, address: str | None = None, restarts: int = 0,
                  actor_cpus: float = 1.0, learner_cpus: float = 1.0, learner_gpus: float = 0.0,
                  resume: bool = False, learner_nice: int = 10, worker_log_level: int = logging.WARNING,
                  log_to_driver: bool = True, say=print):
@@ -149,16 +59,16 @@ class Fleet:
                              hint="real robots run `lastr1 actor` on their robot PCs against `lastr1 learner`")
         self.ray = require("ray", "scale", "lastr1 fleet (actors and learner on a Ray cluster)")
         self.cfg = copy.deepcopy(cfg)
-        _absolute(self.cfg)
+        make_absolute(self.cfg)
         self.n, self.address, self.max_restarts = n_actors, address, restarts
         self.actor_cpus, self.learner_cpus, self.learner_gpus = actor_cpus, learner_cpus, learner_gpus
         self.resume, self.learner_nice = resume, learner_nice
         self.worker_log_level, self.log_to_driver, self.say = worker_log_level, log_to_driver, say
-        self.members = {m.actor_id: m for m in (Member(f"actor{i}", actor_config(self.cfg, i)) for i in range(n_actors))}
-        self.learner = None
-        self.learner_ref = None
+        self.members = {f"actor{i}": Member(f"actor{i}", actor_config(self.cfg, i)) for i in range(n_actors)}
+        self.learner: Any = None  # the Ray actor handle
+        self.learner_ref: Any = None  # its run() in flight
         self.learner_info: dict = {}
-        self.learner_last: dict = {}
+        self.learner_last = LearnerStatus()
         self.learner_error = ""
         self._own_ray = False
         self._keys: Path | None = None
@@ -189,7 +99,7 @@ class Fleet:
 
     def start(self, max_steps: int | None = None, max_updates: int | None = None, timeout_s: float = 300.0) -> None:
         """Keys, Ray, the learner (waits until it listens), then every actor."""
-        from lastr1.fleet_workers import LearnerWorker, key_files, learner_address
+        from lastr1.fleet.workers import LearnerWorker, key_files, learner_address
 
         t = self.cfg.transport
         ids = list(self.members)
@@ -229,7 +139,7 @@ class Fleet:
             self._launch(m)
 
     def _launch(self, m: Member) -> None:
-        from lastr1.fleet_workers import ActorWorker, key_files
+        from lastr1.fleet.workers import ActorWorker, key_files
 
         keys = None
         if self._keys is not None:
@@ -240,7 +150,7 @@ class Fleet:
             runtime_env=self._runtime_env({"OMP_NUM_THREADS": "1"}))
         m.handle = worker.remote(configs.to_dict(m.cfg), keys, self.worker_log_level)
         m.run_ref = m.handle.run.remote(self.learner_info, m.budget)
-        m.state, m.result = "starting", {}  # m.error keeps why an earlier incarnation ended
+        m.state, m.result = "starting", None  # m.error keeps why an earlier incarnation ended
 
     def _get(self, ref, timeout_s: float, what: str):
         ready, _ = self.ray.wait([ref], timeout=timeout_s)
@@ -276,11 +186,10 @@ class Fleet:
 
         m.run_ref = None
         try:
-            m.result = self.ray.get(ref)
+            r = m.result = self.ray.get(ref)
             m.state = "done"
-            r = m.result
-            return [f"fleet: {m.actor_id} finished: {r['episodes']} episodes ({r['successes']} ok), "
-                    f"{r['steps']} steps, {r['sent']} transitions sent"]
+            return [f"fleet: {m.actor_id} finished: {r.episodes} episodes ({r.successes} ok), "
+                    f"{r.steps} steps, {r.sent} transitions sent"]
         except RayActorError as e:  # the process is gone: killed, crashed, out of memory, node lost
             m.state, m.error = "dead", _why(e)
             what = f"fleet: {m.actor_id} DIED (pid {m.pid}): {m.error}"
@@ -292,12 +201,12 @@ class Fleet:
         events = [what + (f"; {', '.join(others)} and the learner go on" if others else "")]
         if not self._stopping and m.restarts < self.max_restarts:
             m.restarts += 1
+            done = m.last.totals()
             if m.budget is not None:
-                m.budget = max(m.budget - int(m.last.get("steps", 0)), 0)
+                m.budget = max(m.budget - done.steps, 0)
             self._kill(m)
-            for k in ("episodes", "successes", "steps"):
-                m.earlier[k] = m.earlier.get(k, 0) + int(m.last.get(k, 0))
-            m.last = {}
+            m.earlier += done
+            m.last = ActorRunStatus()
             self._launch(m)
             events.append(f"fleet: restarting {m.actor_id} ({m.restarts}/{self.max_restarts}); its spool resends "
                           "what the learner had not acknowledged")
@@ -314,7 +223,7 @@ class Fleet:
             self.learner_error = f"died: {_why(e)}"
         except RayTaskError as e:
             self.learner_error = f"failed: {_why(e)}"
-        self.learner_last = {**self.learner_last, "state": "dead"}
+        self.learner_last = dataclasses.replace(self.learner_last, state="dead")
         return (f"fleet: the LEARNER {self.learner_error}; stopping the actors (their spools keep what it had not "
                 "acknowledged: start again with --resume)")
 
@@ -328,7 +237,8 @@ class Fleet:
     def refresh(self) -> None:
         """The latest status of every live member (a member that cannot answer keeps its last one)."""
         ray = self.ray
-        asks = {m.handle.status.remote(): m for m in self.members.values() if m.live and m.handle is not None}
+        asks: dict[Any, Member | None] = {m.handle.status.remote(): m for m in self.members.values()
+                                          if m.live and m.handle is not None}
         if self.learner is not None and self.learner_ref is not None:
             asks[self.learner.status.remote()] = None
         if not asks:
@@ -344,9 +254,9 @@ class Fleet:
                 self.learner_last = s
             else:
                 m.last = s
-                m.pid = s.get("pid", m.pid)
-                m.sim_pids = s.get("sim_pids") or m.sim_pids
-                if m.state == "starting" and s.get("state") == "running" and s.get("steps", 0) > 0:
+                m.pid = s.pid
+                m.sim_pids = s.sim_pids or m.sim_pids
+                if m.state == "starting" and s.state == "running" and s.loop.total_steps > 0:
                     m.state = "running"
 
     def finished(self) -> bool:
@@ -357,41 +267,34 @@ class Fleet:
     def status_line(self) -> str:
         s = self.learner_last
         elapsed = time.monotonic() - self.t0
-        per = " ".join(f"{a}:{n}" for a, n in sorted((s.get("per_actor") or {}).items())) or "-"
+        per = " ".join(f"{a}:{n}" for a, n in sorted(s.per_actor.items())) or "-"
         head = (f"fleet {int(elapsed // 60):02d}:{int(elapsed % 60):02d} | learner "
-                f"{'learning' if s.get('learning') else 'waiting'}, {s.get('received', 0)} received [{per}], "
-                f"{s.get('updates', 0)} updates, v{s.get('version', 0)}")
+                f"{'learning' if s.learning else 'waiting'}, {s.received} received [{per}], "
+                f"{s.updates} updates, v{s.version}")
         parts = []
         for m in self.members.values():
             if m.state == "starting":
                 parts.append(f"{m.actor_id} starting")
             elif m.live:
-                parts.append(f"{m.actor_id} ep {m.last.get('episodes', 0)} step {m.last.get('steps', 0)} "
-                             f"v{m.last.get('version', 0)}")
+                a = m.last.loop
+                parts.append(f"{m.actor_id} ep {a.episodes} step {a.total_steps} v{a.version}")
             else:
                 parts.append(f"{m.actor_id} {m.state.upper()}")
         return head + " | " + " | ".join(parts)
 
-    def report(self) -> dict:
+    def report(self) -> FleetReport:
         s = self.learner_last
-        per = s.get("per_actor") or {}
         actors = {}
         for m in self.members.values():
-            now = {k: (m.result or m.last).get(k, 0) for k in ("episodes", "successes", "steps")}
-            now["sent"] = (m.result or {}).get("sent", now["steps"])  # a dead one's last status: ~1 per step
-            total = {k: v + m.earlier.get(k if k != "sent" else "steps", 0) for k, v in now.items()}
-            actors[m.actor_id] = {
-                "state": m.state, "alive": m.state not in ("dead", "failed"), **total,
-                "received_by_learner": per.get(m.actor_id, 0), "restarts": m.restarts, "error": m.error,
-            }
-        learner = {k: s.get(k) for k in ("received", "updates", "episodes", "successes", "interventions", "version")}
-        learner["state"] = s.get("state", "unknown")
-        learner["error"] = self.learner_error
-        return {"actors": actors, "learner": learner, "minutes": round((time.monotonic() - self.t0) / 60, 2)}
+            t = (m.result or m.last.totals()) + m.earlier
+            actors[m.actor_id] = ActorRow(m.state, m.state not in ("dead", "failed"), t.episodes, t.successes, t.steps,
+                                          t.sent, s.per_actor.get(m.actor_id, 0), m.restarts, m.error)
+        return FleetReport(actors, dataclasses.replace(s, error=self.learner_error),
+                           round((time.monotonic() - self.t0) / 60, 2))
 
     # -------------------------------------------------------------- stop
 
-    def stop(self, timeout_s: float = 60.0) -> dict:
+    def stop(self, timeout_s: float = 60.0) -> FleetReport:
         """Actors first (each closes its episode, flushes its link and closes its sim host), then the learner
         (it saves its checkpoint), then whatever did not stop in time is killed. Returns `report()`."""
         ray = self.ray
@@ -441,7 +344,7 @@ class Fleet:
                 self._own_ray = False
         return self.report()
 
-    def run(self, minutes: float | None = None, status_every_s: float = 10.0) -> dict:
+    def run(self, minutes: float | None = None, status_every_s: float = 10.0) -> FleetReport:
         """Poll until the budget is spent, every actor has ended, or the learner has; then stop. Ctrl-C (or
         SIGTERM, as the CLI maps it) stops cleanly too."""
         deadline = None if minutes is None else time.monotonic() + 60 * minutes
@@ -468,55 +371,3 @@ def _why(e: BaseException, n: int = 240) -> str:
         return "dead because" + " ".join(text.split())[:n]
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:n]
-
-
-def format_report(rep: dict) -> str:
-    lines = [f"{'actor':<10} {'state':<8} {'episodes':>8} {'ok':>4} {'steps':>7} {'sent':>7} {'learner got':>11} "
-             f"{'restarts':>8}  error"]
-    for a, r in rep["actors"].items():
-        state = r["state"] if r["state"] in ("dead", "failed") else "alive"
-        lines.append(f"{a:<10} {state:<8} {r['episodes']:>8} {r['successes']:>4} {r['steps']:>7} {r['sent']:>7} "
-                     f"{r['received_by_learner']:>11} {r['restarts']:>8}  {r['error']}")
-    ln = rep["learner"]
-    lines.append(f"learner: {ln.get('received') or 0} transitions from {len(rep['actors'])} actor(s), "
-                 f"{ln.get('episodes') or 0} episodes ({ln.get('successes') or 0} ok), {ln.get('updates') or 0} "
-                 f"updates, adapter v{ln.get('version') or 0}" + (f"; {ln['error']}" if ln.get("error") else ""))
-    return "\n".join(lines)
-
-
-def run(args) -> int:
-    import json
-
-    from lastr1.configs import load_config
-
-    cfg = load_config(args)
-    if args.steps is None and args.minutes is None:
-        print("lastr1 fleet: no --minutes or --steps: running until Ctrl-C", file=sys.stderr)
-
-    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C: everything is stopped in order
-        raise KeyboardInterrupt
-
-    fleet = Fleet(cfg, args.actors, address=args.address, restarts=args.restarts, actor_cpus=args.actor_cpus,
-                  learner_cpus=args.learner_cpus, learner_gpus=args.learner_gpus, resume=args.resume,
-                  worker_log_level=logging.INFO if args.verbose else logging.WARNING)
-    old: dict = {}
-    try:
-        fleet.connect()
-        # After Ray's start-up, which installs a SIGTERM handler of its own that kills the driver outright.
-        old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            fleet.start(max_steps=args.steps)
-        except BaseException:
-            fleet.stop(timeout_s=20)
-            raise
-        rep = fleet.run(minutes=args.minutes, status_every_s=args.status_every)
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    print(format_report(rep))
-    out = Path(fleet.cfg.run_dir) / "fleet_report.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rep, indent=1))
-    print(f"report: {out}")
-    ok = not rep["learner"]["error"] and any(r["state"] == "done" for r in rep["actors"].values())
-    return 0 if ok else 1
