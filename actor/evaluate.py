@@ -25,11 +25,15 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 from lastr1.actor.loop import ActorError, Runtime
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ def _seed(base: int, run: int, rollout: int) -> int:
     return base + 100_003 * (run + 1) + rollout
 
 
-def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str | Path, env=None, policy=None,
+def evaluate(cfg: Config, *, rollouts: int, runs: int, conditions: list[str], out: str | Path, env=None, policy=None,
              video: bool = True, stop: threading.Event | None = None, on_status=None) -> dict:
     from lastr1.actor.process import check_cameras, make_agent
     from lastr1.actor.video import write_mp4
@@ -125,7 +129,8 @@ def evaluate(cfg, *, rollouts: int, runs: int, conditions: list[str], out: str |
             part.close()
 
 
-def summarise(cfg, rows: list[dict], conditions: list[str], runs: int, rollouts: int, policy, seconds: float) -> dict:
+def summarise(cfg: Config, rows: list[dict], conditions: list[str], runs: int, rollouts: int, policy,
+              seconds: float) -> dict:
     summary = {}
     per_run_avg = []
     for c in conditions:

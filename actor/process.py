@@ -14,9 +14,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime
 from lastr1.actor.status import ActorStatus
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,7 @@ def check_cameras(policy, env) -> None:
                          hint="name robot.cameras[].name as policy.slow_cameras / policy.fast_cameras")
 
 
-def make_agent(cfg, policy, explore: bool | None = None):
+def make_agent(cfg: Config, policy, explore: bool | None = None):
     from lastr1.actor.agent import Agent
 
     return Agent(policy, cfg.task.instruction, kappa=cfg.policy.kappa, replan_every=cfg.actor.replan_every,
@@ -37,7 +41,7 @@ def make_agent(cfg, policy, explore: bool | None = None):
                  temperature=cfg.actor.action_temperature)
 
 
-def make_link(cfg):
+def make_link(cfg: Config):
     from lastr1.transport.actor_link import ActorLink
 
     t = cfg.transport
@@ -58,7 +62,7 @@ class ActorResult:
 class _Reporter:
     """Per-tick callback: the status line, and stats to the learner every `actor.stats_every_s`."""
 
-    def __init__(self, cfg, link, on_status):
+    def __init__(self, cfg: Config, link, on_status):
         self.cfg, self.link, self.on_status = cfg, link, on_status
         self._last_stats = time.monotonic()
 
@@ -81,7 +85,7 @@ class _Reporter:
                                        policy_latency_ms=s.policy_ms, values=s.stats_values()))
 
 
-def run_actor(cfg, stop: threading.Event | None = None, *, env=None, policy=None, link=None,
+def run_actor(cfg: Config, stop: threading.Event | None = None, *, env=None, policy=None, link=None,
               max_episodes: int | None = None, max_steps: int | None = None, on_status=None) -> ActorResult:
     """Run the RL actor until `stop` is set (or the episode/step budget is spent). Things handed in are not
     closed here; things built here are."""

@@ -22,6 +22,7 @@ from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 from lastr1.actor.loop import Runtime
 
 if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
     from lastr1.transport.demo_store import EpisodeWriter
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class DemoSink(Sink):
             log.info("demonstration discarded (%s)", summary.outcome)
 
 
-def record(cfg, n: int, out: str | Path, stop: threading.Event | None = None, *, env=None,
+def record(cfg: Config, n: int, out: str | Path, stop: threading.Event | None = None, *, env=None,
            max_attempts: int | None = None, on_status=None) -> DemoSink:
     """Record until `n` successful demonstrations are kept (or `max_attempts` episodes, or `stop`)."""
     stop = stop or threading.Event()

@@ -1,7 +1,7 @@
 """Control-loop period and policy latency of the RL actor at 10 Hz on the simulated robot, without and with a
 hot reload every second, side by side in one run. Prints one JSON line.
 
-The whole actor runs as in `lastr1 actor`: franky-sim host + the real franky driver, sim cameras, the tiny
+The whole actor runs as in `lastr1 actor`: franky-sim server + the real franky driver, sim cameras, the tiny
 policy (slow/fast schedule, receding horizon), transitions over a real loopback ActorLink → LearnerLink
 (which acknowledges them), and in the second phase the LearnerLink publishes a new adapter every second
 that the actor stages on its reload thread and swaps in at a chunk boundary.

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lastr1.policy.errors import PolicyError
+
+if TYPE_CHECKING:
+    from lastr1.configs.policy import PolicyConfig
 
 # Module names peft targets (attention of every text layer; MLP by config). Vision blocks use `qkv`/`proj`,
 # so these never match the (frozen) vision encoder.
@@ -119,7 +122,7 @@ def load_pretrained(folder: str | Path, dtype: torch.dtype, device: str, attn_im
     return model.to(device)
 
 
-def tower_hidden_size(cfg) -> int:
+def tower_hidden_size(cfg: PolicyConfig) -> int:
     """The reasoning tower's width for a policy config without building the model: the latent width, and
     so the k of the DINOv3 top-k latent targets (paper §2.2)."""
     if cfg.model == "tiny":

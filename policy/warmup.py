@@ -16,12 +16,16 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lastr1.policy.errors import PolicyError
+
+if TYPE_CHECKING:
+    from lastr1.configs.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,7 @@ def _check(episodes, policy, use_latents: bool) -> None:
                               hint="re-run `lastr1 latents` with this policy config (k = the tower's hidden size)")
 
 
-def warmup(cfg, dataset: str | Path | None = None, out: str | Path | None = None,
+def warmup(cfg: Config, dataset: str | Path | None = None, out: str | Path | None = None,
            no_latent_loss: bool | None = None, progress: bool = True) -> WarmupResult:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm

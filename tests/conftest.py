@@ -9,7 +9,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
-    """The tests share 2 cores with sim hosts and link threads; torch's intra-op threads would only contend
+    """The tests share 2 cores with sim servers and link threads; torch's intra-op threads would only contend
     with them (measured ~10× slower training steps), so every test runs torch on one thread."""
     try:
         import torch

@@ -1,5 +1,5 @@
-"""The actor on the simulated robot (franky-sim host + the real franky driver) with the tiny policy, over a
-real loopback link to a LearnerLink. One sim host serves every test here."""
+"""The actor on the simulated robot (franky-sim server + the real franky driver) with the tiny policy, over a
+real loopback link to a LearnerLink. One sim server serves every test here."""
 
 from __future__ import annotations
 

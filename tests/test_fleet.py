@@ -1,4 +1,4 @@
-"""`lastr1 fleet` on a local Ray instance: two simulated actors (own sim hosts, own CurveZMQ identities) and the
+"""`lastr1 fleet` on a local Ray instance: two simulated actors (own sim servers, own CurveZMQ identities) and the
 learner as Ray actors; one actor's process is SIGKILLed mid-run and the rest go on, then it is restarted."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
         "--learner.start_after", "10", "--learner.grad_accum", "1", "--learner.broadcast_every_updates", "2",
         "--learner.checkpoint_every_updates", "1000"))
     base = loopback(8)[0]
-    assert actor_hosts([base], 1, 1) == [base.rsplit(".", 1)[0] + ".3"]  # actor1's own sim host address
+    assert actor_hosts([base], 1, 1) == [base.rsplit(".", 1)[0] + ".3"]  # actor1's own sim server address
     said: list[str] = []
     fleet = Fleet(cfg, 2, restarts=1, log_to_driver=False, say=said.append)
     rep = None
@@ -109,8 +109,8 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
         os.kill(killed_pid, signal.SIGKILL)
         _until(fleet, lambda: a1.restarts == 1, 30, "the fleet to notice actor1's death")
         assert any("actor1 DIED" in line and "actor0 and the learner go on" in line for line in said), said
-        # Its sim host went with it (PR_SET_PDEATHSIG), the fleet kept everything else.
-        _until(fleet, lambda: not any(map(_running, killed_sims)), 10, "the dead actor's sim host to exit")
+        # Its sim server went with it (PR_SET_PDEATHSIG), the fleet kept everything else.
+        _until(fleet, lambda: not any(map(_running, killed_sims)), 10, "the dead actor's sim server to exit")
         assert _running(a0.pid) and a0.live and fleet.learner_ref is not None
 
         # The other actor keeps sending and the learner keeps ingesting and updating.
@@ -118,7 +118,7 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
         _until(fleet, lambda: per()["actor0"] >= got0 + 10 and lrn().updates > updates, 90,
                "actor0 to keep sending and the learner to keep updating")
 
-        # The restarted actor1 (same identity, a new process, its own sim host again) sends again.
+        # The restarted actor1 (same identity, a new process, its own sim server again) sends again.
         got1 = per()["actor1"]
         _until(fleet, lambda: per()["actor1"] >= got1 + 5 and a1.pid != killed_pid, 120, "actor1's restart")
         sim_pids |= set(a1.sim_pids)
@@ -137,7 +137,7 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
                                              "version", "state", "error"}
     # The learner saved its checkpoint on the clean stop.
     assert (run / "learner" / "checkpoint").is_dir()
-    # Nothing left behind: every sim host and every worker process is gone.
+    # Nothing left behind: every sim server and every worker process is gone.
     deadline = time.monotonic() + 15
     while any(map(_running, sim_pids | {killed_pid, a0.pid, a1.pid})) and time.monotonic() < deadline:
         time.sleep(0.2)

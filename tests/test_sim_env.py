@@ -39,7 +39,7 @@ def env():
     pid = e.scene.server.proc.pid
     yield e
     e.close()
-    assert not Path(f"/proc/{pid}").exists()  # no orphan sim host
+    assert not Path(f"/proc/{pid}").exists()  # no orphan sim server
 
 
 def test_observation_has_both_cameras_and_proprio(env):

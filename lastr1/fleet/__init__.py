@@ -3,7 +3,7 @@
     lastr1 fleet --config demo --actors 4 --minutes 10                 # a local Ray instance on this machine
     lastr1 fleet --config demo --actors 16 --address auto --learner-gpus 1   # an existing cluster
 
-Each actor gets its own sim host (robot.sim.hosts moved up by `i · n_arms` on the last octet, so several share
+Each actor gets its own sim server (robot.sim.hosts moved up by `i · n_arms` on the last octet, so several share
 a node's loopback), its own scene seed, and its own CurveZMQ identity `actor<i>` (the keys `lastr1 keys -n N`
 makes; missing ones are added, existing ones kept, so a fleet started again continues its actors' spools).
 Transitions and weights cross the ZeroMQ wire exactly as between `lastr1 actor` and `lastr1 learner`; Ray
@@ -11,7 +11,7 @@ only places the processes, watches them and stops them (workers.py is what runs 
 
 A dead actor (its process killed, its node lost) is reported and the rest go on; `--restarts K` starts a
 dead or failed actor again up to K times, and its spool resends what the learner had not acknowledged.
-Ctrl-C / SIGTERM stops the actors (each closes its episode and its sim host), then the learner (which saves
+Ctrl-C / SIGTERM stops the actors (each closes its episode and its sim server), then the learner (which saves
 its checkpoint); a per-actor table and the learner's totals close the run.
 
     plan.py       per-actor configs, absolute paths, keys

@@ -146,7 +146,7 @@ class Fleet:
             keys = key_files(self._keys, ["learner.key", f"actors/{m.actor_id}.key_secret"])
         worker = self.ray.remote(ActorWorker).options(
             num_cpus=self.actor_cpus, max_concurrency=4,
-            # torch's intra-op threads would only contend with the sim host and the link threads
+            # torch's intra-op threads would only contend with the sim server and the link threads
             runtime_env=self._runtime_env({"OMP_NUM_THREADS": "1"}))
         m.handle = worker.remote(configs.to_dict(m.cfg), keys, self.worker_log_level)
         m.run_ref = m.handle.run.remote(self.learner_info, m.budget)
@@ -193,7 +193,7 @@ class Fleet:
         except RayActorError as e:  # the process is gone: killed, crashed, out of memory, node lost
             m.state, m.error = "dead", _why(e)
             what = f"fleet: {m.actor_id} DIED (pid {m.pid}): {m.error}"
-        except RayTaskError as e:  # run() raised: the actor's own error (sim host, link, policy ...)
+        except RayTaskError as e:  # run() raised: the actor's own error (sim server, link, policy ...)
             m.state, m.error = "failed", _why(e)
             what = f"fleet: {m.actor_id} FAILED: {m.error}"
             self._kill(m)
@@ -295,7 +295,7 @@ class Fleet:
     # -------------------------------------------------------------- stop
 
     def stop(self, timeout_s: float = 60.0) -> FleetReport:
-        """Actors first (each closes its episode, flushes its link and closes its sim host), then the learner
+        """Actors first (each closes its episode, flushes its link and closes its sim server), then the learner
         (it saves its checkpoint), then whatever did not stop in time is killed. Returns `report()`."""
         ray = self.ray
         self._stopping = True

@@ -154,7 +154,7 @@ class LearnerWorker(_Worker):
 
 
 class ActorWorker(_Worker):
-    """One simulated actor: its own sim host (robot.sim.hosts of its own) and its own CurveZMQ identity."""
+    """One simulated actor: its own sim server (on robot.sim.hosts of its own) and its own CurveZMQ identity."""
 
     def __init__(self, cfg_dict: dict, keys: dict[str, str] | None, log_level: int = logging.WARNING):
         super().__init__(cfg_dict, keys, log_level)

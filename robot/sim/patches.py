@@ -1,4 +1,4 @@
-"""Fixes and fault hooks for franky-sim 1.0.4, applied inside OUR sim host process only.
+"""Fixes and fault hooks for franky-sim 1.0.4, applied inside OUR sim server process only.
 
 Each fix answers a bug reproduced in notes/drivers-and-sim.md:
 

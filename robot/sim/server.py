@@ -1,4 +1,4 @@
-"""The sim host: a separate process that runs franky-sim (MuJoCo + the FCI protocol) for one task.
+"""The sim server: a separate process that runs franky-sim (MuJoCo + the FCI protocol) for one task.
 
 Why a process of its own: franky-sim steps physics and answers the FCI in a 1-kHz Python loop; any other
 Python work in the same process (a policy, an env) cut it to 0.05× real time, alone it keeps ~0.9×.

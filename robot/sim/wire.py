@@ -1,4 +1,4 @@
-"""Length-prefixed msgpack frames between the env and its sim host, over a local socket pair.
+"""Length-prefixed msgpack frames between the env and its sim server, over a local socket pair.
 
 Both ends are our own processes, but the house rule holds everywhere: no pickle. Arrays travel as a msgpack
 extension (dtype, shape, raw bytes), like the transport codec, kept separate so `robot` never imports the
