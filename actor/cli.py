@@ -20,6 +20,22 @@ from pathlib import Path
 
 from lastr1.configs import add_config_argument, load_config
 
+
+def add_view_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--view", nargs="?", const="web", default=None, metavar="web|spawn|FILE.rrd",
+                        help="stream every step to rerun: a web viewer (default; open the printed address from any "
+                        "machine), a local viewer window, or a recording file (pip install 'lastr1[view]')")
+    parser.add_argument("--view-port", type=int, default=9090, help="the web viewer's port (gRPC: 9876)")
+
+
+def open_view(cfg, args: argparse.Namespace):
+    if not args.view:
+        return None
+    from lastr1.actor.view import View
+
+    return View.open(cfg, args.view, web_port=args.view_port)
+
+
 # --- `lastr1 actor` -----------------------------------------------------------------------------------------
 
 
@@ -29,6 +45,7 @@ def add_actor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="stop after this many control steps")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this much wall-clock time (resets and held ticks included)")
+    add_view_argument(parser)
 
 
 def actor_main(args: argparse.Namespace) -> int:
@@ -51,9 +68,12 @@ def actor_main(args: argparse.Namespace) -> int:
         timer = threading.Timer(args.minutes * 60, stop.set)
         timer.daemon = True
         timer.start()
+    view = open_view(cfg, args)
     try:
-        result = run_actor(cfg, stop, max_episodes=args.episodes, max_steps=args.steps, on_status=status)
+        result = run_actor(cfg, stop, max_episodes=args.episodes, max_steps=args.steps, on_status=status, view=view)
     finally:
+        if view is not None:
+            view.close()
         if timer is not None:
             timer.cancel()
         signal.signal(signal.SIGINT, old)
@@ -78,6 +98,7 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the dataset in the LeRobotDataset v2.1 layout (parquet + mp4) to DIR")
     parser.add_argument("--export-only", action="store_true", help="only export the existing dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    add_view_argument(parser)
 
 
 def record_main(args: argparse.Namespace) -> int:
@@ -90,10 +111,13 @@ def record_main(args: argparse.Namespace) -> int:
         stop = threading.Event()
         old = signal.signal(signal.SIGINT, lambda *a: stop.set())
         status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
+        view = open_view(cfg, args)
         try:
             sink = record(cfg, args.episodes or cfg.actor.record_episodes, out, stop,
-                          max_attempts=args.max_attempts, on_status=status)
+                          max_attempts=args.max_attempts, on_status=status, view=view)
         finally:
+            if view is not None:
+                view.close()
             signal.signal(signal.SIGINT, old)
             status.close()
         print(f"lastr1 record: kept {len(sink.kept)} demonstrations in {out} ({sink.discarded} discarded)")
@@ -114,7 +138,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=None, help="independent runs for mean ± std (actor.eval_runs)")
     parser.add_argument("--conditions", default=None, help="comma-separated; default task.eval_conditions")
     parser.add_argument("--out", default=None, help="output folder (default <run_dir>/<actor.eval_dir>/<time>)")
-    parser.add_argument("--no-video", action="store_true", help="skip the per-rollout MP4 files")
+    parser.add_argument("--no-video", action="store_true", help="skip the per-rollout MP4 files and view.rrd")
+    add_view_argument(parser)
 
 
 def eval_main(args: argparse.Namespace) -> int:
@@ -130,7 +155,8 @@ def eval_main(args: argparse.Namespace) -> int:
     try:
         results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts,
                            runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out,
-                           video=not args.no_video, stop=stop, on_status=status)
+                           video=not args.no_video, stop=stop, on_status=status, view=args.view,
+                           view_port=args.view_port)
     finally:
         signal.signal(signal.SIGINT, old)
         status.close()

@@ -73,6 +73,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="how long the actor–learner loop runs")
     parser.add_argument("--eval-rollouts", type=int, default=None, help="rollouts per evaluation")
     parser.add_argument("--skip-baseline", action="store_true", help="do not evaluate the warm-up policy")
+    parser.add_argument("--view", action="store_true", help="watch the RL loop and the evaluations live in rerun's "
+                        "web viewer (http://<this machine>:9090)")
 
 
 def demo_main(args: argparse.Namespace) -> int:
@@ -89,7 +91,7 @@ def demo_main(args: argparse.Namespace) -> int:
              demos=d.demos if args.demos is None else args.demos,
              minutes=d.minutes if args.minutes is None else args.minutes,
              rollouts=d.eval_rollouts if args.eval_rollouts is None else args.eval_rollouts,
-             baseline=not args.skip_baseline)
+             baseline=not args.skip_baseline, view=args.view)
     return 0
 
 
