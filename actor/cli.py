@@ -95,7 +95,9 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="dataset folder (default <run_dir>/<learner.demo_dir>)")
     parser.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (3×)")
     parser.add_argument("--export-lerobot", metavar="DIR", default=None,
-                        help="also write the dataset in the LeRobotDataset v2.1 layout (parquet + mp4) to DIR")
+                        help="also write the dataset as a LeRobotDataset (parquet + mp4) to DIR")
+    parser.add_argument("--lerobot-version", choices=("v3.0", "v2.1"), default="v3.0",
+                        help="LeRobot's dataset layout: v3.0 (LeRobot >= 0.4, default) or v2.1 (LeRobot 0.3)")
     parser.add_argument("--export-only", action="store_true", help="only export the existing dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     add_view_argument(parser)
@@ -122,10 +124,13 @@ def record_main(args: argparse.Namespace) -> int:
             status.close()
         print(f"lastr1 record: kept {len(sink.kept)} demonstrations in {out} ({sink.discarded} discarded)")
     if args.export_lerobot:
+        from tqdm import tqdm
+
         from lastr1.actor.lerobot_export import export_lerobot
 
-        dst = export_lerobot(out, args.export_lerobot, overwrite=args.overwrite)
-        print(f"lastr1 record: LeRobotDataset v2.1 written to {dst}")
+        dst = export_lerobot(out, args.export_lerobot, version=args.lerobot_version, overwrite=args.overwrite,
+                             progress=lambda it: tqdm(it, desc="LeRobot export", unit="episode"))
+        print(f"lastr1 record: LeRobotDataset {args.lerobot_version} written to {dst}")
     return 0
 
 
