@@ -1,4 +1,4 @@
-"""The robot-side commands: `lastr1 actor`, `lastr1 record` and `lastr1 eval`.
+"""The robot-side commands: `lastr1 actor`, `lastr1 record`, `lastr1 eval` and `lastr1 view`.
 
 `lastr1 actor --config CONFIG [--section.key value ...]` is the RL process: robot (real or simulated,
 `robot.kind`), policy (`policy.checkpoint`, or a fresh one with a warning), and the link to the learner
@@ -21,7 +21,7 @@ from pathlib import Path
 from lastr1.configs import add_config_argument, load_config
 
 
-def add_view_argument(parser: argparse.ArgumentParser) -> None:
+def add_live_view_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", nargs="?", const="web", default=None, metavar="web|spawn|FILE.rrd",
                         help="stream every step to rerun: a web viewer (default; open the printed address from any "
                         "machine), a local viewer window, or a recording file (pip install 'lastr1[view]')")
@@ -45,7 +45,7 @@ def add_actor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="stop after this many control steps")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this much wall-clock time (resets and held ticks included)")
-    add_view_argument(parser)
+    add_live_view_argument(parser)
 
 
 def actor_main(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LeRobot's dataset layout: v3.0 (LeRobot >= 0.4, default) or v2.1 (LeRobot 0.3)")
     parser.add_argument("--export-only", action="store_true", help="only export the existing dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-    add_view_argument(parser)
+    add_live_view_argument(parser)
 
 
 def record_main(args: argparse.Namespace) -> int:
@@ -144,7 +144,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditions", default=None, help="comma-separated; default task.eval_conditions")
     parser.add_argument("--out", default=None, help="output folder (default <run_dir>/<actor.eval_dir>/<time>)")
     parser.add_argument("--no-video", action="store_true", help="skip the per-rollout MP4 files and view.rrd")
-    add_view_argument(parser)
+    add_live_view_argument(parser)
 
 
 def eval_main(args: argparse.Namespace) -> int:
@@ -168,3 +168,33 @@ def eval_main(args: argparse.Namespace) -> int:
     print(format_table(results))
     print(f"lastr1 eval: {results['n_rollouts']} rollouts; results in {out}")
     return 0 if not stop.is_set() else 130
+
+
+# --- `lastr1 view` ------------------------------------------------------------------------------------------
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a .rrd recording, an eval output folder (its view.rrd), a demo folder or one "
+                        "episode of it, or a LeRobot v3.0 dataset")
+    parser.add_argument("--to", default="web", metavar="web|spawn|FILE.rrd",
+                        help="a web viewer (default), a local viewer window, or a recording file")
+    parser.add_argument("--view-port", type=int, default=9090, help="the web viewer's port (gRPC: 9876)")
+
+
+def view_main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lastr1.actor.view import replay
+
+    rec = replay(args.path, args.to, web_port=args.view_port,
+                 progress=lambda eps: tqdm(eps, desc="episodes", unit="episode"))
+    rec.flush()
+    if args.to == "web":
+        print(f"lastr1 view: serving {args.path} at http://127.0.0.1:{args.view_port} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    rec.disconnect()
+    return 0

@@ -244,3 +244,43 @@ class View(Sink):
             log.warning("the view dropped %d steps it could not keep up with", self.dropped)
         self.rec.flush()
         self.rec.disconnect()
+
+
+def replay(path: str | Path, target: str, *, web_port: int = WEB_PORT, grpc_port: int = GRPC_PORT,
+           progress=None):
+    """Show a recorded run in the live view's layout: an .rrd file, a folder holding view.rrd (`lastr1 eval`
+    keeps one), a demonstration folder (`lastr1 record`), one episode of it, or a LeRobot v3.0 dataset.
+    Returns the recording (the caller keeps a web viewer's alive while someone looks)."""
+    from lastr1.configs.robot import SafetyConfig
+    from lastr1.transport.demo_store import episode_paths, load_episode
+    from lastr1.transport.lerobot_store import is_lerobot, load_demos
+
+    path = Path(path)
+    rrd = path / "view.rrd" if (path / "view.rrd").is_file() else path
+    if rrd.suffix == ".rrd":
+        if not rrd.is_file():
+            raise ViewError(f"no recording at {rrd}", hint="pass a .rrd file, an eval folder, or a demo folder")
+        from rerun.chunk import RrdReader
+
+        rec = recording(target, web_port=web_port, grpc_port=grpc_port)
+        rec.send_chunks(RrdReader(str(rrd)).stream())
+        return rec
+    if (path / "meta.json").is_file() and not is_lerobot(path):
+        episodes = [load_episode(path)]
+    elif is_lerobot(path) or episode_paths(path):
+        episodes = load_demos(path) if is_lerobot(path) else [load_episode(p) for p in episode_paths(path)]
+    else:
+        raise ViewError(f"{path} holds no recording, episode or demonstrations",
+                        hint="pass a .rrd file, an eval output folder, a demo folder or a LeRobot v3.0 dataset")
+    rec = recording(target, app=f"lastr1/{path.name}", web_port=web_port, grpc_port=grpc_port)
+    s = SafetyConfig()
+    n_arms = max(1, int(episodes[0].proprio.shape[1]) // 8)
+    layout = Layout(rec, box=(s.box_min, s.box_max), step_m=s.max_translation_m, n_arms=n_arms,
+                    compress=target not in ("web", "spawn"))
+    for n, ep in enumerate(progress(episodes) if progress else episodes):
+        layout.episode_start(n)
+        for t in range(len(ep)):
+            layout.step(n, {c: ep.images[c][t] for c in ep.images}, ep.proprio[t], ep.action[t],
+                        bool(ep.intervention[t]), float(ep.reward[t]))
+        layout.episode_end(n, "success" if ep.meta.get("success") else "failure", float(np.sum(ep.reward)), len(ep))
+    return rec

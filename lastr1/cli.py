@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
                       "supervised warm-up of the policy on recorded demonstrations"),
     "eval": Command("lastr1.actor.cli", "add_eval_arguments", "eval_main",
                     "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
+    "view": Command("lastr1.actor.cli", "add_view_arguments", "view_main",
+                    "show a recorded run, demo folder, eval rollout or LeRobot dataset in rerun's viewer"),
     "calibrate": Command("lastr1.calibration.cli", "add_calibrate_arguments", "calibrate_main",
                          "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "keys": Command("lastr1.transport.cli", "add_keys_arguments", "keys_main",

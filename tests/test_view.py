@@ -3,6 +3,7 @@ back from the recording with rerun's own reader; `lastr1 view` replays a demo fo
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -28,28 +29,33 @@ def read_rrd(path) -> dict[str, list[int]]:
     return got
 
 
-def test_actor_view_has_every_stream_for_every_step(tmp_path):
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
     require_sim()
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from lastr1.actor.loop import Runtime
-    from lastr1.actor.process import make_agent
-    from lastr1.actor.view import POLICY_STREAMS, STEP_STREAMS, View
     from lastr1.policy import build_policy
     from lastr1.robot.factory import make_env
 
-    cfg = configs.load("sim_insert_hex", ["--run_dir", str(tmp_path), *overrides(11), "--task.max_episode_steps",
+    tmp = tmp_path_factory.mktemp("view")
+    cfg = configs.load("sim_insert_hex", ["--run_dir", str(tmp), *overrides(11), "--task.max_episode_steps",
                                           "8", "--robot.sim.intervention_rate", "1.0",
                                           "--robot.sim.intervention_steps", "3"])
     cfg.policy = tiny_cfg()
     env = make_env(cfg)
-    try:
-        policy = build_policy(cfg.policy, n_arms=1, proprio_dim=8)
-        view = View.open(cfg, str(tmp_path / "run.rrd"))
-        rt = Runtime(cfg, env, agent=make_agent(cfg, policy), sink=view, mode="rl")
-        episodes = rt.run(threading.Event(), max_episodes=2)
-        view.close()
-    finally:
-        env.close()
+    yield cfg, env, build_policy(cfg.policy, n_arms=1, proprio_dim=8)
+    env.close()
+
+
+def test_actor_view_has_every_stream_for_every_step(sim, tmp_path):
+    from lastr1.actor.loop import Runtime
+    from lastr1.actor.process import make_agent
+    from lastr1.actor.view import POLICY_STREAMS, STEP_STREAMS, View
+
+    cfg, env, policy = sim
+    view = View.open(cfg, str(tmp_path / "run.rrd"))
+    rt = Runtime(cfg, env, agent=make_agent(cfg, policy), sink=view, mode="rl")
+    episodes = rt.run(threading.Event(), max_episodes=2)
+    view.close()
     steps = sum(e.steps for e in episodes)
     assert steps >= 2 and view.dropped == 0 and view.error is None
     got = read_rrd(tmp_path / "run.rrd")
@@ -78,3 +84,40 @@ def test_layout_marks_each_hot_reload(tmp_path):
     rec.disconnect()
     got = read_rrd(tmp_path / "r.rrd")
     assert sorted(got["policy/reload"]) == [2, 4] and sorted(got["policy/version"]) == [0, 1, 2, 3, 4]
+
+
+def test_view_command_opens_an_eval_rollout(sim, tmp_path):
+    from lastr1.actor.evaluate import evaluate
+    from lastr1.actor.view import POLICY_STREAMS
+    from lastr1.cli import main
+
+    cfg, env, policy = sim
+    out = tmp_path / "eval"
+    evaluate(cfg, rollouts=2, runs=1, conditions=["original"], out=out, env=env, policy=policy)
+    rows = json.loads((out / "results.json").read_text())["rollouts"]
+    steps = sum(r["steps"] for r in rows)
+    assert main(["view", str(out), "--to", str(tmp_path / "eval.rrd")]) == 0
+    got = read_rrd(tmp_path / "eval.rrd")
+    for name in (*POLICY_STREAMS, "camera/front", "world/plan/0", "action/executed"):
+        assert sorted(got[name]) == list(range(steps)), name
+    assert len(got["episode/outcome"]) == 2 * len(rows)
+
+
+def test_view_command_opens_a_demo_folder(tmp_path):
+    from lastr1.actor.view import STEP_STREAMS
+    from lastr1.cli import main
+    from lastr1.transport.demo_store import EpisodeWriter
+
+    rng = np.random.default_rng(0)
+    for T in (3, 4):
+        w = EpisodeWriter(tmp_path / "demos", "t", "i", fps=10)
+        for _ in range(T):
+            w.add({"front": rng.integers(0, 255, (16, 16, 3)), "wrist": rng.integers(0, 255, (16, 16, 3))},
+                  rng.normal(size=8), rng.uniform(-1, 1, 7), -0.05, intervention=True)
+        w.finish(True)
+    assert main(["view", str(tmp_path / "demos"), "--to", str(tmp_path / "demos.rrd")]) == 0
+    got = read_rrd(tmp_path / "demos.rrd")
+    for name in (*STEP_STREAMS, "camera/front", "camera/wrist", "world/ee/0"):
+        assert sorted(got[name]) == list(range(7)), name
+    assert "policy/latent_len" not in got  # a person drove: there is no policy to show
+    assert main(["view", str(tmp_path / "nothing-here"), "--to", str(tmp_path / "x.rrd")]) == 2
