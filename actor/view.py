@@ -197,7 +197,7 @@ class View(Sink):
     @classmethod
     def open(cls, cfg: Config, target: str | None, save: str | Path | None = None, *, web_port: int = WEB_PORT,
              grpc_port: int = GRPC_PORT) -> View:
-        rec = recording(target, save, app=f"lastr1/{cfg.task.name}", web_port=web_port, grpc_port=grpc_port)
+        rec = recording(target, save, app=f"lastr1-{cfg.task.name}", web_port=web_port, grpc_port=grpc_port)
         s = cfg.robot.safety
         layout = Layout(rec, box=(list(s.box_min), list(s.box_max)), step_m=s.max_translation_m,
                         n_arms=cfg.task.n_arms, compress=target not in ("web", "spawn"))
@@ -272,7 +272,7 @@ def replay(path: str | Path, target: str, *, web_port: int = WEB_PORT, grpc_port
     else:
         raise ViewError(f"{path} holds no recording, episode or demonstrations",
                         hint="pass a .rrd file, an eval output folder, a demo folder or a LeRobot v3.0 dataset")
-    rec = recording(target, app=f"lastr1/{path.name}", web_port=web_port, grpc_port=grpc_port)
+    rec = recording(target, app="lastr1-replay", web_port=web_port, grpc_port=grpc_port)
     s = SafetyConfig()
     n_arms = max(1, int(episodes[0].proprio.shape[1]) // 8)
     layout = Layout(rec, box=(s.box_min, s.box_max), step_m=s.max_translation_m, n_arms=n_arms,

@@ -50,3 +50,5 @@ class LearnerConfig:
     # them. Relative to run_dir. A LeRobot v3.0 dataset folder works too (its fields mapped by `lerobot`).
     demo_dir: str = "demos"
     lerobot: LeRobotFields = field(default_factory=LeRobotFields)
+    # Stream the learner's curves to rerun (learner/view.py): "" off, "web", "spawn" or a FILE.rrd.
+    view: str = ""

@@ -131,7 +131,9 @@ class Learner:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.paths.tensorboard))
+            from lastr1.learner.view import scalar_view
+
+            self._writer = scalar_view(SummaryWriter(str(self.paths.tensorboard)), self)
         return self._writer
 
     # -- the loop ----------------------------------------------------------------------------------------

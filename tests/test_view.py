@@ -121,3 +121,47 @@ def test_view_command_opens_a_demo_folder(tmp_path):
         assert sorted(got[name]) == list(range(7)), name
     assert "policy/latent_len" not in got  # a person drove: there is no policy to show
     assert main(["view", str(tmp_path / "nothing-here"), "--to", str(tmp_path / "x.rrd")]) == 2
+
+
+def test_learner_streams_losses_q_buffers_rate_and_versions(tmp_path):
+    import socket
+    import time
+
+    from lastr1.learner.service import Learner
+    from lastr1.transport.actor_link import ActorLink
+    from lastr1.transport.messages import Transition
+
+    cfg = configs.load("sim_insert_hex")
+    cfg.policy = tiny_cfg()
+    cfg.run_dir = str(tmp_path / "run")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in dict(insecure=True, bind_host="127.0.0.1", port=port, spool_dir=str(tmp_path / "spool")).items():
+        setattr(cfg.transport, k, v)
+    for k, v in dict(start_after=4, grad_accum=1, broadcast_every_updates=1, checkpoint_every_updates=100,
+                     view=str(tmp_path / "learner.rrd")).items():
+        setattr(cfg.learner, k, v)
+    rng = np.random.default_rng(0)
+    learner = Learner(cfg)
+    link = ActorLink(cfg.transport, "a0")
+    try:
+        for t in range(4):
+            link.send(Transition(
+                episode=0, step=t, policy_version=0, intervention=t == 0,
+                images={c: rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for c in ("front", "wrist")},
+                proprio=rng.normal(size=8).astype(np.float32), action=rng.uniform(-1, 1, (8, 7)).astype(np.float32),
+                latents=rng.normal(size=(4, 64)).astype(np.float16), latent_len=4, reward=-0.05, terminated=t == 3,
+                truncated=False, t_obs=time.time()))
+        t0 = time.monotonic()
+        while learner.trainer.counters.updates < 3 and time.monotonic() - t0 < 60:
+            learner.step()
+    finally:
+        link.close()
+        learner.close()
+    assert learner.trainer.counters.updates >= 3
+    got = read_rrd(tmp_path / "learner.rrd")
+    for name in ("learner/critic_loss", "learner/q", "learner/actor_loss", "learner/buffer/rollout",
+                 "learner/buffer/demo", "learner/published_version", "episodes/length"):
+        assert name in got, name
+    assert "learner/updates_per_s" in got and "learner/publish" in got  # v1, v2, ... were published
