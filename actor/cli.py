@@ -105,17 +105,18 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
 
 def record_main(args: argparse.Namespace) -> int:
     from lastr1.actor.record import record
-    from lastr1.actor.status import StatusLine
+    from lastr1.actor.status import ProgressStatus
 
     cfg = load_config(args)
     out = Path(args.out) if args.out else cfg.path(cfg.learner.demo_dir)
     if not args.export_only:
         stop = threading.Event()
         old = signal.signal(signal.SIGINT, lambda *a: stop.set())
-        status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
+        n = args.episodes or cfg.actor.record_episodes
+        status = ProgressStatus(n, "demonstrations kept", "successes", cfg.actor.status_every_s, cfg.actor.log_every_s)
         view = open_view(cfg, args)
         try:
-            sink = record(cfg, args.episodes or cfg.actor.record_episodes, out, stop,
+            sink = record(cfg, n, out, stop,
                           max_attempts=args.max_attempts, on_status=status, view=view)
         finally:
             if view is not None:
@@ -149,17 +150,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def eval_main(args: argparse.Namespace) -> int:
     from lastr1.actor.evaluate import evaluate, format_table
-    from lastr1.actor.status import StatusLine
+    from lastr1.actor.status import ProgressStatus
 
     cfg = load_config(args)
     conditions = args.conditions.split(",") if args.conditions else list(cfg.task.eval_conditions)
     out = Path(args.out) if args.out else cfg.path(cfg.actor.eval_dir) / time.strftime("%Y%m%d-%H%M%S")
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *a: stop.set())
-    status = StatusLine(cfg.actor.status_every_s, cfg.actor.log_every_s)
+    rollouts, runs = args.rollouts or cfg.actor.eval_rollouts, args.runs or cfg.actor.eval_runs
+    status = ProgressStatus(rollouts * runs * len(conditions), "eval rollouts", "episodes", cfg.actor.status_every_s,
+                            cfg.actor.log_every_s)
     try:
-        results = evaluate(cfg, rollouts=args.rollouts or cfg.actor.eval_rollouts,
-                           runs=args.runs or cfg.actor.eval_runs, conditions=conditions, out=out,
+        results = evaluate(cfg, rollouts=rollouts, runs=runs, conditions=conditions, out=out,
                            video=not args.no_video, stop=stop, on_status=status, view=args.view,
                            view_port=args.view_port)
     finally:
