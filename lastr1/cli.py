@@ -76,7 +76,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-rollouts", type=int, default=None, help="rollouts per evaluation")
     parser.add_argument("--skip-baseline", action="store_true", help="do not evaluate the warm-up policy")
     parser.add_argument("--view", action="store_true", help="watch the RL loop and the evaluations live in rerun's "
-                        "web viewer (http://<this machine>:9090)")
+                        "web viewer (actor, record, eval: http://<this machine>:9090; learner: 9091)")
 
 
 def demo_main(args: argparse.Namespace) -> int:

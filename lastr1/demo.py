@@ -117,7 +117,8 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
     def stage(name, *argv):
         return Stage(run_dir, config, name, list(argv))
 
-    watch = ["--view", "web"] if view else []  # the stages that move the robot run one at a time: one port
+    # The stages that move the robot run one at a time (one port); the learner has its own (learner/view.py).
+    watch = ["--view", "web"] if view else []
 
     Stage(run_dir, None, "keys", ["keys", "--dir", str(cfg.path(cfg.transport.keys_dir)),
                                   "--actors", cfg.actor.actor_id]).run()
@@ -130,7 +131,7 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
 
     # The learner is throughput work; the simulated arm's 1 kHz FCI link and the 10 Hz actor are not. On a
     # laptop's few cores the learner yields to them, or a starved simulator drops the arm's connection.
-    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm)], nice=10)
+    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm), *watch], nice=10)
     print(f"  learner    started            (log: {learner.log})")
     try:
         learner.start_checked()
