@@ -32,6 +32,7 @@ import queue
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -177,8 +178,8 @@ def recording(target: str | None, save: str | Path | None = None, *, app: str = 
     rec.set_sinks(*sinks)
     if url is not None:
         rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=url)
-        log.warning("live view: open http://<this machine>:%d/?url=rerun%%2Bhttp://<this machine>:%d/proxy "
-                    "(here: http://127.0.0.1:%d/?url=%s)", web_port, grpc_port, web_port, url)
+        log.warning("live view: open http://<this machine>:%d/?url=%s (here: http://127.0.0.1:%d/?url=%s)", web_port,
+                    quote(f"rerun+http://<this machine>:{grpc_port}/proxy", safe=""), web_port, quote(url, safe=""))
     return rec
 
 
