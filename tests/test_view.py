@@ -165,3 +165,24 @@ def test_learner_streams_losses_q_buffers_rate_and_versions(tmp_path):
                  "learner/buffer/demo", "learner/published_version", "episodes/length"):
         assert name in got, name
     assert "learner/updates_per_s" in got and "learner/publish" in got  # v1, v2, ... were published
+
+
+def test_web_viewer_is_served_for_another_machine(tmp_path):
+    """The page and its wasm come from the viewer's own HTTP server; a browser elsewhere opens the printed address.
+    (README's screenshot is headless Chromium on such a page during `lastr1 demo --view`.)"""
+    import urllib.request
+
+    from sim_helpers import free_port
+
+    from lastr1.actor.view import recording
+
+    web, grpc = free_port(), free_port()
+    rec = recording("web", tmp_path / "also.rrd", web_port=web, grpc_port=grpc)
+    try:
+        rec.log("episode/reward", rr.Scalars([1.0]))
+        page = urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=10).read().decode()
+        assert "<html" in page.lower() and "re_viewer" in page
+    finally:
+        rec.flush()
+        rec.disconnect()
+    assert "episode/reward" in read_rrd(tmp_path / "also.rrd")  # the file sink got the same stream
