@@ -177,7 +177,7 @@ def eval_main(args: argparse.Namespace) -> int:
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="a .rrd recording, an eval output folder (its view.rrd), a demo folder or one "
-                        "episode of it, or a LeRobot v3.0 dataset")
+                        "episode of it, a LeRobot v3.0 dataset, or <run_dir>/learner/rollout_buffer")
     parser.add_argument("--to", default="web", metavar="web|spawn|FILE.rrd",
                         help="a web viewer (default), a local viewer window, or a recording file")
     parser.add_argument("--view-port", type=int, default=9090, help="the web viewer's port (gRPC: 9876)")

@@ -132,9 +132,13 @@ class Layout:
         rec.log("policy/latent_len", rr.Scalars([float(d.latent_len)]))
         probs = d.exit_probs if getattr(d, "exit_probs", None) is not None else np.zeros(0, np.float32)
         rec.log("policy/exit_prob", rr.BarChart(np.asarray(probs, np.float32)))
-        rec.log("policy/latents", rr.Points2D(self._project(np.asarray(d.latents, np.float32))))
+        rec.log("policy/latents", rr.Points2D(self._project(np.asarray(d.latents, np.float32)[: d.latent_len])))
+        # A replayed rollout row keeps no version or value: what is not there is not drawn.
+        if getattr(d, "value", None) is not None:
+            rec.log("critic/value", rr.Scalars([float(d.value)]))
+        if getattr(d, "version", None) is None:
+            return
         rec.log("policy/version", rr.Scalars([float(d.version)]))
-        rec.log("critic/value", rr.Scalars([float(d.value)]))
         if self.version is not None and d.version != self.version:
             rec.log("policy/reload", rr.TextLog(f"adapter v{self.version} -> v{d.version}", level="INFO"))
         self.version = int(d.version)
@@ -250,13 +254,17 @@ class View(Sink):
 def replay(path: str | Path, target: str, *, web_port: int = WEB_PORT, grpc_port: int = GRPC_PORT,
            progress=None):
     """Show a recorded run in the live view's layout: an .rrd file, a folder holding view.rrd (`lastr1 eval`
-    keeps one), a demonstration folder (`lastr1 record`), one episode of it, or a LeRobot v3.0 dataset.
+    keeps one), a demonstration folder (`lastr1 record`), one episode of it, a LeRobot v3.0 dataset, or the
+    learner's rollout buffer (<run_dir>/learner/rollout: every episode it holds).
     Returns the recording (the caller keeps a web viewer's alive while someone looks)."""
     from lastr1.configs.robot import SafetyConfig
     from lastr1.transport.demo_store import episode_paths, load_episode
     from lastr1.transport.lerobot_store import is_lerobot, load_demos
 
     path = Path(path)
+    if not path.exists():
+        raise ViewError(f"{path} does not exist", hint="pass a .rrd file, an eval output folder, a demo folder, a "
+                        "LeRobot v3.0 dataset or <run_dir>/learner/rollout_buffer")
     rrd = path / "view.rrd" if (path / "view.rrd").is_file() else path
     if rrd.suffix == ".rrd":
         if not rrd.is_file():
@@ -266,6 +274,8 @@ def replay(path: str | Path, target: str, *, web_port: int = WEB_PORT, grpc_port
         rec = recording(target, web_port=web_port, grpc_port=grpc_port)
         rec.send_chunks(RrdReader(str(rrd)).stream())
         return rec
+    if (path / "gid.npy").is_file():
+        return _replay_rollouts(path, target, web_port=web_port, grpc_port=grpc_port, progress=progress)
     if (path / "meta.json").is_file() and not is_lerobot(path):
         episodes = [load_episode(path)]
     elif is_lerobot(path) or episode_paths(path):
@@ -284,4 +294,46 @@ def replay(path: str | Path, target: str, *, web_port: int = WEB_PORT, grpc_port
             layout.step(n, {c: ep.images[c][t] for c in ep.images}, ep.proprio[t], ep.action[t],
                         bool(ep.intervention[t]), float(ep.reward[t]))
         layout.episode_end(n, "success" if ep.meta.get("success") else "failure", float(np.sum(ep.reward)), len(ep))
+    return rec
+
+
+def _replay_rollouts(path: Path, target: str, *, web_port: int, grpc_port: int, progress=None):
+    """The learner's rollout buffer (learner/replay.py's files), read-only while the learner may still run:
+    each episode is a chain of rows linked by `next`; a row's action is the chunk, its first action executed."""
+    import json
+    from types import SimpleNamespace
+
+    from lastr1.configs.robot import SafetyConfig
+
+    meta = json.loads((path / "meta.json").read_text())
+    cap, committed = int(meta["capacity"]), int(meta["total"])
+    a = {name: np.load(path / (name.replace("/", "__") + ".npy"), mmap_mode="r")
+         for name in [*meta["spec"], "gid", "next", "obs_only"]}
+    n = min(committed, cap)
+    gid, nxt = np.asarray(a["gid"][:n]), np.asarray(a["next"][:n])
+    valid = (gid >= max(0, committed - cap)) & (gid < committed)
+    rows = valid & ~np.asarray(a["obs_only"][:n], bool)
+    linked = set(nxt[valid & (nxt >= 0)].tolist())
+    starts = sorted(int(g) for g in gid[rows] if int(g) not in linked)
+    cameras = [k[4:] for k in meta["spec"] if k.startswith("img/")]
+    rec = recording(target, app="lastr1-rollouts", web_port=web_port, grpc_port=grpc_port)
+    s = SafetyConfig()
+    layout = Layout(rec, box=(s.box_min, s.box_max), step_m=s.max_translation_m,
+                    n_arms=max(1, int(a["proprio"].shape[-1]) // 8), compress=target not in ("web", "spawn"))
+    for ep, g in enumerate(progress(starts) if progress else starts):
+        layout.episode_start(ep)
+        ret, steps, end = 0.0, 0, "cut off (evicted or in progress)"
+        while g >= 0 and committed - cap <= g < committed:
+            p = g % cap
+            if a["obs_only"][p]:
+                break
+            d = SimpleNamespace(chunk=a["action"][p], latents=a["latents"][p], latent_len=int(a["latent_len"][p]))
+            layout.step(ep, {c: a[f"img/{c}"][p] for c in cameras}, a["proprio"][p], a["action"][p][0],
+                        bool(a["intervention"][p]), float(a["reward"][p]), d)
+            ret, steps = ret + float(a["reward"][p]), steps + 1
+            if a["terminated"][p] or a["truncated"][p]:
+                end = "terminated" if a["terminated"][p] else "truncated"
+                break
+            g = int(a["next"][p])
+        layout.episode_end(ep, end, ret, steps)
     return rec

@@ -166,6 +166,16 @@ def test_learner_streams_losses_q_buffers_rate_and_versions(tmp_path):
         assert name in got, name
     assert "learner/updates_per_s" in got and "learner/publish" in got  # v1, v2, ... were published
 
+    # `lastr1 view` opens the rollout buffer's episodes: the 4 steps, the executed action the chunk's first.
+    from lastr1.cli import main
+
+    assert main(["view", str(learner.paths.rollout), "--to", str(tmp_path / "rollouts.rrd")]) == 0
+    got = read_rrd(tmp_path / "rollouts.rrd")
+    for name in ("camera/front", "arm/state", "action/executed", "episode/intervention", "policy/latents",
+                 "world/plan/0"):
+        assert sorted(got[name]) == [0, 1, 2, 3], name
+    assert len(got["episode/outcome"]) == 2  # one episode: its start and its end
+
 
 def test_web_viewer_is_served_for_another_machine(tmp_path):
     """The page and its wasm come from the viewer's own HTTP server; a browser elsewhere opens the printed address.
