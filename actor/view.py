@@ -182,8 +182,9 @@ def recording(target: str | None, save: str | Path | None = None, *, app: str = 
     rec.set_sinks(*sinks)
     if url is not None:
         rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=url)
-        log.warning("live view: open http://<this machine>:%d/?url=%s (here: http://127.0.0.1:%d/?url=%s)", web_port,
-                    quote(f"rerun+http://<this machine>:{grpc_port}/proxy", safe=""), web_port, quote(url, safe=""))
+        log.warning("live view: open http://HOST:%d/?url=%s with HOST this machine's address (here: "
+                    "http://127.0.0.1:%d/?url=%s)", web_port, quote(f"rerun+http://HOST:{grpc_port}/proxy", safe=""),
+                    web_port, quote(url, safe=""))
     return rec
 
 
