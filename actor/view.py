@@ -164,8 +164,7 @@ def recording(target: str | None, save: str | Path | None = None, *, app: str = 
     sinks: list[Any] = []
     url = None
     if target == "web":
-        server = rr.GrpcServerSink(port=grpc_port)
-        sinks.append(server)
+        sinks.append(rr.GrpcServerSink(port=grpc_port))
         url = f"rerun+http://127.0.0.1:{grpc_port}/proxy"
     elif target == "spawn":
         rec.spawn(port=grpc_port, connect=False)
@@ -238,7 +237,7 @@ class View(Sink):
                     self.logged += 1
                 else:
                     self.layout.episode_end(x.episode, x.outcome, x.ret, x.steps)
-            except Exception as e:  # noqa: BLE001 — a broken view must never stop the robot; said once at close
+            except Exception as e:  # noqa: BLE001 — a broken view must never stop the robot; said once
                 if self.error is None:
                     log.error("the rerun view failed: %s (the robot goes on without it)", e)
                 self.error = e
@@ -256,7 +255,7 @@ def replay(path: str | Path, target: str, *, web_port: int = WEB_PORT, grpc_port
            progress=None):
     """Show a recorded run in the live view's layout: an .rrd file, a folder holding view.rrd (`lastr1 eval`
     keeps one), a demonstration folder (`lastr1 record`), one episode of it, a LeRobot v3.0 dataset, or the
-    learner's rollout buffer (<run_dir>/learner/rollout: every episode it holds).
+    learner's rollout buffer (<run_dir>/learner/rollout_buffer: every episode it holds).
     Returns the recording (the caller keeps a web viewer's alive while someone looks)."""
     from lastr1.configs.robot import SafetyConfig
     from lastr1.transport.demo_store import episode_paths, load_episode
