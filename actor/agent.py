@@ -39,6 +39,7 @@ class Decision:
     latency_ms: float  # policy compute at this step (0 when it only advanced along the chunk)
     value: float  # the value head on the chosen <latent_end>
     logprob: float  # log π of the chunk in use (sum over its tokens)
+    exit_probs: np.ndarray | None = None  # p(<latent_end>) at each candidate length computed for the prefix
 
 
 class Agent:
@@ -63,6 +64,7 @@ class Agent:
         """A new episode: the next step reasons and plans from scratch."""
         self._prefix: Prefix | None = None
         self._latents: np.ndarray | None = None
+        self._exits: np.ndarray | None = None
         self._chunk: np.ndarray | None = None
         self._out: ActOutput | None = None
         self._k = 0  # index of the next action in the chunk
@@ -99,6 +101,7 @@ class Agent:
                 self._prefix = self.policy.reason({c: images[c] for c in self.slow_cameras}, self.instruction,
                                                   explore=self.explore)
                 self._latents = self._prefix.latents.detach().to("cpu").numpy().astype(np.float16)
+                self._exits = self._prefix.exit_logits.detach().to("cpu").sigmoid().numpy()
                 self._since_reason = 0
                 reasoned = True
             self._out = self.policy.act(self._prefix, {c: images[c] for c in self.fast_cameras}, proprio,
@@ -119,6 +122,7 @@ class Agent:
             action=chunk[self._k].copy(), chunk=chunk[idx].copy(), latents=self._latents,
             latent_len=int(prefix.latent_len), version=int(out.version), reasoned=reasoned,
             planned=planned, latency_ms=latency_ms, value=float(prefix.value), logprob=float(out.logprob),
+            exit_probs=self._exits,
         )
         self._k += 1
         self._since_plan += 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 import json
 import logging
 import threading
@@ -31,6 +32,7 @@ import numpy as np
 
 from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 from lastr1.actor.loop import ActorError, Runtime
+from lastr1.actor.view import View, tee
 
 if TYPE_CHECKING:
     from lastr1.configs.schema import Config
@@ -74,7 +76,10 @@ def _seed(base: int, run: int, rollout: int) -> int:
 
 
 def evaluate(cfg: Config, *, rollouts: int, runs: int, conditions: list[str], out: str | Path, env=None, policy=None,
-             video: bool = True, stop: threading.Event | None = None, on_status=None) -> dict:
+             video: bool = True, stop: threading.Event | None = None, on_status=None, view: str | None = None,
+             view_port: int = 9090) -> dict:
+    """`view`: also stream to a live rerun viewer ("web", "spawn"); with `video` every rollout is saved to
+    <out>/view.rrd (what the live view shows), which `lastr1 view <out>` opens."""
     from lastr1.actor.process import check_cameras, make_agent
     from lastr1.actor.video import write_mp4
     from lastr1.policy import open_policy
@@ -83,7 +88,7 @@ def evaluate(cfg: Config, *, rollouts: int, runs: int, conditions: list[str], ou
     conditions = [canonical(c) for c in conditions]
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    own = []
+    own: list = []
     cfg = copy.deepcopy(cfg)
     cfg.robot.sim.intervention_rate = 0.0  # the scripted operator never takes over in an evaluation
     try:
@@ -100,7 +105,12 @@ def evaluate(cfg: Config, *, rollouts: int, runs: int, conditions: list[str], ou
         camera = "front" if "front" in env.camera_names else env.camera_names[0]
         sink = VideoSink(camera)
         agent = make_agent(cfg, policy, explore=False)
-        rt = Runtime(cfg, env, agent=agent, sink=sink, mode="eval", on_tick=on_status)
+        # Rollouts are kept for `lastr1 view` wherever rerun is installed (it is an optional extra).
+        save = out / "view.rrd" if video and importlib.util.find_spec("rerun") else None
+        shown = View.open(cfg, view, save, web_port=view_port) if view or save else None
+        if shown is not None:
+            own.append(shown)
+        rt = Runtime(cfg, env, agent=agent, sink=tee(sink, shown), mode="eval", on_tick=on_status)
         rows = []
         t0 = time.time()
         with rt.session():
@@ -125,7 +135,7 @@ def evaluate(cfg: Config, *, rollouts: int, runs: int, conditions: list[str], ou
         write_results(out, results, rows)
         return results
     finally:
-        for part in own:
+        for part in reversed(own):
             part.close()
 
 

@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING
 
 from lastr1.actor.loop import ActorError, EpisodeSummary, Runtime
 from lastr1.actor.status import ActorStatus
+from lastr1.actor.view import tee
+
+if TYPE_CHECKING:
+    from lastr1.actor.view import View
 
 if TYPE_CHECKING:
     from lastr1.configs.schema import Config
@@ -86,9 +90,10 @@ class _Reporter:
 
 
 def run_actor(cfg: Config, stop: threading.Event | None = None, *, env=None, policy=None, link=None,
-              max_episodes: int | None = None, max_steps: int | None = None, on_status=None) -> ActorResult:
+              max_episodes: int | None = None, max_steps: int | None = None, on_status=None,
+              view: View | None = None) -> ActorResult:
     """Run the RL actor until `stop` is set (or the episode/step budget is spent). Things handed in are not
-    closed here; things built here are."""
+    closed here; things built here are. `view`: the rerun view (actor/view.py) also gets every step."""
     from lastr1.actor.learner_sink import TransitionSink
     from lastr1.actor.reload import HotReloader
 
@@ -112,7 +117,7 @@ def run_actor(cfg: Config, stop: threading.Event | None = None, *, env=None, pol
         reloader = HotReloader(policy, link.latest_weights, cfg.actor.reload_poll_s)
         sink = TransitionSink(link, policy.H, policy.L_max, policy.d)
         reporter = _Reporter(cfg, link, on_status)
-        rt = Runtime(cfg, env, agent=agent, sink=sink, reloader=reloader, mode="rl", seed=cfg.robot.sim.seed,
+        rt = Runtime(cfg, env, agent=agent, sink=tee(sink, view), reloader=reloader, mode="rl", seed=cfg.robot.sim.seed,
                      on_tick=reporter)
         sink.status = rt.status
         with reloader:

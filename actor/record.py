@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 from lastr1.actor.loop import Runtime
+from lastr1.actor.view import tee
 
 if TYPE_CHECKING:
+    from lastr1.actor.view import View
     from lastr1.configs.schema import Config
     from lastr1.transport.demo_store import EpisodeWriter
 
@@ -64,7 +66,7 @@ class DemoSink(Sink):
 
 
 def record(cfg: Config, n: int, out: str | Path, stop: threading.Event | None = None, *, env=None,
-           max_attempts: int | None = None, on_status=None) -> DemoSink:
+           max_attempts: int | None = None, on_status=None, view: View | None = None) -> DemoSink:
     """Record until `n` successful demonstrations are kept (or `max_attempts` episodes, or `stop`)."""
     stop = stop or threading.Event()
     own = env is None
@@ -79,7 +81,7 @@ def record(cfg: Config, n: int, out: str | Path, stop: threading.Event | None = 
 
             raise ActorError("recording on the real robot needs a SpaceMouse", hint="list one under robot.teleop")
         sink = DemoSink(out, cfg, "scripted expert" if sim else "spacemouse")
-        rt = Runtime(cfg, env, sink=sink, mode="record", seed=cfg.robot.sim.seed,
+        rt = Runtime(cfg, env, sink=tee(sink, view), mode="record", seed=cfg.robot.sim.seed,
                      expert=env.scene.expert_action if sim else None, on_tick=on_status)
         attempts = max_attempts or 3 * n
         while len(sink.kept) < n and len(rt.episodes) < attempts and not stop.is_set():

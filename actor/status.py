@@ -90,3 +90,31 @@ class StatusLine:
             self.stream.write("\n")
             self.stream.flush()
             self._width = 0
+
+
+class ProgressStatus(StatusLine):
+    """A progress bar over a known number of episodes with the status line beside it (eval, record); off a
+    terminal it logs the status line as StatusLine does. `count`: which ActorStatus count the bar follows."""
+
+    def __init__(self, total: int, desc: str, count: str = "episodes", every_s: float = 0.25,
+                 log_every_s: float = 10.0, stream=None, tty: bool | None = None):
+        from tqdm import tqdm
+
+        super().__init__(every_s, log_every_s, stream, tty)
+        self.count = count
+        self.bar = tqdm(total=total, desc=desc, unit="episode", file=self.stream, disable=not self.tty,
+                        dynamic_ncols=True)
+
+    def __call__(self, status: ActorStatus, force: bool = False) -> None:
+        if not self.tty:
+            return super().__call__(status, force)
+        now = time.monotonic()
+        if not force and now - self._last < self.every_s:
+            return
+        self._last = now
+        self.bar.n = int(getattr(status, self.count))
+        self.bar.set_postfix_str(format_status(status), refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,5 +1,6 @@
-"""Control-loop period and policy latency of the RL actor at 10 Hz on the simulated robot, without and with a
-hot reload every second, side by side in one run. Prints one JSON line.
+"""Control-loop period and policy latency of the RL actor at 10 Hz on the simulated robot: plain, with a hot
+reload every second, and with the rerun view on (every step logged, JPEG-encoded into a recording file, as
+`--view FILE.rrd` and `lastr1 eval` do), side by side in one run. Prints one JSON line.
 
 The whole actor runs as in `lastr1 actor`: franky-sim server + the real franky driver, sim cameras, the tiny
 policy (slow/fast schedule, receding horizon), transitions over a real loopback ActorLink → LearnerLink
@@ -7,6 +8,7 @@ policy (slow/fast schedule, receding horizon), transitions over a real loopback 
 that the actor stages on its reload thread and swaps in at a chunk boundary.
 
     p99_error_pct_with_reload = |p99 period with reload − nominal period| / nominal period × 100   (goal < 10)
+    view_error_change_pts = |p99_error_pct_with_view − p99_error_pct|                            (goal ≤ 1)
 
 It also times the two halves of a reload for the tiny adapter as used, and for a ~100 MB adapter (the size of
 LoRA r=16 + heads on Qwen3-VL-4B): `stage` (sha256, safetensors parse, finite check — on the reload thread)
@@ -68,15 +70,16 @@ def _learner(conn, transport: dict, policy_cfg: dict, n_arms: int) -> None:
     link.close()
 
 
-def _phase(cfg, env, policy, link, seconds: float) -> dict:
+def _phase(cfg, env, policy, link, seconds: float, view=None) -> dict:
     from lastr1.actor.learner_sink import TransitionSink
     from lastr1.actor.loop import Runtime
     from lastr1.actor.process import make_agent
     from lastr1.actor.reload import HotReloader
+    from lastr1.actor.view import tee
 
     reloader = HotReloader(policy, link.latest_weights, cfg.actor.reload_poll_s)
-    rt = Runtime(cfg, env, agent=make_agent(cfg, policy), sink=TransitionSink(link, policy.H, policy.L_max, policy.d),
-                 reloader=reloader, mode="rl")
+    sink = tee(TransitionSink(link, policy.H, policy.L_max, policy.d), view)
+    rt = Runtime(cfg, env, agent=make_agent(cfg, policy), sink=sink, reloader=reloader, mode="rl")
     stop = threading.Event()
     timer = threading.Timer(seconds, stop.set)
     with reloader:
@@ -178,18 +181,23 @@ def main() -> None:
         policy = build_policy(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
         adapter_bytes = len(policy.export_adapter(0).data)
         link = make_link(cfg)
-        base_parts, rel_parts = [], []
+        from lastr1.actor.view import View
+
+        view = View.open(cfg, os.path.join(tmp, "view.rrd"))
+        parts: dict[str, list] = {"base": [], "reload": [], "view": []}
         published = 0
-        # Blocks alternate without / with reloads, so both see the same background load of the machine.
-        for b in range(2 * args.blocks):
-            reload = b % 2 == 1
-            conn.send(1.0 if reload else 0)  # the learner publishes every second during reload blocks
+        # Blocks take turns (plain, reloads, view), so all three see the same background load of the machine.
+        for b in range(3 * args.blocks):
+            kind = ("base", "reload", "view")[b % 3]
+            conn.send(1.0 if kind == "reload" else 0)  # the learner publishes every second during reload blocks
             conn.recv()
-            (rel_parts if reload else base_parts).append(_phase(cfg, env, policy, link, args.block_seconds))
+            parts[kind].append(_phase(cfg, env, policy, link, args.block_seconds,
+                                      view if kind == "view" else None))
         conn.send(0)
         published = conn.recv()
         link.close(timeout_s=5.0)
-        base, rel = _merge(base_parts), _merge(rel_parts)
+        view.close()
+        base, rel, viewed = _merge(parts["base"]), _merge(parts["reload"]), _merge(parts["view"])
     finally:
         conn.send("quit")
         proc.join(10)
@@ -201,6 +209,10 @@ def main() -> None:
         return round(float(np.percentile(x, q)), 2) if len(x) else None
 
     p99_rel = pct(rel["periods"], 99)
+
+    def err(periods):
+        return round(abs(pct(periods, 99) - nominal) / nominal * 100, 2)
+
     out = dict(
         period_p50_ms=pct(base["periods"], 50), period_p99_ms=pct(base["periods"], 99),
         period_p99_ms_with_reload=p99_rel, period_p50_ms_with_reload=pct(rel["periods"], 50),
@@ -208,6 +220,11 @@ def main() -> None:
         reason_step_p50_ms=pct(base["reason"], 50), act_step_p50_ms=pct(base["act"], 50),
         tick_work_p99_ms=pct(base["work"], 99), tick_work_p99_ms_with_reload=pct(rel["work"], 99),
         p99_error_pct_with_reload=round(abs(p99_rel - nominal) / nominal * 100, 2),
+        p99_error_pct=err(base["periods"]), p99_error_pct_with_view=err(viewed["periods"]),
+        view_error_change_pts=round(abs(err(viewed["periods"]) - err(base["periods"])), 2),
+        period_p99_ms_with_view=pct(viewed["periods"], 99), tick_work_p99_ms_with_view=pct(viewed["work"], 99),
+        ticks_with_view=len(viewed["periods"]), view_steps_logged=view.logged, view_steps_dropped=view.dropped,
+        view_rrd_mb=round(os.path.getsize(os.path.join(tmp, "view.rrd")) / 2**20, 2),
         nominal_period_ms=nominal, ticks=len(base["periods"]), ticks_with_reload=len(rel["periods"]),
         late_ticks=int(np.sum(np.asarray(base["periods"]) > 1.1 * nominal)),
         late_ticks_with_reload=int(np.sum(np.asarray(rel["periods"]) > 1.1 * nominal)),

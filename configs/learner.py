@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LeRobotFields:
+    """Where our demonstration streams are in a LeRobot v3.0 dataset (a folder given as the demonstrations to
+    `lastr1 warmup` or `learner.demo_dir`). The action must already be ours: per arm xyz, rotation-vector
+    deltas and gripper, normalised to [-1, 1]; the state ours: per arm position, quaternion xyzw, gripper width."""
+
+    state: str = "observation.state"
+    action: str = "action"
+    reward: str = "next.reward"  # a dataset without it: 0 at every step
+    intervention: str = "complementary_info.is_intervention"  # without it: every step is a person's (a demo)
+    # Our camera name -> the dataset's image or video feature; empty: each observation.images.<name> as <name>.
+    cameras: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -33,5 +47,8 @@ class LearnerConfig:
     rollout_capacity: int = 200_000
     seed: int = 0
     # Demonstrations: `lastr1 record` writes them; `lastr1 latents`, `lastr1 warmup` and the demo buffer read
-    # them. Relative to run_dir.
+    # them. Relative to run_dir. A LeRobot v3.0 dataset folder works too (its fields mapped by `lerobot`).
     demo_dir: str = "demos"
+    lerobot: LeRobotFields = field(default_factory=LeRobotFields)
+    # Stream the learner's curves to rerun (learner/view.py): "" off, "web", "spawn" or a FILE.rrd.
+    view: str = ""

@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
                       "supervised warm-up of the policy on recorded demonstrations"),
     "eval": Command("lastr1.actor.cli", "add_eval_arguments", "eval_main",
                     "the paper's Table 2 evaluation: N rollouts per condition, mean ± std over runs"),
+    "view": Command("lastr1.actor.cli", "add_view_arguments", "view_main",
+                    "show a recorded run, demo folder, eval rollout or LeRobot dataset in rerun's viewer"),
     "calibrate": Command("lastr1.calibration.cli", "add_calibrate_arguments", "calibrate_main",
                          "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "keys": Command("lastr1.transport.cli", "add_keys_arguments", "keys_main",
@@ -73,6 +75,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="how long the actor–learner loop runs")
     parser.add_argument("--eval-rollouts", type=int, default=None, help="rollouts per evaluation")
     parser.add_argument("--skip-baseline", action="store_true", help="do not evaluate the warm-up policy")
+    parser.add_argument("--view", action="store_true", help="watch the RL loop and the evaluations live in rerun's "
+                        "web viewer (actor, record, eval: http://<this machine>:9090; learner: 9091)")
 
 
 def demo_main(args: argparse.Namespace) -> int:
@@ -89,7 +93,7 @@ def demo_main(args: argparse.Namespace) -> int:
              demos=d.demos if args.demos is None else args.demos,
              minutes=d.minutes if args.minutes is None else args.minutes,
              rollouts=d.eval_rollouts if args.eval_rollouts is None else args.eval_rollouts,
-             baseline=not args.skip_baseline)
+             baseline=not args.skip_baseline, view=args.view)
     return 0
 
 

@@ -98,7 +98,8 @@ class Stage:
         return rc
 
 
-def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts: int, baseline: bool = True) -> dict:
+def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts: int, baseline: bool = True,
+             view: bool = False) -> dict:
     """Every stage in `run_dir` (a new folder): keys, `demos` demonstrations, latents, warm-up, the loop for
     `minutes`, evaluations of `rollouts` each; returns the summary it also writes to demo_summary.json."""
     if (run_dir / "learner").exists():
@@ -116,22 +117,25 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
     def stage(name, *argv):
         return Stage(run_dir, config, name, list(argv))
 
+    # The stages that move the robot run one at a time (one port); the learner has its own (learner/view.py).
+    watch = ["--view", "web"] if view else []
+
     Stage(run_dir, None, "keys", ["keys", "--dir", str(cfg.path(cfg.transport.keys_dir)),
                                   "--actors", cfg.actor.actor_id]).run()
-    stage("record", "record", "--episodes", str(demos)).run()
+    stage("record", "record", "--episodes", str(demos), *watch).run()
     stage("latents", "latents").run()
     stage("warmup", "warmup").run()
     if baseline:
         stage("eval-warmup", "eval", "--policy.checkpoint", str(warm), "--rollouts", str(rollouts),
-              "--out", str(run_dir / "eval" / "warmup")).run()
+              "--out", str(run_dir / "eval" / "warmup"), *watch).run()
 
     # The learner is throughput work; the simulated arm's 1 kHz FCI link and the 10 Hz actor are not. On a
     # laptop's few cores the learner yields to them, or a starved simulator drops the arm's connection.
-    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm)], nice=10)
+    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm), *watch], nice=10)
     print(f"  learner    started            (log: {learner.log})")
     try:
         learner.start_checked()
-        stage("actor", "actor", "--policy.checkpoint", str(warm), "--minutes", str(minutes)).run()
+        stage("actor", "actor", "--policy.checkpoint", str(warm), "--minutes", str(minutes), *watch).run()
     finally:
         learner.stop()
     if learner.proc is not None and learner.proc.returncode not in (0, -signal.SIGTERM):
@@ -139,7 +143,7 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
     if not (learned / "policy.json").is_file():
         raise DemoError("the learner left no checkpoint", hint=f"see {learner.log}")
     stage("eval-final", "eval", "--policy.checkpoint", str(learned), "--rollouts", str(rollouts),
-          "--out", str(run_dir / "eval" / "final")).run()
+          "--out", str(run_dir / "eval" / "final"), *watch).run()
 
     summary = {"run_dir": str(run_dir), "minutes": round((time.monotonic() - t_start) / 60, 1)}
     for name in ("warmup", "final"):

@@ -13,12 +13,17 @@ def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--resume", action="store_true", help="continue the learner state in run_dir")
     parser.add_argument("--max-updates", type=int, default=None, help="stop after this many updates")
+    parser.add_argument("--view", nargs="?", const="web", default=None, metavar="web|spawn|FILE.rrd",
+                        help="stream losses, Q, buffer sizes, updates/s and versions to rerun (web viewer on port "
+                        "9091 by default); the same as --learner.view")
 
 
 def learner_main(args: argparse.Namespace) -> int:
     from lastr1.learner.service import Learner
 
     cfg = load_config(args)
+    if args.view:
+        cfg.learner.view = args.view
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     learner = Learner(cfg, resume=args.resume)

@@ -9,7 +9,8 @@ import numpy as np
 
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.trainer import LearnerError
-from lastr1.transport.demo_store import Episode, load_dataset
+from lastr1.transport.demo_store import Episode
+from lastr1.transport.lerobot_store import load_demos
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,13 @@ def episode_rows(ep: Episode, chunk: int, latent_max: int):
         yield t, row
 
 
-def fill_demo_buffer(buffer: ReplayBuffer, root, chunk: int, latent_max: int) -> int:
+def fill_demo_buffer(buffer: ReplayBuffer, root, chunk: int, latent_max: int, lerobot=None) -> int:
     """Load every successful demonstration under `root` into an empty demo buffer; returns rows added.
-    A buffer that already holds rows (a resumed learner) is left as it is."""
+    A buffer that already holds rows (a resumed learner) is left as it is. `root` may be a LeRobot v3.0
+    dataset (`lerobot`: learner.lerobot's field map)."""
     if buffer.committed:
         return 0
-    episodes = load_dataset(root)
+    episodes = load_demos(root, lerobot)
     added = 0
     for i, ep in enumerate(episodes):
         for t, row in episode_rows(ep, chunk, latent_max):

@@ -97,7 +97,7 @@ class Learner:
         self.rollout = ReplayBuffer(self.paths.rollout, lc.rollout_capacity)
         demo_dir = self.paths.root / lc.demo_dir
         if demo_dir.is_dir():
-            fill_demo_buffer(self.demo, demo_dir, policy.H, policy.L_max)
+            fill_demo_buffer(self.demo, demo_dir, policy.H, policy.L_max, lc.lerobot)
         elif not self.demo.committed:
             log.warning("no demonstrations at %s: the demo stream starts with human interventions only", demo_dir)
         self.trainer = Trainer(cfg, policy, self.demo, self.rollout)
@@ -131,7 +131,9 @@ class Learner:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.paths.tensorboard))
+            from lastr1.learner.view import scalar_view
+
+            self._writer = scalar_view(SummaryWriter(str(self.paths.tensorboard)), self)
         return self._writer
 
     # -- the loop ----------------------------------------------------------------------------------------

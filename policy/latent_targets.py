@@ -205,6 +205,9 @@ def compute_latent_targets(
     from lastr1.transport.demo_store import episode_paths, load_episode, save_latent_targets
 
     root = Path(root)
+    if (root / "meta" / "info.json").is_file():
+        raise LatentTargetError(f"{root} is a LeRobot dataset: `lastr1 latents` reads only our own recordings",
+                                hint="warm up on it with `lastr1 warmup --no-latent-loss`")
     paths = episode_paths(root)
     if not paths:
         raise LatentTargetError(f"{root} holds no episodes", hint="record demonstrations with `lastr1 record`")

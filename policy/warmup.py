@@ -118,7 +118,7 @@ def warmup(cfg: Config, dataset: str | Path | None = None, out: str | Path | Non
     from lastr1.policy.action_tokenizer import NormStats
     from lastr1.policy.build import build_policy
     from lastr1.policy.checkpoint import save_policy
-    from lastr1.transport.demo_store import load_dataset
+    from lastr1.transport.lerobot_store import load_demos
 
     wc = cfg.policy.warmup
     run_dir = Path(cfg.run_dir)
@@ -126,7 +126,7 @@ def warmup(cfg: Config, dataset: str | Path | None = None, out: str | Path | Non
     out = Path(out) if out else run_dir / wc.out
     use_latents = not (wc.no_latent_loss if no_latent_loss is None else no_latent_loss)
     use_latents = use_latents and cfg.policy.latent_mode != "off"  # Action-Only: nothing to predict
-    episodes = load_dataset(dataset)
+    episodes = load_demos(dataset, cfg.learner.lerobot)
     n_arms = cfg.task.n_arms
     proprio_dim = int(episodes[0].proprio.shape[1])
     torch.manual_seed(wc.seed)

@@ -192,3 +192,16 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
         log(s)
         log(s)  # within log_every_s: not repeated
     assert len([r for r in caplog.records if "ep 3" in r.getMessage()]) == 1
+
+
+def test_progress_status_counts_episodes_with_the_status_beside():
+    import io
+
+    from lastr1.actor.status import ActorStatus, ProgressStatus
+
+    out = io.StringIO()
+    bar = ProgressStatus(4, "eval rollouts", "episodes", every_s=0.0, stream=out, tty=True)
+    bar(ActorStatus(state="running", episode=2, step=5, episodes=2, successes=1))
+    bar.close()
+    text = out.getvalue()
+    assert "eval rollouts" in text and "2/4" in text and "success 1/2" in text

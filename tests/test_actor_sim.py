@@ -273,7 +273,7 @@ def test_record_keeps_successes_and_exports_lerobot(world, tmp_path):
     assert ep.action.shape == (len(ep), 7) and np.abs(ep.action).max() <= 1.0
     assert ep.reward[-1] == pytest.approx(cfg.task.success_reward)
 
-    out = export_lerobot(tmp_path / "demos", tmp_path / "lerobot")
+    out = export_lerobot(tmp_path / "demos", tmp_path / "lerobot", version="v2.1")
     info = json.loads((out / "meta/info.json").read_text())
     assert info["codebase_version"] == "v2.1" and info["total_episodes"] == 1 and info["total_frames"] == len(ep)
     table = pq.read_table(out / info["data_path"].format(episode_chunk=0, episode_index=0))

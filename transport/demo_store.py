@@ -172,6 +172,7 @@ def load_dataset(root: str | Path, only_success: bool = True, mmap: bool = True)
 def save_latent_targets(episode_path: str | Path, targets: np.ndarray) -> None:
     """Written atomically so an interrupted `lastr1 latents` resumes by skipping finished episodes."""
     episode_path = Path(episode_path)
+    episode_path.mkdir(parents=True, exist_ok=True)  # beside a LeRobot dataset it is made on first use
     tmp = episode_path / "latent_targets.tmp.npy"
     np.save(tmp, np.asarray(targets, dtype=np.float16))
     tmp.rename(episode_path / "latent_targets.npy")
