@@ -494,19 +494,24 @@ class Policy(nn.Module):
             vis = torch.cat([vis_r, torch.zeros_like(x_a[..., 0], dtype=torch.bool)], 1)
             mask = towers.joint_mask(valid_r, prefix_valid, n_fast, n_act)
             h, _ = towers.run_stack(hf_compat.layers(lm), hf_compat.final_norm(lm), x, cos, sin, mask, None,
-                                    deepstack, vis)
+                                    deepstack, vis, checkpoint=self.cfg.grad_checkpointing)
             r = x_r.shape[1]
             return h[:, :r], h[:, r:]
         cos_r, sin_r = self._rotary(x_r, pos_r)
         cos_a, sin_a = self._rotary(x_a, pos_a)
         mask_r = towers.causal_mask(valid_r)
         mask_a = towers.acting_mask(prefix_valid, n_fast, n_act)
-        h_r, h_a = x_r, x_a
-        for i, (layer_r, layer_a) in enumerate(zip(hf_compat.layers(lm), self.expert.layers)):
+
+        def pair(i: int, layer_r: nn.Module, layer_a: nn.Module, h_r: torch.Tensor, h_a: torch.Tensor):
             h_r, kv = hf_compat.decoder_layer(layer_r, h_r, cos_r, sin_r, mask_r, None)
             if i < len(deepstack):
                 h_r = towers.add_deepstack(h_r, vis_r, deepstack[i])
             h_a, _ = hf_compat.decoder_layer(layer_a, h_a, cos_a, sin_a, mask_a, kv)
+            return h_r, h_a
+
+        h_r, h_a = x_r, x_a
+        for i, (layer_r, layer_a) in enumerate(zip(hf_compat.layers(lm), self.expert.layers)):
+            h_r, h_a = towers.maybe_checkpoint(self.cfg.grad_checkpointing, pair, i, layer_r, layer_a, h_r, h_a)
         return hf_compat.final_norm(lm)(h_r), self.expert.norm(h_a)
 
     # --- what the learner's losses need ---------------------------------------------------------------------
