@@ -20,7 +20,8 @@ from lastr1.transport import curve_keys
 
 
 def real_cfg(tmp_path, **over):
-    """real/insert_hex with its placeholders set (to values nothing answers on) and the tiny tower."""
+    """real/insert_hex with its placeholders set (to values nothing answers on) and a random tower of the 4B
+    sizes: only ever built on the meta device here."""
     return configs.load("real/insert_hex", {
         "run_dir": str(tmp_path), "policy": {"model": "tiny", "latent_teacher": "tiny", "device": "cpu"},
         "transport": {"learner_host": "127.0.0.1", "keys_dir": str(tmp_path / "keys")},
@@ -167,3 +168,28 @@ def test_the_table_runs_local_checks_first(tmp_path):
     names = [c.name for c in checks]
     assert names.index("real-time kernel") < names.index("arm arm0 (FCI " + loopback(40)[0] + ")")
     assert names[-1].startswith("learner") and checks[-1].failed
+
+
+def test_the_actor_checks_what_is_local_before_it_connects(tmp_path, capsys):
+    """No RealSense on a test machine: the actor stops on it (and on the kernel) before dialling the learner."""
+    import socket
+
+    import yaml
+
+    curve_keys.generate(tmp_path / "keys", ["actor0"])
+    with socket.socket() as learner:
+        learner.bind(("127.0.0.1", 0))
+        learner.listen()
+        learner.settimeout(0.5)
+        mine = tmp_path / "mine.yaml"
+        mine.write_text(yaml.safe_dump({
+            "base": ["real/insert_hex", "policy/tiny_cpu"], "run_dir": str(tmp_path),  # the tiny tower's sizes
+            "transport": {"learner_host": "127.0.0.1", "port": learner.getsockname()[1],
+                          "keys_dir": str(tmp_path / "keys")},
+            "robot": {"arms": [{"name": "arm0", "host": loopback(42)[0]}],
+                      "cameras": [{"name": "front", "serial": "D455-1"}, {"name": "wrist", "serial": "D435-2"}]}}))
+        assert main(["actor", "--config", str(mine)]) == 2
+        err = capsys.readouterr().err
+        assert "not started, nothing connected" in err and "camera front: serial D455-1 not connected" in err
+        with pytest.raises(TimeoutError):
+            learner.accept()  # nothing dialled the learner
