@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from lastr1.configs.schema import Config
 
 RT_FLAG = Path("/sys/kernel/realtime")
-UDEV_RULE = ('/etc/udev/rules.d/99-spacemouse.rules: KERNEL=="hidraw*", ATTRS{idVendor}=="256f", MODE="0660", '
-             'GROUP="plugdev" (then `sudo udevadm control --reload && sudo udevadm trigger`, replug, and add '
-             "yourself to plugdev)")
+UDEV_RULE = ('/etc/udev/rules.d/99-spacemouse.rules: KERNEL=="hidraw*", ATTRS{idVendor}=="256f", MODE="0666" '
+             '(046d for older Logitech-made ones), then `sudo udevadm control --reload && sudo udevadm trigger` '
+             "and replug")
 
 
 def realtime_kernel(cfg: Config, flag: Path = RT_FLAG) -> Check:

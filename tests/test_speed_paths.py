@@ -41,3 +41,35 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(acting):
     for n in g_eager:
         torch.testing.assert_close(g_ckpt[n], g_eager[n], atol=1e-6, rtol=1e-5, msg=n)
     assert n_ckpt < n_eager / 2
+
+
+def test_memory_plan_counts_parameters_and_extrapolates_activations_exactly():
+    """policy/memory.py's figures against the policy itself: parameter count of a real build, and the 1→2
+    layer extrapolation of saved activations against a direct measurement at 3 layers (the D.4 micro-batch)."""
+    from policy_helpers import tiny_cfg
+
+    from lastr1.policy import TrainBatch, build_policy, memory
+
+    cfg = tiny_cfg()
+    cfg.tiny.layers = 3
+    policy = build_policy(cfg, n_arms=1)
+    c = memory.count(cfg)
+    assert c.frozen + c.trainable + c.q_targets_bytes // 4 == sum(p.numel() for p in policy.parameters())
+    assert c.trainable == sum(p.numel() for p in policy.trainable_parameters())
+    rng = np.random.default_rng(0)
+    img = {k: rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8) for k in ("front", "wrist")}
+    batch = TrainBatch(slow_images=img, instructions=["insert the hexagon block into the slot"] * 4, fast_images=img,
+                       proprio=np.zeros((4, 8), np.float32), latents=torch.zeros(4, policy.L_max, policy.d),
+                       latent_len=np.full(4, policy.L_max))
+    weights = {p.untyped_storage().data_ptr() for p in policy.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in weights:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        policy.forward_train(batch)
+    assert memory.activation_bytes(cfg, 4, (128, 128)) == pytest.approx(sum(seen.values()), rel=0.01)
+    assert memory.activation_bytes(cfg, 4, (128, 128), checkpointing=True) < sum(seen.values()) / 2
