@@ -174,6 +174,9 @@ class Policy(nn.Module):
         self.set_stats(stats or NormStats.identity(self.D, proprio_dim))
         self.version = 0
         self._lock = threading.RLock()
+        # The acting tower's pass has fixed shapes per latent exit (4 prefix lengths), so torch.compile traces
+        # it once per length; weights are graph inputs, so hot-reloaded adapters apply without a recompile.
+        self._acting_pass = torch.compile(towers.run_stack, dynamic=False) if cfg.compile_acting else towers.run_stack
         self.refresh_derived()
         self.eval()
 
@@ -410,7 +413,7 @@ class Policy(nn.Module):
             mask = towers.acting_mask(torch.ones(1, s, dtype=torch.bool, device=self.device), toks.shape[1],
                                       self.H * self.D)
             layers, norm = self._act_stack()
-            h, _ = towers.run_stack(layers, norm, x, cos, sin, mask, prefix.kv)
+            h, _ = self._acting_pass(layers, norm, x, cos, sin, mask, prefix.kv)
             logits, feature = self._heads(h, toks.shape[1])
             logits = logits[0]
             if not torch.isfinite(logits).all():

@@ -73,3 +73,25 @@ def test_memory_plan_counts_parameters_and_extrapolates_activations_exactly():
         policy.forward_train(batch)
     assert memory.activation_bytes(cfg, 4, (128, 128)) == pytest.approx(sum(seen.values()), rel=0.01)
     assert memory.activation_bytes(cfg, 4, (128, 128), checkpointing=True) < sum(seen.values()) / 2
+
+
+def test_compiled_acting_pass_matches_eager():
+    """policy.compile_acting: the same chunk as the eager path — equal tokens, logits within 1e-5 (the
+    compiler may reorder float32 sums) — and a hot-reloaded adapter reaches the compiled graph."""
+    from policy_helpers import INSTRUCTION
+
+    eager, compiled = tiny_policy(), tiny_policy(compile_acting=True)
+    perturb_trainables(eager)
+    compiled.load_state_dict(eager.state_dict())
+    obs = frames(3)
+    prefix = eager.reason({"front": obs["front"]}, INSTRUCTION)
+    a = eager.act(prefix, {"wrist": obs["wrist"]}, obs["proprio"])
+    b = compiled.act(prefix, {"wrist": obs["wrist"]}, obs["proprio"])
+    assert np.array_equal(a.tokens, b.tokens) and abs(a.logprob - b.logprob) < 1e-4
+    torch.testing.assert_close(b.feature, a.feature, atol=1e-5, rtol=0)
+    perturb_trainables(eager, seed=1)
+    compiled.swap(eager.trainable_state(), 2)
+    a = eager.act(prefix, {"wrist": obs["wrist"]}, obs["proprio"])
+    b = compiled.act(prefix, {"wrist": obs["wrist"]}, obs["proprio"])
+    assert np.array_equal(a.tokens, b.tokens) and b.version == 2
+    torch.testing.assert_close(b.feature, a.feature, atol=1e-5, rtol=0)
