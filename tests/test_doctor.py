@@ -193,3 +193,13 @@ def test_the_actor_checks_what_is_local_before_it_connects(tmp_path, capsys):
         assert "not started, nothing connected" in err and "camera front: serial D455-1 not connected" in err
         with pytest.raises(TimeoutError):
             learner.accept()  # nothing dialled the learner
+
+
+def test_disk_space_for_the_spool_and_buffers(tmp_path):
+    from lastr1.doctor import disk
+
+    cfg = real_cfg(tmp_path)
+    assert disk(cfg, "actor").status == "ok"
+    cfg.transport.spool_max_bytes = 2**60  # an exabyte of spool: no disk holds it
+    c = disk(cfg, "actor")
+    assert c.failed and "the actor needs ≥" in c.detail and "transport.spool_max_bytes" in c.fix
