@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -98,8 +99,9 @@ def main() -> int:
     ap.add_argument("--no-speed", action="store_true", help="the plan only, even with a GPU")
     args, overrides = ap.parse_known_args()
     cfg = configs.load(args.config, overrides)
-    if cfg.policy.model == "models/Qwen3-VL-4B-Instruct" and not (cfg.path(cfg.policy.model) / "config.json").is_file():
-        cfg.policy.model = "tiny"  # no download here: the 4B shape from the config's `tiny` block
+    if cfg.policy.model != "tiny" and not (Path(cfg.policy.model).expanduser() / "config.json").is_file():
+        print(f"{cfg.policy.model} is not here: the plan uses the config's `policy.tiny` shape", file=sys.stderr)
+        cfg.policy.model = "tiny"  # nothing is downloaded: random weights of the 4B shape
     mb = cfg.learner.micro_batch_demo + cfg.learner.micro_batch_rollout
     hw = (args.image, args.image)
     lines = []

@@ -19,9 +19,9 @@ _FIX_TORCH = "install a CUDA build of torch (https://pytorch.org/get-started/loc
 
 
 def needed_gb(cfg: Config, role: str) -> float:
-    """GPU memory the role needs before activations: parameters (both roles), the trainables' gradients and
-    AdamW states plus the measured activations' floor with checkpointing (learner), and the CUDA overhead.
-    benchmarks/gpu.py prints the full table."""
+    """GPU memory (GiB) the role needs before activations: parameters (both roles), the trainables' float32
+    gradients and AdamW states (learner), and the CUDA overhead — a floor that builds on the meta device in
+    seconds; benchmarks/gpu.py adds the measured activations."""
     from lastr1.policy import memory
 
     c = memory.count(cfg.policy, cfg.task.n_arms)

@@ -56,7 +56,7 @@ def test_every_stage_runs_on_folders_in_the_published_layout(tmp_path):
          "--eval-rollouts", "1", "--skip-baseline", *overrides(9),
          "--policy.model", str(qwen), "--policy.latent_teacher", str(dino), "--transport.port", str(free_port()),
          "--policy.warmup.steps", "10", "--learner.start_after", "20", "--learner.grad_accum", "1",
-         "--learner.broadcast_every_updates", "1", "--task.max_episode_steps", "25"],
+         "--learner.broadcast_every_updates", "1", "--task.max_episode_steps", "30"],
         capture_output=True, text=True, timeout=840,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
