@@ -107,7 +107,7 @@ def record_main(args: argparse.Namespace) -> int:
     from lastr1.actor.record import record
     from lastr1.actor.status import ProgressStatus
 
-    cfg = load_config(args)
+    cfg = load_config(args, skip=("transport",))  # no learner here
     out = Path(args.out) if args.out else cfg.path(cfg.learner.demo_dir)
     if not args.export_only:
         stop = threading.Event()
@@ -152,7 +152,7 @@ def eval_main(args: argparse.Namespace) -> int:
     from lastr1.actor.evaluate import evaluate, format_table
     from lastr1.actor.status import ProgressStatus
 
-    cfg = load_config(args)
+    cfg = load_config(args, skip=("transport",))  # no learner here
     conditions = args.conditions.split(",") if args.conditions else list(cfg.task.eval_conditions)
     out = Path(args.out) if args.out else cfg.path(cfg.actor.eval_dir) / time.strftime("%Y%m%d-%H%M%S")
     stop = threading.Event()

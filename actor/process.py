@@ -45,6 +45,21 @@ def make_agent(cfg: Config, policy, explore: bool | None = None):
                  temperature=cfg.actor.action_temperature)
 
 
+def preflight(cfg: Config) -> None:
+    """What the robot PC can check on its own — key files, the real-time kernel, the cameras by serial —
+    before the actor opens the learner connection or an FCI session (ActorError listing every failure)."""
+    from lastr1.robot import checks as robot_checks
+    from lastr1.transport import checks as transport_checks
+
+    found = [transport_checks.key_files(cfg, "actor")]
+    if cfg.robot.kind == "real":
+        found += [robot_checks.realtime_kernel(cfg), *robot_checks.cameras(cfg)]
+    failed = [c for c in found if c.failed]
+    if failed:
+        raise ActorError("not started, nothing connected: " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+                         hint=" / ".join(c.fix for c in failed) + " (`lastr1 doctor --config ...` checks them all)")
+
+
 def make_link(cfg: Config):
     from lastr1.transport.actor_link import ActorLink
 
@@ -105,6 +120,8 @@ def run_actor(cfg: Config, stop: threading.Event | None = None, *, env=None, pol
 
             policy = open_policy(cfg)
         if link is None:
+            if env is None:
+                preflight(cfg)
             link = make_link(cfg)
             own.append(link)
         if env is None:

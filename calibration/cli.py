@@ -74,7 +74,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def calibrate_main(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = load_config(args, skip=("transport",))
     return {"intrinsics": _intrinsics, "handeye": _handeye, "workspace": _workspace,
             "spacemouse": _spacemouse, "board": _board}[args.routine](cfg, args)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from lastr1.configs.loader import load
+from lastr1.configs.loader import load, require_set
 
 if TYPE_CHECKING:
     from lastr1.configs.schema import Config
@@ -24,6 +24,9 @@ def add_config_argument(parser: argparse.ArgumentParser, default: str | None = N
     )
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """The config named by `args.config` with the leftover `--section.key value` pairs (`args.overrides`)."""
-    return load(args.config, list(getattr(args, "overrides", None) or []))
+def load_config(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> Config:
+    """The config named by `args.config` with the leftover `--section.key value` pairs (`args.overrides`),
+    refused while a key the command reads (all but those under `skip`) still holds a SET-ME placeholder."""
+    cfg = load(args.config, list(getattr(args, "overrides", None) or []))
+    require_set(cfg, args.config, skip)
+    return cfg

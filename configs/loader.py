@@ -268,3 +268,35 @@ def load(path: str | Path, overrides: list[str] | dict | None = None):
         for key in _dotted_keys(over):
             origin[key] = Path("<command line>")
     return build(Config, data, "", origin)
+
+
+# What a shipped config writes where only the lab knows the value (an address, a serial): it can never be
+# dialled or matched, and every command that reads such a key stops first, naming it (`unset_keys`).
+UNSET = "SET-ME"
+
+
+def unset_keys(cfg: Any, skip: tuple[str, ...] = (), where: str = "") -> list[str]:
+    """Dotted keys (list items as `[i]`) of `cfg` still holding a `SET-ME…` placeholder, except those under a
+    prefix in `skip` (keys the command does not read)."""
+    if any(where == s or where.startswith(s + ".") or where.startswith(s + "[") for s in skip if where):
+        return []
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return [k for f in dataclasses.fields(cfg)
+                for k in unset_keys(getattr(cfg, f.name), skip, f"{where}.{f.name}" if where else f.name)]
+    if isinstance(cfg, (list, tuple)):
+        return [k for i, v in enumerate(cfg) for k in unset_keys(v, skip, f"{where}[{i}]")]
+    if isinstance(cfg, dict):
+        return [k for n, v in cfg.items() for k in unset_keys(v, skip, f"{where}.{n}")]
+    return [where] if isinstance(cfg, str) and cfg.startswith(UNSET) else []
+
+
+def require_set(cfg: Any, name: str, skip: tuple[str, ...] = ()) -> None:
+    """ConfigError naming every placeholder `cfg` still holds (outside `skip`), before anything connects."""
+    keys = unset_keys(cfg, skip)
+    if keys:
+        raise ConfigError(
+            f"config {name!r} still holds {len(keys)} placeholder value(s) ({UNSET}…) this command needs: "
+            + ", ".join(keys),
+            hint="edit a copy of the config and set each one (the comment beside it says where to find the value); "
+            "`lastr1 doctor --config YOURS` then checks the rest",
+        )

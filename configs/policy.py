@@ -130,6 +130,12 @@ class PolicyConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_mlp: bool = False
+    # Training passes (warm-up, learner) recompute each decoder layer in the backward pass instead of keeping
+    # its activations: a third more compute, far less memory (benchmarks/gpu.py; needed on a 24 GB card).
+    grad_checkpointing: bool = False
+    # torch.compile the acting tower's per-step pass (the fast path); the first step at each latent length
+    # compiles (seconds to a minute). Off by default: the eager path is what the tests pin down.
+    compile_acting: bool = False
     tiny: TinyTowerConfig = field(default_factory=TinyTowerConfig)
     # DINOv3 that makes the offline latent targets: "tiny" (random) or a local pretrained folder.
     latent_teacher: str = "tiny"

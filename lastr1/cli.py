@@ -53,6 +53,8 @@ COMMANDS: dict[str, Command] = {
                          "intrinsics, hand-eye, workspace box, SpaceMouse axes (writes YAML files)"),
     "keys": Command("lastr1.transport.cli", "add_keys_arguments", "keys_main",
                     "make CurveZMQ key pairs for the learner and its actors"),
+    "doctor": Command("lastr1.doctor", "add_doctor_arguments", "doctor_main",
+                      "check this machine for a run: GPU memory, model folders, keys, cameras, arm, learner link"),
     "fleet": Command("lastr1.fleet.cli", "add_fleet_arguments", "fleet_main",
                      "N simulated actors and the learner as Ray actors, the transitions over the wire"),
 }

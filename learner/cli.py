@@ -21,7 +21,7 @@ def add_learner_arguments(parser: argparse.ArgumentParser) -> None:
 def learner_main(args: argparse.Namespace) -> int:
     from lastr1.learner.service import Learner
 
-    cfg = load_config(args)
+    cfg = load_config(args, skip=("robot", "transport.learner_host"))  # the GPU box's own keys only
     if args.view:
         cfg.learner.view = args.view
     stop = threading.Event()

@@ -4,6 +4,7 @@ tokenizer and image settings come along. Loading a saved policy is policy/checkp
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ from lastr1.policy.prompt import tiny_tokenizer, token_ids
 
 if TYPE_CHECKING:
     from lastr1.configs.policy import PolicyConfig
+
+log = logging.getLogger(__name__)
 
 # What the robot side feeds and takes per arm: proprio = position (3), quaternion (4), gripper width; actions =
 # a 6-DoF Cartesian delta + the gripper command (robot/env.py).
@@ -36,9 +39,26 @@ def build_policy(cfg: PolicyConfig, n_arms: int = 1, proprio_dim: int | None = N
         proc = ImageProcessor(patch_size=cfg.tiny.patch_size, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     else:
         folder = Path(cfg.model).expanduser()
-        vlm = hf_compat.load_pretrained(folder, dtype, cfg.device, cfg.attn_implementation)
+        # Every small file first: a bad folder fails in a second, not after loading gigabytes.
+        hf_compat.read_model_config(folder)
+        hf_compat.weight_files(folder)
         tok = hf_compat.load_tokenizer(folder)
-        proc = ImageProcessor(**{"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels,
-                                 **hf_compat.read_preprocessor(folder)})
+        settings = hf_compat.read_preprocessor(folder)
+        check_prompt(cfg, folder)
+        vlm = hf_compat.load_pretrained(folder, dtype, cfg.device, cfg.attn_implementation)
+        hf_compat.check_processor(folder, vlm, settings)
+        proc = ImageProcessor(**{"min_pixels": cfg.min_pixels, "max_pixels": cfg.max_pixels, **settings})
     torch.manual_seed(cfg.seed + 1)
     return Policy(cfg, vlm, tok, proc, n_arms, proprio_dim, source=cfg.model)
+
+
+def check_prompt(cfg: PolicyConfig, folder: Path) -> bool:
+    """Whether `policy.prompt` lays one image and an instruction out as the folder's chat template does; a
+    warning when not (the model was instruction-tuned on its template, but a lab may change it on purpose)."""
+    one = hf_compat.VISION_START + hf_compat.IMAGE_PAD + hf_compat.VISION_END
+    theirs = hf_compat.chat_prompt(folder, "INSTRUCTION")
+    ours = cfg.prompt.format(images=one, instruction="INSTRUCTION")
+    if theirs is not None and theirs != ours:
+        log.warning("policy.prompt renders %r but %s's chat template renders %r; the model was tuned on the "
+                    "latter", ours, folder, theirs)
+    return theirs is None or theirs == ours

@@ -24,7 +24,7 @@ def add_latents_arguments(parser: argparse.ArgumentParser) -> None:
 def latents_main(args: argparse.Namespace) -> int:
     from lastr1.policy.latent_targets import compute_latent_targets
 
-    cfg = load_config(args)
+    cfg = load_config(args, skip=("robot", "transport"))  # offline: files only
     root = Path(args.dataset) if args.dataset else Path(cfg.run_dir) / cfg.learner.demo_dir
     summary = compute_latent_targets(root, cfg.policy, camera=args.camera, batch_size=args.batch_size,
                                      force=args.force)
@@ -50,7 +50,7 @@ def add_warmup_arguments(parser: argparse.ArgumentParser) -> None:
 def warmup_main(args: argparse.Namespace) -> int:
     from lastr1.policy.warmup import warmup
 
-    cfg = load_config(args)
+    cfg = load_config(args, skip=("robot", "transport"))  # offline: files only
     res = warmup(cfg, dataset=args.dataset, out=args.out, no_latent_loss=args.no_latent_loss or None)
     print(f"warm-up done in {res.seconds:.0f} s: action-token accuracy {res.token_accuracy:.3f} on "
           f"{res.n_samples} demonstration steps; checkpoint {res.checkpoint}")

@@ -30,6 +30,7 @@ MLP_PROJ = ("gate_proj", "up_proj", "down_proj")
 
 # Qwen2-VL/Qwen3-VL prompt specials (names as in the Qwen tokenizer).
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
+PROMPT_SPECIALS = ("<|im_start|>", "<|im_end|>", VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD)
 
 
 def _qwen3_vl():
@@ -103,22 +104,83 @@ def build_random(config, dtype: torch.dtype, device: str | torch.device, seed: i
     return model.to(dtype)
 
 
+# What a published Qwen3-VL folder (e.g. Qwen/Qwen3-VL-4B-Instruct) holds, besides its weight files.
+MODEL_TYPE = "qwen3_vl"
+TOKENIZER_FILE = "tokenizer.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+_GET_IT = "download the whole folder, e.g. `hf download Qwen/Qwen3-VL-4B-Instruct --local-dir FOLDER`"
+
+
+def read_model_config(folder: str | Path) -> dict:
+    """config.json of a Qwen3-VL folder, checked to be one: a missing file, a text-only Qwen3 or any other
+    architecture is a PolicyError naming the file."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise PolicyError(f"policy.model {str(folder)!r} is neither 'tiny' nor a folder with a Qwen3-VL config.json",
+                          hint=f"{_GET_IT}, or use --policy.model tiny")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PolicyError(f"cannot read {path}: {e}", hint=_GET_IT) from None
+    kind = d.get("model_type")
+    if kind != MODEL_TYPE:
+        what = ("a text-only language model (no vision tower)" if kind in ("qwen3", "qwen2", "qwen3_moe")
+                else f"model_type {kind!r}")
+        raise PolicyError(f"{path} describes {what}, not a Qwen3-VL vision-language model (model_type "
+                          f"{MODEL_TYPE!r}, architectures {d.get('architectures')})",
+                          hint=f"point policy.model at a Qwen3-VL folder (dense: 2B/4B/8B Instruct); {_GET_IT}")
+    if not isinstance((d.get("text_config") or {}).get("hidden_size"), int):
+        raise PolicyError(f"{path} has no text_config.hidden_size", hint=_GET_IT)
+    return d
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The safetensors files a folder's weights live in (every shard its index names), or a PolicyError
+    naming the first one that is missing."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, json.JSONDecodeError, KeyError) as e:
+            raise PolicyError(f"cannot read the shard index {index}: {e}", hint=_GET_IT) from None
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise PolicyError(f"{folder} lacks {missing[0]} ({len(missing)} of the {len(names)} shards "
+                              f"{index.name} names are missing)", hint=f"the download was interrupted: {_GET_IT}")
+        return [folder / n for n in names]
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    raise PolicyError(f"{folder} holds no model.safetensors nor model.safetensors.index.json",
+                      hint=f"only safetensors checkpoints load (never pickled .bin files); {_GET_IT}")
+
+
 def load_pretrained(folder: str | Path, dtype: torch.dtype, device: str, attn_implementation: str) -> nn.Module:
-    """Qwen3VLModel from a local folder holding a Qwen3-VL checkpoint (the LM head is not loaded)."""
+    """Qwen3VLModel from a local folder holding a Qwen3-VL checkpoint as published
+    (Qwen3VLForConditionalGeneration: `model.`-prefixed keys, sharded with an index; the LM head is not
+    loaded). Every tower weight must come from the files: a missing one is an error, never a random init."""
     _, model_mod = _qwen3_vl()
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise PolicyError(
-            f"policy.model {str(folder)!r} is neither 'tiny' nor a folder with a Qwen3-VL config.json",
-            hint="download Qwen3-VL (e.g. Qwen/Qwen3-VL-4B-Instruct) to that folder on the GPU box, or use "
-            "--policy.model tiny",
-        )
+    read_model_config(folder)
+    weight_files(folder)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the unused lm_head; we check what matters below
     try:
-        model = model_mod.Qwen3VLModel.from_pretrained(
-            folder, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
-        )
-    except (OSError, ValueError) as e:
-        raise PolicyError(f"cannot load Qwen3-VL from {folder}: {e}") from None
+        model, info = model_mod.Qwen3VLModel.from_pretrained(
+            folder, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True,
+            use_safetensors=True, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise PolicyError(f"cannot load Qwen3-VL from {folder}: {e}", hint=_GET_IT) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    bad = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+    if bad:
+        raise PolicyError(f"{folder}'s weight files do not hold {len(bad)} of the tower's tensors (e.g. "
+                          f"{', '.join(map(str, bad[:3]))})",
+                          hint=f"the files do not match its config.json (a partial or converted checkpoint): {_GET_IT}")
     return model.to(device)
 
 
@@ -127,16 +189,7 @@ def tower_hidden_size(cfg: PolicyConfig) -> int:
     so the k of the DINOv3 top-k latent targets (paper §2.2)."""
     if cfg.model == "tiny":
         return int(cfg.tiny.hidden_size)
-    path = Path(cfg.model).expanduser() / "config.json"
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise PolicyError(f"cannot read the reasoning tower's config {path}: {e}",
-                          hint="policy.model must be `tiny` or a local Qwen3-VL folder with a config.json") from None
-    hidden = (d.get("text_config") or {}).get("hidden_size", d.get("hidden_size"))
-    if not isinstance(hidden, int):
-        raise PolicyError(f"{path} has no text_config.hidden_size")
-    return hidden
+    return int(read_model_config(Path(cfg.model).expanduser())["text_config"]["hidden_size"])
 
 
 # --- parts of the model -------------------------------------------------------------------------------------
@@ -234,21 +287,48 @@ def image_features(model: nn.Module, pixel_values: torch.Tensor, grid_thw: torch
 
 
 def load_tokenizer(folder: str | Path):
-    """The pretrained model's own tokenizer (a `tokenizers.Tokenizer`), read from its tokenizer.json."""
+    """The pretrained model's own tokenizer (a `tokenizers.Tokenizer`), read from its tokenizer.json and
+    checked to carry the Qwen chat and vision specials the prompt is made of."""
     from tokenizers import Tokenizer
 
-    path = Path(folder) / "tokenizer.json"
+    path = Path(folder) / TOKENIZER_FILE
     if not path.is_file():
-        raise PolicyError(f"{folder} has no tokenizer.json", hint="copy the model's tokenizer files beside it")
-    return Tokenizer.from_file(str(path))
+        found = ", ".join(sorted(p.name for p in Path(folder).glob("*token*"))) or "no tokenizer files"
+        raise PolicyError(f"{folder} has no {TOKENIZER_FILE} (found: {found})",
+                          hint=f"copy the model's {TOKENIZER_FILE} (and tokenizer_config.json) into it: {_GET_IT}")
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust library raises a bare Exception on a corrupt file
+        raise PolicyError(f"cannot read {path}: {e}", hint=_GET_IT) from None
+    missing = [s for s in PROMPT_SPECIALS if tok.token_to_id(s) is None]
+    if missing:
+        raise PolicyError(f"{path} lacks the Qwen-VL special tokens {missing}: not a Qwen2-VL/Qwen3-VL tokenizer",
+                          hint=f"use the tokenizer files that came with the Qwen3-VL weights: {_GET_IT}")
+    return tok
+
+
+def check_processor(folder: str | Path, model: nn.Module, proc: dict) -> None:
+    """The folder's preprocessor_config.json must cut images into the patches its vision tower was built for."""
+    vc = vision_config(model)
+    want = dict(patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size)
+    for key, value in want.items():
+        if key in proc and int(proc[key]) != int(value):
+            raise PolicyError(f"{Path(folder) / PREPROCESSOR_FILE} has {key} {proc[key]} but the vision tower in "
+                              f"config.json was built for {value}",
+                              hint=f"the preprocessor file belongs to another model: {_GET_IT}")
 
 
 def read_preprocessor(folder: str | Path) -> dict:
-    """Image processor settings of a pretrained folder (Qwen2VLImageProcessor keys), or {} if absent."""
-    path = Path(folder) / "preprocessor_config.json"
+    """Image processor settings of a pretrained folder (Qwen2VLImageProcessor keys, as the published
+    preprocessor_config.json), or a PolicyError naming the file when it is missing or unreadable."""
+    path = Path(folder) / PREPROCESSOR_FILE
     if not path.is_file():
-        return {}
-    d = json.loads(path.read_text())
+        raise PolicyError(f"{folder} has no {PREPROCESSOR_FILE} (how the model's images are resized and patched)",
+                          hint=f"copy it from the model's download: {_GET_IT}")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PolicyError(f"cannot read {path}: {e}", hint=_GET_IT) from None
     out: dict[str, Any] = {}
     size = d.get("size") or {}
     if "shortest_edge" in size:
@@ -263,3 +343,23 @@ def read_preprocessor(folder: str | Path) -> dict:
         if key in d:
             out[ours] = tuple(d[key]) if isinstance(d[key], list) else d[key]
     return out
+
+
+def chat_prompt(folder: str | Path, instruction: str) -> str | None:
+    """The folder's own chat template rendered for one user turn (one image, then `instruction`) with the
+    assistant's turn opened — what `policy.prompt` should produce — or None if the folder has no template."""
+    folder = Path(folder)
+    template = None
+    for name, key in (("chat_template.json", "chat_template"), ("tokenizer_config.json", "chat_template")):
+        path = folder / name
+        if path.is_file():
+            template = json.loads(path.read_text()).get(key) or template
+    if (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text()
+    if not isinstance(template, str):
+        return None
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}]
+    return env.from_string(template).render(messages=messages, add_generation_prompt=True)

@@ -129,13 +129,27 @@ def build_teacher(policy_cfg) -> Teacher:
         )
     model_type = json.loads(cfg_file.read_text()).get("model_type")
     if model_type != "dinov3_vit":
+        hint = {"dinov3_convnext": "the ConvNeXt DINOv3 variants have no <CLS> token; use a ViT checkpoint",
+                "dinov2": "DINOv2 is the previous generation (other features, other preprocessing); the paper's "
+                          "targets are DINOv3's"}.get(model_type, "")
         raise LatentTargetError(
-            f"{folder} holds a {model_type!r} model; latent targets need a DINOv3 ViT (model_type dinov3_vit)",
-            hint="the ConvNeXt DINOv3 variants have no <CLS> token; use a ViT checkpoint",
+            f"{cfg_file} holds a {model_type!r} model; latent targets need a DINOv3 ViT (model_type dinov3_vit)",
+            hint=(hint + "; " if hint else "") + "download one, e.g. `hf download "
+            "facebook/dinov3-vitl16-pretrain-lvd1689m --local-dir FOLDER` (gated: accept the licence first)",
         )
+    if not list(folder.glob("*.safetensors")):
+        raise LatentTargetError(f"{folder} holds no *.safetensors weights beside its config.json",
+                                hint="download the whole DINOv3 folder (only safetensors weights load)")
     dtype = getattr(torch, policy_cfg.dtype)
     device = policy_cfg.device
-    model = DINOv3ViTModel.from_pretrained(folder, dtype=dtype).to(device).eval()
+    model, info = DINOv3ViTModel.from_pretrained(folder, dtype=dtype, use_safetensors=True, local_files_only=True,
+                                                 output_loading_info=True)
+    if info.get("missing_keys") or info.get("mismatched_keys"):
+        bad = sorted(info.get("missing_keys") or []) + sorted(info.get("mismatched_keys") or [])
+        raise LatentTargetError(f"{folder}'s weights do not hold {len(bad)} of the teacher's tensors (e.g. "
+                                f"{', '.join(map(str, bad[:3]))})",
+                                hint="the weight files do not match its config.json: download the folder again")
+    model = model.to(device).eval()
     size, mean, std = (DEFAULT_SIZE, DEFAULT_SIZE), IMAGENET_MEAN, IMAGENET_STD
     proc = folder / "preprocessor_config.json"
     if proc.is_file():

@@ -174,6 +174,9 @@ class Policy(nn.Module):
         self.set_stats(stats or NormStats.identity(self.D, proprio_dim))
         self.version = 0
         self._lock = threading.RLock()
+        # The acting tower's pass has fixed shapes per latent exit (4 prefix lengths), so torch.compile traces
+        # it once per length; weights are graph inputs, so hot-reloaded adapters apply without a recompile.
+        self._acting_pass = torch.compile(towers.run_stack, dynamic=False) if cfg.compile_acting else towers.run_stack
         self.refresh_derived()
         self.eval()
 
@@ -410,7 +413,7 @@ class Policy(nn.Module):
             mask = towers.acting_mask(torch.ones(1, s, dtype=torch.bool, device=self.device), toks.shape[1],
                                       self.H * self.D)
             layers, norm = self._act_stack()
-            h, _ = towers.run_stack(layers, norm, x, cos, sin, mask, prefix.kv)
+            h, _ = self._acting_pass(layers, norm, x, cos, sin, mask, prefix.kv)
             logits, feature = self._heads(h, toks.shape[1])
             logits = logits[0]
             if not torch.isfinite(logits).all():
@@ -494,19 +497,24 @@ class Policy(nn.Module):
             vis = torch.cat([vis_r, torch.zeros_like(x_a[..., 0], dtype=torch.bool)], 1)
             mask = towers.joint_mask(valid_r, prefix_valid, n_fast, n_act)
             h, _ = towers.run_stack(hf_compat.layers(lm), hf_compat.final_norm(lm), x, cos, sin, mask, None,
-                                    deepstack, vis)
+                                    deepstack, vis, checkpoint=self.cfg.grad_checkpointing)
             r = x_r.shape[1]
             return h[:, :r], h[:, r:]
         cos_r, sin_r = self._rotary(x_r, pos_r)
         cos_a, sin_a = self._rotary(x_a, pos_a)
         mask_r = towers.causal_mask(valid_r)
         mask_a = towers.acting_mask(prefix_valid, n_fast, n_act)
-        h_r, h_a = x_r, x_a
-        for i, (layer_r, layer_a) in enumerate(zip(hf_compat.layers(lm), self.expert.layers)):
+
+        def pair(i: int, layer_r: nn.Module, layer_a: nn.Module, h_r: torch.Tensor, h_a: torch.Tensor):
             h_r, kv = hf_compat.decoder_layer(layer_r, h_r, cos_r, sin_r, mask_r, None)
             if i < len(deepstack):
                 h_r = towers.add_deepstack(h_r, vis_r, deepstack[i])
             h_a, _ = hf_compat.decoder_layer(layer_a, h_a, cos_a, sin_a, mask_a, kv)
+            return h_r, h_a
+
+        h_r, h_a = x_r, x_a
+        for i, (layer_r, layer_a) in enumerate(zip(hf_compat.layers(lm), self.expert.layers)):
+            h_r, h_a = towers.maybe_checkpoint(self.cfg.grad_checkpointing, pair, i, layer_r, layer_a, h_r, h_a)
         return hf_compat.final_norm(lm)(h_r), self.expert.norm(h_a)
 
     # --- what the learner's losses need ---------------------------------------------------------------------

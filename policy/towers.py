@@ -24,16 +24,30 @@ def run_stack(
     past: KV | None = None,
     deepstack: list[torch.Tensor] | None = None,
     visual_mask: torch.Tensor | None = None,
+    checkpoint: bool = False,
 ) -> tuple[torch.Tensor, KV]:
     """Run decoder layers over h (B, L, d); returns the final-normed hidden states and each layer's own new
-    (k, v). With `past`, layer i's queries also attend over past[i] (masked by `mask` (B, 1, L, S + L))."""
+    (k, v). With `past`, layer i's queries also attend over past[i] (masked by `mask` (B, 1, L, S + L)).
+    `checkpoint`: recompute each layer in the backward pass (see `maybe_checkpoint`)."""
     own: KV = []
     for i, layer in enumerate(layers):
-        h, kv = hf_compat.decoder_layer(layer, h, cos, sin, mask, None if past is None else past[i])
+        h, kv = maybe_checkpoint(checkpoint, hf_compat.decoder_layer, layer, h, cos, sin, mask,
+                                 None if past is None else past[i])
         own.append(kv)
         if deepstack is not None and i < len(deepstack):
             h = add_deepstack(h, visual_mask, deepstack[i])
     return norm(h), own
+
+
+def maybe_checkpoint(on: bool, fn, *args):
+    """fn(*args), with gradient checkpointing when `on` and autograd is recording: only the layer's inputs are
+    kept and its activations recomputed in the backward pass (a third more compute for ~1/20 of the
+    activation memory; what lets the learner's micro-batches fit a 24 GB card, benchmarks/gpu.py)."""
+    if on and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 def add_deepstack(h: torch.Tensor, visual_mask: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:

@@ -35,3 +35,29 @@ def test_real_task_configs(task, n_arms):
     assert cfg.robot.image_size == 256  # the paper's input resolution
     Safety(cfg.robot.safety, n_arms)  # the workspace box and step limits are valid
     assert cfg.actor.eval_rollouts == 20 and cfg.actor.eval_runs == 3
+
+
+def test_placeholders_are_named_before_anything_connects(capsys):
+    """The shipped real configs carry SET-ME values nothing can dial; each command names the ones it reads."""
+    import time
+
+    from lastr1.cli import main
+    from lastr1.configs.loader import unset_keys
+
+    cfg = configs.load("real/open_bag_zipper")
+    assert unset_keys(cfg) == ["robot.arms[0].host", "robot.arms[1].host", "robot.cameras[0].serial",
+                               "robot.cameras[1].serial", "robot.cameras[2].serial", "transport.learner_host"]
+    assert unset_keys(cfg, skip=("robot",)) == ["transport.learner_host"]
+    t0 = time.monotonic()
+    assert main(["actor", "--config", "real/insert_hex"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - t0 < 5  # no FCI session or learner connection was tried
+    assert "robot.arms[0].host, robot.cameras[0].serial, robot.cameras[1].serial, transport.learner_host" in err
+    assert "lastr1 doctor" in err
+    # a key set on the command line is no longer named
+    assert main(["actor", "--config", "real/insert_hex", "--transport.learner_host", "10.0.0.9"]) == 2
+    assert "transport.learner_host" not in capsys.readouterr().err
+    # the learner on the GPU box reads neither the arms, the cameras nor the learner's address
+    assert main(["learner", "--config", "real/insert_hex"]) == 2
+    err = capsys.readouterr().err
+    assert "SET-ME" not in err and "Qwen3-VL" in err

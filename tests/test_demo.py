@@ -41,3 +41,30 @@ def test_demo_runs_every_stage_and_says_where_its_files_are(tmp_path):
     assert results["n_rollouts"] == 1 and results["policy"]["version"] >= 2
     summary = json.loads((run / "demo_summary.json").read_text())
     assert "final_success" in summary and str(run) in out.stdout
+
+
+@pytest.mark.timeout(900)
+def test_every_stage_runs_on_folders_in_the_published_layout(tmp_path):
+    """latents → warm-up → learner ↔ actor → eval with policy.model and policy.latent_teacher naming local
+    folders laid out as Qwen/Qwen3-VL-4B-Instruct and facebook/dinov3-* ship them (tiny and random)."""
+    from pretrained_helpers import write_dinov3, write_qwen3_vl
+
+    qwen, dino = write_qwen3_vl(tmp_path / "models" / "qwen"), write_dinov3(tmp_path / "models" / "dino")
+    run = tmp_path / "demo"
+    out = subprocess.run(
+        [sys.executable, "-m", "lastr1.cli", "demo", "--run-dir", str(run), "--demos", "1", "--minutes", "0.5",
+         "--eval-rollouts", "1", "--skip-baseline", *overrides(9),
+         "--policy.model", str(qwen), "--policy.latent_teacher", str(dino), "--transport.port", str(free_port()),
+         "--policy.warmup.steps", "10", "--learner.start_after", "20", "--learner.grad_accum", "1",
+         "--learner.broadcast_every_updates", "1", "--task.max_episode_steps", "30"],
+        capture_output=True, text=True, timeout=840,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    meta = json.loads((run / "demos" / "latent_channels.json").read_text())
+    assert meta["teacher"] == str(dino.resolve()) and meta["k"] == 64 and meta["teacher_width"] == 96
+    warm = json.loads((run / "checkpoints" / "warmup" / "policy.json").read_text())
+    assert warm["source"] == str(qwen) and not (run / "checkpoints" / "warmup" / "base.safetensors").exists()
+    learner = json.loads((run / "learner" / "checkpoint" / "learner.json").read_text())
+    assert learner["counters"]["updates"] >= 1
+    results = json.loads((run / "eval" / "final" / "results.json").read_text())
+    assert results["n_rollouts"] == 1 and results["policy"]["version"] >= 2
