@@ -143,12 +143,14 @@ class LockstepConfig:
     """The lockstep simulated robot (robot/lockstep.py): a Cartesian impedance on the TCP in MuJoCo."""
 
     physics_dt: float = 0.001  # franky-sim's step
-    stiffness_n_per_m: float = 4000.0
-    stiffness_nm_per_rad: float = 300.0
+    # Stiff enough to follow franky's accelerations within ~1-2 mm (franky-sim's joint servo: ~0.1 mm), soft
+    # enough for explicit 1-ms steps (the wrist's stiffness × dt² stays well below its inertia).
+    stiffness_n_per_m: float = 20000.0
+    stiffness_nm_per_rad: float = 1000.0
     damping_ratio: float = 1.0
     # The effective mass and inertia at the TCP that the damping is matched to (critical at damping_ratio 1).
     mass_kg: float = 3.0
-    inertia: float = 0.05
+    inertia: float = 0.02
     # Null-space posture: the home joints, held loosely (Nm/rad, Nm·s/rad).
     nullspace_stiffness: float = 10.0
     joint_damping: float = 2.0
