@@ -368,7 +368,7 @@ class LockstepArm(Arm):
         for i in self.idx:
             self.world.closed[i] = closed
         if wait:
-            self._wait(timeout, "the hand", lambda: not any(self.world.hand_moving(i) for i in self.idx))
+            self.wait_gripper(timeout)
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
         """Home (randomised like FrankyArm.home_pose, arm by arm) with open hands, in simulated time."""
@@ -382,20 +382,32 @@ class LockstepArm(Arm):
             w.refs[i].aim(p, rotations.from_rpy(np.array([roll, pitch, yaw])))
             w.closed[i] = False
 
-        def home() -> bool:
-            return all(w.refs[i].settled() and np.linalg.norm(w.tcp(i)[0] - w.refs[i].p) < 1e-3
-                       and not w.hand_moving(i) for i in self.idx)
+        if not self._advance_until(self._at_rest, self.arms_cfg[0].reset_timeout_s):
+            raise ArmFault(f"the home motion did not finish in {self.arms_cfg[0].reset_timeout_s} s of simulated time",
+                           hint="check nothing blocks the arm (robot.lockstep gains, the scene)")
 
-        self._wait(self.arms_cfg[0].reset_timeout_s, "the home motion", home)
+    def join(self, timeout: float | None = None) -> bool:
+        """Run the simulation until the arms rest on their targets (FrankyArm.join); False after `timeout`
+        simulated seconds."""
+        return self._advance_until(self._at_rest, 10.0 if timeout is None else timeout)
 
-    def _wait(self, timeout: float, what: str, done) -> None:
-        """Advance the world in 10-ms slices until `done()`; ArmFault after `timeout` simulated seconds."""
+    def wait_gripper(self, timeout: float = 5.0) -> None:
+        if not self._advance_until(lambda: not any(self.world.hand_moving(i) for i in self.idx), timeout):
+            raise ArmFault(f"the hand did not finish within {timeout:.1f} s of simulated time",
+                           hint="check nothing jams the fingers")
+
+    def _at_rest(self) -> bool:
+        w = self.world
+        return all(w.refs[i].settled() and np.linalg.norm(w.tcp(i)[0] - w.refs[i].p) < 1e-3
+                   and not w.hand_moving(i) for i in self.idx)
+
+    def _advance_until(self, done, timeout: float) -> bool:
+        """Advance the world in 10-ms slices until `done()`; False after `timeout` simulated seconds."""
         for _ in range(max(1, int(timeout / 0.01))):
             self.world.advance(0.01)
             if done():
-                return
-        raise ArmFault(f"{what} did not finish in {timeout} s of simulated time",
-                       hint="check nothing blocks the arm (robot.lockstep gains, the scene)")
+                return True
+        return False
 
 
 class LockstepCamera(Camera):
