@@ -140,7 +140,7 @@ class SimConfig:
 
 @dataclass
 class LockstepConfig:
-    """The lockstep simulated robot (robot/lockstep.py): a Cartesian impedance on the TCP in MuJoCo."""
+    """The lockstep simulated robot (robot/sim/lockstep.py): a Cartesian impedance on the TCP in MuJoCo."""
 
     physics_dt: float = 0.001  # franky-sim's step
     # Stiff enough to follow franky's accelerations within ~1-2 mm (franky-sim's joint servo: ~0.1 mm), soft
@@ -171,7 +171,7 @@ class KeysConfig:
 @dataclass
 class RobotConfig:
     # "sim": franky-sim in real time behind the real driver; "lockstep": the same scenes stepped in process,
-    # no wall clock (robot/lockstep.py); "real": the hardware.
+    # no wall clock (robot/sim/lockstep.py); "real": the hardware.
     kind: Literal["sim", "lockstep", "real"] = "sim"
     arms: list[ArmConfig] = field(default_factory=lambda: [ArmConfig()])
     cameras: list[CameraConfig] = field(

@@ -1,7 +1,7 @@
 """The robot the config describes, real or simulated: the one module that knows both.
 
     env = make_env(cfg)     # robot.kind: "sim" starts a sim server (robot/sim); "lockstep" steps the same scenes
-                            # in process (robot/lockstep.py); "real" opens the hardware
+                            # in process (robot/sim/lockstep.py); "real" opens the hardware
     arm = make_arm(cfg)     # the arm(s) alone, not yet connected (calibration)
 
 Device drivers and the simulator are imported only when built, so importing this needs neither.
@@ -29,7 +29,7 @@ def make_env(cfg: Config) -> RobotEnv:
         raise RobotError(f"task {cfg.task.name} needs {n} arm(s), robot.arms lists {len(cfg.robot.arms)}",
                          hint="add one robot.arms entry (host, home pose) per arm")
     if cfg.robot.kind == "lockstep":
-        from lastr1.robot.lockstep import make_lockstep_env
+        from lastr1.robot.sim.lockstep import make_lockstep_env
 
         return make_lockstep_env(cfg, _sim_task(cfg), make_safety(cfg, n))
     return _sim_env(cfg) if cfg.robot.kind == "sim" else _real_env(cfg)

@@ -41,7 +41,7 @@ def test_a_step_is_exactly_one_control_period_of_simulated_time(env):
 
 
 def test_an_action_moves_the_arm_like_a_franky_cartesian_motion(env):
-    from lastr1.robot.lockstep import TRANSLATION_LIMITS
+    from lastr1.robot.sim.lockstep import TRANSLATION_LIMITS
 
     env.reset(seed=0)
     p0 = env.arm.state()[0].position

@@ -1,7 +1,7 @@
 """The MuJoCo scene of a simulated task, the same for both simulated robots: franky-sim's Panda (FR3 MJCF and
 meshes from the franky_sim package) at the task's base positions, the task's objects, the evaluation
 conditions' looks and the cameras. The sim server (server.py, real time behind the FCI) and the lockstep
-robot (robot/lockstep.py, stepped in process) both build it here, so they differ only in who drives the arm.
+robot (robot/sim/lockstep.py, stepped in process) both build it here, so they differ only in who drives the arm.
 
 Imports MuJoCo, franky_sim and pinocchio: only the processes that simulate import this module.
 """
