@@ -152,8 +152,12 @@ class World:
         kp, kr, z = lc.stiffness_n_per_m, lc.stiffness_nm_per_rad, lc.damping_ratio
         self._gains = (kp, kr, 2 * z * math.sqrt(kp * lc.mass_kg), 2 * z * math.sqrt(kr * lc.inertia))
         self._kn, self._dn = lc.nullspace_stiffness, lc.joint_damping
-        self._jacp, self._jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
-        self._e, self._tmp = np.zeros(3), np.zeros(3)
+        self._jac, self._A = np.zeros((6, m.nv)), np.zeros((6, 6))
+        self._e, self._tmp, self._w, self._x = np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(6)
+        # Each arm's 7 joints are consecutive in franky-sim's MJCF: slices index them without copies.
+        self._dofs = [slice(int(a[0]), int(a[0]) + 7) for a in self.dadr]
+        self._qs = [slice(int(a[0]), int(a[0]) + 7) for a in self.qadr]
+        assert all(np.array_equal(np.arange(7) + a[0], a) for a in (*self.dadr, *self.qadr))
         self._eye = 1e-4 * np.eye(6)  # damping of the null-space projection near singularities
         self.condition("original")
         self.reset({}, {})
@@ -257,27 +261,27 @@ class World:
         mj, m, d = self.mj, self.model, self.data
         dt = m.opt.timestep
         kp, kr, dp, dr = self._gains
-        jacp, jacr, e, tmp = self._jacp, self._jacr, self._e, self._tmp
+        jac, e, tmp, w_ref, A, x = self._jac, self._e, self._tmp, self._w, self._A, self._x
         for i in range(self.n):
-            ref, dofs, b = self.refs[i], self.dadr[i], self.ix.hand_body[i]
+            ref, dofs, qs, b = self.refs[i], self._dofs[i], self._qs[i], self.ix.hand_body[i]
             ref.advance(dt)
-            R = d.xmat[b].reshape(3, 3)
-            p = d.xpos[b] + R[:, 2] * TCP_OFFSET
-            mj.mj_jac(m, d, jacp, jacr, p, b)
-            Jp, Jr = jacp[:, dofs], jacr[:, dofs]
+            p = d.xpos[b] + d.xmat[b].reshape(3, 3)[:, 2] * TCP_OFFSET
+            mj.mj_jac(m, d, jac[:3], jac[3:], p, b)
+            J = jac[:, dofs]
             dq = d.qvel[dofs]
+            v = J @ dq
             mj.mju_subQuat(tmp, ref.q, d.xquat[b])  # rotation error in the hand frame
             mj.mju_rotVecQuat(e, tmp, d.xquat[b])
-            w_ref = np.empty(3)
             mj.mju_rotVecQuat(w_ref, ref.w, ref.q)
-            f = kp * (ref.p + self.base[i] - p) + dp * (ref.v - Jp @ dq)
-            t = kr * e + dr * (w_ref - Jr @ dq)
+            f = np.concatenate([kp * (ref.p + self.base[i] - p) + dp * (ref.v - v[:3]), kr * e + dr * (w_ref - v[3:])])
             # The home posture, held loosely in the task's null space (τ - Jᵀ(JJᵀ)⁻¹Jτ): it keeps the elbow where it
             # was without pulling the TCP off its reference.
-            posture = self._kn * (self.home_q[i] - d.qpos[self.qadr[i]]) - self._dn * dq
-            J = np.vstack([Jp, Jr])
-            posture -= J.T @ np.linalg.solve(J @ J.T + self._eye, J @ posture)
-            tau = Jp.T @ f + Jr.T @ t + posture + d.qfrc_bias[dofs]
+            posture = self._kn * (self.home_q[i] - d.qpos[qs]) - self._dn * dq
+            np.matmul(J, J.T, out=A)
+            A += self._eye
+            mj.mju_cholFactor(A, 0.0)
+            mj.mju_cholSolve(x, A, J @ posture)
+            tau = J.T @ (f - x) + posture + d.qfrc_bias[dofs]
             d.qfrc_applied[dofs] = np.clip(tau, self.tau_lo, self.tau_hi)
             self._hand(i)
 
