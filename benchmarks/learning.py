@@ -199,9 +199,11 @@ def _control_hz(config: str, base: list[str]) -> float:
 def run_async_segment(args, run_dir: Path, base: list[str], scenes: list[str], warm: Path, ckpt: Path, seg: float,
                       k: int) -> float:
     """`lastr1 learner` and `lastr1 actor` for `seg` seconds of loop time; returns the loop time it took."""
-    # the learner yields the CPU to the simulated arm's 1 kHz link and the 10-Hz actor (see lastr1 demo)
+    # the learner yields the CPU to the simulated arm's 1 kHz link and the 10-Hz actor (see lastr1 demo), not to
+    # an unpaced lockstep actor
     learner = Stage(run_dir, args.config, f"learner-{k}", ["learner", *base, "--policy.checkpoint", str(warm),
-                                                           *(["--resume"] if k else [])], nice=10)
+                                                           *(["--resume"] if k else [])],
+                    nice=0 if args.robot == "lockstep" else 10)
     try:
         learner.start_checked()
         t_seg = time.monotonic()
