@@ -496,4 +496,8 @@ def make_lockstep_env(cfg: Config, task: SimTask, safety: Safety) -> LockstepEnv
     for c in cameras:
         c.connect()
     scene = LockstepScene(cfg, world, task, ScriptedExpert(task, safety), arm, arms)  # type: ignore[arg-type]
-    return LockstepEnv(cfg, world, arm, arms, cameras, scene, safety)
+    env = LockstepEnv(cfg, world, arm, arms, cameras, scene, safety)
+    # Whatever the safety layer times (the time between two filtered actions, how long a contact lasts) it
+    # reads from `Safety.clock`: here the simulated time, or a fast lockstep loop would look like a slow arm.
+    safety.clock = env.clock
+    return env
