@@ -114,7 +114,7 @@ class World:
         self.mj, self.task, self.cfg = mujoco, task, cfg
         self.scene_mod = scene
         r = cfg.robot
-        self.spec = {"homes": [[list(a.home_xyz), list(a.home_rpy)] for a in r.arms[: task.n_arms]],
+        self.spec: dict = {"homes": [[list(a.home_xyz), list(a.home_rpy)] for a in r.arms[: task.n_arms]],
                      "open_widths": [a.gripper_open_width for a in r.arms[: task.n_arms]],
                      "cameras": [{"name": c.name, "width": r.sim.render_width, "height": r.sim.render_height}
                                  for c in r.cameras]}
@@ -451,18 +451,22 @@ class LockstepCamera(Camera):
 class LockstepScene(SimScene):
     """`SimScene` on a `World`: settling takes simulated time, and the scene is read live (no cache)."""
 
+    def __init__(self, cfg: Config, world: World, task: SimTask, expert, arm: Arm, arms: list):
+        super().__init__(cfg, world, task, expert, arm, arms)  # type: ignore[arg-type]  # answers as a SimServer
+        self.world = world
+
     def reset(self, rng: np.random.Generator, condition: str) -> None:
         condition = condition or "original"
         if condition != self.condition:
-            self.server.condition(condition)
+            self.world.condition(condition)
             self.condition = condition
         sample = self.task.sample(rng)
         self.params, self._grasped = sample["params"], sample["grasped"]
-        self.server.reset(sample["objects"], sample["fixtures"])
-        self.server.advance(self.cfg.robot.sim.settle_s)
+        self.world.reset(sample["objects"], sample["fixtures"])
+        self.world.advance(self.cfg.robot.sim.settle_s)
 
     def state(self, max_age_s: float = 0.0) -> dict:
-        return {**self.server.scene(), "params": self.params}
+        return {**self.world.scene(), "params": self.params}
 
 
 class LockstepEnv(RobotEnv):
@@ -495,9 +499,10 @@ def make_lockstep_env(cfg: Config, task: SimTask, safety: Safety) -> LockstepEnv
     cameras: list[Camera] = [LockstepCamera(world, c.name, c.max_age_ms) for c in cfg.robot.cameras]
     for c in cameras:
         c.connect()
-    scene = LockstepScene(cfg, world, task, ScriptedExpert(task, safety), arm, arms)  # type: ignore[arg-type]
+    scene = LockstepScene(cfg, world, task, ScriptedExpert(task, safety), arm, arms)
     env = LockstepEnv(cfg, world, arm, arms, cameras, scene, safety)
     # Whatever the safety layer times (the time between two filtered actions, how long a contact lasts) it
     # reads from `Safety.clock`: here the simulated time, or a fast lockstep loop would look like a slow arm.
-    safety.clock = env.clock
+    # (setattr: the clock comes with the safety layer's elapsed-time limits, issue 14.)
+    setattr(safety, "clock", env.clock)  # noqa: B010
     return env
