@@ -14,8 +14,10 @@ until contact and then holds its grasp force, as the patched franky-sim hand doe
 
 Differences from `sim`, by design: the reference has no jerk limit (franky's, scaled, is reached in ~2 ms);
 a hand command takes effect at once (franky's hand worker finishes a running grasp first); the arm is an
-impedance, not franky-sim's stiff joint servo, so contacts push it back (50 N at 1.2 cm); `stall` freezes
-physics for whole control periods. Deterministic: the same seed gives bit-identical observations.
+impedance (20 kN/m: 1-3 mm behind the reference while it accelerates, 50 N at 2.5 mm of contact), not
+franky-sim's stiff joint servo; `stall` freezes physics for whole control periods and reset/settling take
+simulated time only. The expert's paths on the two differ by ≤ 2 cm (tests/test_sim_backends.py).
+Deterministic: the same seed gives bit-identical observations, in one process or across processes.
 """
 
 from __future__ import annotations
@@ -108,16 +110,20 @@ class World:
     def __init__(self, cfg: Config, task: SimTask):
         os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
+        from franky_sim.mujoco_simulator import _get_finger_addresses, _get_joint_addresses
 
         from lastr1.robot.sim import scene
 
         self.mj, self.task, self.cfg = mujoco, task, cfg
         self.scene_mod = scene
         r = cfg.robot
-        self.spec: dict = {"homes": [[list(a.home_xyz), list(a.home_rpy)] for a in r.arms[: task.n_arms]],
-                     "open_widths": [a.gripper_open_width for a in r.arms[: task.n_arms]],
-                     "cameras": [{"name": c.name, "width": r.sim.render_width, "height": r.sim.render_height}
-                                 for c in r.cameras]}
+        # What scene.build needs of the sim server's spec (robot/sim/client.py server_spec): no FCI hosts here.
+        self.spec: dict = {
+            "homes": [[list(a.home_xyz), list(a.home_rpy)] for a in r.arms[: task.n_arms]],
+            "open_widths": [a.gripper_open_width for a in r.arms[: task.n_arms]],
+            "cameras": [{"name": c.name, "width": r.sim.render_width, "height": r.sim.render_height}
+                        for c in r.cameras],
+        }
         sim, self.home_q, self.cameras = scene.build(task, self.spec)
         self.robots = list(sim.robots)
         m = self.model = mujoco.MjModel.from_xml_string(_xml(sim))
@@ -126,8 +132,6 @@ class World:
         self.ix = scene.index(mujoco, m, task, task.n_arms, cfg.robot.sim.render_collision_meshes)
         self.n = task.n_arms
         # franky-sim's arm and finger addresses (it finds them when it starts, which this never does).
-        from franky_sim.mujoco_simulator import _get_finger_addresses, _get_joint_addresses
-
         arm, hand = zip(*[(_get_joint_addresses(m, f"robot{i}_"), _get_finger_addresses(m, f"robot{i}_"))
                           for i in range(self.n)])
         self.qadr, self.dadr = [np.array(a[0]) for a in arm], [np.array(a[1]) for a in arm]
@@ -218,7 +222,9 @@ class World:
             raise ValueError(f"unknown fault {kind!r}: reflex, camera_drop or stall")
 
     def close(self) -> None:
-        pass
+        for r in self._renderers.values():
+            r.close()  # their GL contexts
+        self._renderers.clear()
 
     # ------------------------------------------------------------ arms
 
@@ -305,11 +311,10 @@ class World:
     # ------------------------------------------------------------ cameras
 
     def render(self, name: str) -> np.ndarray:
-        key = (self.cameras[name], name)
-        if key not in self._renderers:
-            w, h = self.cameras[name]
-            self._renderers[key] = self.mj.Renderer(self.model, h, w)
-        r = self._renderers[key]
+        size = self.cameras[name]  # one renderer (and GL context) per image size, as in the sim server
+        if size not in self._renderers:
+            self._renderers[size] = self.mj.Renderer(self.model, size[1], size[0])
+        r = self._renderers[size]
         r.update_scene(self.data, camera=name, scene_option=self.ix.render_option)
         return r.render()
 
