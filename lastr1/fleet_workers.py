@@ -169,8 +169,8 @@ class ActorWorker(_Worker):
         env = None
         try:
             env = make_env(self.cfg)  # on this thread: the sim server's PR_SET_PDEATHSIG follows it
-            server = getattr(env.scene, "server", None)  # the sim server; a lockstep robot has no process
-            self.sim_pids = [server.proc.pid] if getattr(server, "proc", None) is not None else []
+            proc = getattr(getattr(env.scene, "server", None), "proc", None)  # none on a lockstep robot
+            self.sim_pids = [proc.pid] if proc is not None else []
             res = run_actor(self.cfg, self.stop_event, env=env, max_steps=max_steps, on_status=self._on_status)
             self.result = {"episodes": len(res.episodes), "successes": sum(e.success for e in res.episodes),
                            "steps": res.steps, "sent": res.sent, "versions_applied": res.versions_applied}
