@@ -107,6 +107,8 @@ class World:
     """The MuJoCo model and data of one task, its arms' controllers and what a sim server would answer
     (scene, reset, pin, fault, ...), in process. `advance()` is the only thing that moves time."""
 
+    proc = None  # no server process (what the fleet watches of a `sim` robot's SimServer)
+
     def __init__(self, cfg: Config, task: SimTask):
         os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
