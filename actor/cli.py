@@ -175,6 +175,23 @@ def eval_main(args: argparse.Namespace) -> int:
 # --- `lastr1 view` ------------------------------------------------------------------------------------------
 
 
+def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--steps", type=int, required=True, help="transitions to collect")
+    parser.add_argument("--utd", type=float, default=1.0, help="learner updates per collected transition")
+    parser.add_argument("--resume", action="store_true", help="continue the learner state in <run_dir>/learner")
+
+
+def sync_main(args: argparse.Namespace) -> int:
+    from lastr1.actor.sync import run_sync
+
+    cfg = load_config(args)
+    episodes, c = run_sync(cfg, steps=args.steps, utd=args.utd, resume=args.resume)
+    ok = sum(e.success for e in episodes)
+    print(f"lastr1 sync: {len(episodes)} episodes ({ok} successes), {c.received} transitions, {c.updates} updates")
+    return 0
+
+
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="a .rrd recording, an eval output folder (its view.rrd), a demo folder or one "
                         "episode of it, a LeRobot v3.0 dataset, or <run_dir>/learner/rollout_buffer")

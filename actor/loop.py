@@ -117,7 +117,10 @@ class Runtime:
         self.max_steps = cfg.task.max_episode_steps
         self.confirm_reset = (cfg.robot.kind == "real" and cfg.actor.confirm_reset) if confirm_reset is None \
             else confirm_reset
-        self.rate = RateKeeper(cfg.task.control_hz, cfg.actor.warn_every_s)
+        # A simulated robot that keeps its own time (robot.kind: lockstep) is stepped, not waited for: no sleep
+        # between ticks, and the keys are read on this thread so every run sees them at the same step.
+        self.clock: Callable[[], float] | None = getattr(env, "clock", None)
+        self.rate = RateKeeper(cfg.task.control_hz, cfg.actor.warn_every_s, clock=self.clock)
         self.work_ms = Window()  # a tick's own work: tick start → the action sent (the rest is sleep)
         self.latency_ms = Window()  # policy compute on the steps where it ran
         self.reason_ms = Window()
@@ -213,7 +216,7 @@ class Runtime:
     def session(self):
         """The key watcher runs while episodes do (`run` opens one; callers of `run_episode` may too)."""
         hz = self.cfg.actor.key_poll_hz
-        if self.env.keys is not None and hz > 0 and self._watcher is None:
+        if self.env.keys is not None and hz > 0 and self._watcher is None and self.clock is None:
             self._watcher = _KeyWatcher(self.env.keys, self._urgent, hz)
             try:
                 yield self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,11 +36,16 @@ class Window:
 
 class RateKeeper:
     """Ticks at `hz` on an absolute schedule (a late tick does not push every later one back), measures the
-    period between tick starts, and warns — at most every `warn_every_s` — when the loop cannot keep up."""
+    period between tick starts, and warns — at most every `warn_every_s` — when the loop cannot keep up.
 
-    def __init__(self, hz: float, warn_every_s: float = 10.0, window: int = 1000):
+    `clock`: a simulated clock that the environment advances itself (the lockstep robot: one control period
+    per action). Then nothing sleeps: a tick starts as soon as the last one ended, at the clock's time."""
+
+    def __init__(self, hz: float, warn_every_s: float = 10.0, window: int = 1000,
+                 clock: Callable[[], float] | None = None):
         if hz <= 0:
             raise ValueError(f"control rate must be positive, got {hz}")
+        self.clock = clock
         self.period = 1.0 / hz
         self.periods_ms = Window(window)
         self.overruns = 0
@@ -54,7 +60,14 @@ class RateKeeper:
         self._last = None
 
     def wait(self) -> float:
-        """Sleep until the next tick; returns its time.monotonic()."""
+        """Sleep until the next tick; returns its time.monotonic(). On a simulated clock: no sleep, and the
+        periods measured are the clock's."""
+        if self.clock is not None:
+            now = self.clock()
+            if self._last is not None:
+                self.periods_ms.add((now - self._last) * 1e3)
+            self._last = now
+            return time.monotonic()
         now = time.monotonic()
         if self._next is None:
             self._next = now
@@ -77,7 +90,7 @@ class RateKeeper:
 
     @property
     def next_tick(self) -> float | None:
-        """time.monotonic() of the next tick (None before the first)."""
+        """time.monotonic() of the next tick (None before the first, and on a simulated clock: no sleep ahead)."""
         return self._next
 
     @property

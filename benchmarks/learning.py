@@ -2,9 +2,15 @@
 
 Per seed: scripted demonstrations (≤ 10) and their DINOv3 latent targets, shared by the variants. Per variant
 (adaptive latent CoT, fixed latent length, Action-Only — the paper's Fig. 3/4 baselines) and seed: warm-up,
-evaluation on held-out seeds, then the asynchronous actor–learner loop with the scripted operator intervening,
-paused every `--eval-every` minutes for an evaluation of the learner's newest checkpoint (the learner saves
-on SIGTERM and resumes with its replay buffers; the clock counts loop time only, evaluations excluded).
+evaluation on held-out seeds, then the actor–learner loop with the scripted operator intervening, paused
+every `--eval-every` minutes for an evaluation of the learner's newest checkpoint (the learner saves on
+SIGTERM and resumes with its replay buffers; the clock counts loop time only, evaluations excluded).
+
+Two modes (`--mode`, reported in the JSON): `async` (the default) runs `lastr1 learner` and `lastr1 actor` side
+by side as deployed, and its minutes are wall-clock loop minutes; `sync` runs `lastr1 sync` (actor/sync.py),
+`--utd` learner updates per collected transition, on the lockstep robot by default (`--robot`), and its
+minutes are simulated robot minutes (control_hz × 60 transitions each): repeatable, and as fast as the
+machine allows.
 
 Every stage is the `lastr1 …` command a lab runs, as its own process, with its log under the run folder.
 A (variant, seed) already finished in `--out` is read back, not re-run: the study can be run piecewise.
@@ -12,6 +18,7 @@ A (variant, seed) already finished in `--out` is read back, not re-run: the stud
     python benchmarks/learning.py                       # 3 variants × 3 seeds × 30 min, 20 held-out rollouts
     python benchmarks/learning.py --quick               # 3 variants × 1 seed × 6 min, 10 rollouts
     python benchmarks/learning.py --config learning_lift_bar --variants adaptive --seeds 0
+    python benchmarks/learning.py --mode sync --utd 1 --quick
 
 Prints one JSON line (the adaptive policy's means over seeds at the top; every variant and seed below) and
 writes `<out>/learning.json` and a PNG of held-out success against loop minutes per variant (`--figure`).
@@ -52,6 +59,11 @@ def main() -> None:
     ap.add_argument("--eval-every", type=float, default=10.0, help="loop minutes between evaluations")
     ap.add_argument("--eval-rollouts", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="1 seed, 6 loop minutes, eval every 3, 10 rollouts")
+    ap.add_argument("--mode", choices=("async", "sync"), default="async",
+                    help="async: learner and actor processes; sync: lockstep, --utd updates per transition")
+    ap.add_argument("--utd", type=float, default=1.0, help="sync: learner updates per collected transition")
+    ap.add_argument("--robot", default=None,
+                    help="robot.kind of every stage (default: the config's; lockstep in sync mode)")
     ap.add_argument("--out", default="runs/learning")
     ap.add_argument("--figure", default=None, help="PNG path (default <out>/learning.png)")
     ap.add_argument("overrides", nargs="*", help="--section.key value pairs for every stage (after --)")
@@ -62,6 +74,8 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+    if args.robot is None and args.mode == "sync":
+        args.robot = "lockstep"
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -89,8 +103,9 @@ def main() -> None:
 def common(args, seed: int) -> list[str]:
     # One seed drives the scene draws (training episodes seed·1000003 + e; evaluations seed + 100003·(r+1) + i,
     # never a training draw), the warm-up and the learner's sampling.
+    robot = ["--robot.kind", args.robot] if args.robot else []
     return ["--robot.sim.seed", str(seed), "--policy.warmup.seed", str(seed), "--learner.seed", str(seed),
-            *args.overrides]
+            *robot, *args.overrides]
 
 
 def run_with_retry(run_dir: Path, name: str, argv: list[str], config: str | None, tries: int = 3,
@@ -154,21 +169,17 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
     while loop_s < args.minutes * 60 - 1:
         seg = min(args.eval_every * 60, args.minutes * 60 - loop_s)
         ckpt = warm if k == 0 else learned
-        # the learner yields the CPU to the simulated arm's 1 kHz link and the 10-Hz actor (see lastr1 demo)
-        learner = Stage(run_dir, args.config, f"learner-{k}", ["learner", *base, "--policy.checkpoint", str(warm),
-                                                               *(["--resume"] if k else [])], nice=10)
-        try:
-            learner.start_checked()
-            t_seg = time.monotonic()
-            # fresh training scenes each segment (never an evaluation draw)
-            run_with_retry(run_dir, f"actor-{k}", ["actor", *base, "--robot.sim.seed", str(seed + 7 * (k + 1)),
-                                                   "--policy.checkpoint", str(ckpt), "--minutes", f"{seg / 60:.4f}"],
-                           args.config)
-            loop_s += time.monotonic() - t_seg
-        finally:
-            learner.stop()
+        scenes = ["--robot.sim.seed", str(seed + 7 * (k + 1))]  # fresh training scenes (never an evaluation draw)
+        if args.mode == "sync":
+            steps = round(seg * _control_hz(args.config, base))
+            Stage(run_dir, args.config, f"sync-{k}", ["sync", *base, *scenes, "--policy.checkpoint", str(ckpt),
+                                                      "--steps", str(steps), "--utd", str(args.utd),
+                                                      *(["--resume"] if k else [])]).run()
+            loop_s += seg
+        else:
+            loop_s += run_async_segment(args, run_dir, base, scenes, warm, ckpt, seg, k)
         if not (learned / "policy.json").is_file():
-            raise SystemExit(f"the learner left no checkpoint; see {learner.log}")
+            raise SystemExit(f"the learner left no checkpoint; see the logs in {run_dir / 'logs'}")
         k += 1
         curve.append((round(loop_s / 60, 2), evaluate(f"m{round(loop_s / 60):03d}", learned)))
         print(f"  {variant} seed {seed}: {curve[-1][1]:.0f} % after {curve[-1][0]:.1f} loop minutes", flush=True)
@@ -177,6 +188,30 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
            "learner": _learner_totals(run_dir), "minutes": round((time.monotonic() - t0) / 60, 1)}
     done.write_text(json.dumps(res, indent=1))
     return res
+
+
+def _control_hz(config: str, base: list[str]) -> float:
+    from lastr1 import configs
+
+    return configs.load(config, base).task.control_hz
+
+
+def run_async_segment(args, run_dir: Path, base: list[str], scenes: list[str], warm: Path, ckpt: Path, seg: float,
+                      k: int) -> float:
+    """`lastr1 learner` and `lastr1 actor` for `seg` seconds of loop time; returns the loop time it took."""
+    # the learner yields the CPU to the simulated arm's 1 kHz link and the 10-Hz actor (see lastr1 demo), not to
+    # an unpaced lockstep actor
+    learner = Stage(run_dir, args.config, f"learner-{k}", ["learner", *base, "--policy.checkpoint", str(warm),
+                                                           *(["--resume"] if k else [])],
+                    nice=0 if args.robot == "lockstep" else 10)
+    try:
+        learner.start_checked()
+        t_seg = time.monotonic()
+        run_with_retry(run_dir, f"actor-{k}", ["actor", *base, *scenes, "--policy.checkpoint", str(ckpt),
+                                               "--minutes", f"{seg / 60:.4f}"], args.config)
+        return time.monotonic() - t_seg
+    finally:
+        learner.stop()
 
 
 def _learner_totals(run_dir: Path) -> dict:
@@ -200,7 +235,10 @@ def summarise(runs: dict, variants: list[str], seeds: list[int], args) -> dict:
                                                                   "improvement_points", "curve", "learner")}
                            for s in seeds}
     head = variants[0]
-    return {"bench": "learning", "config": args.config, "variant": head,
+    return {"bench": "learning", "config": args.config, "mode": args.mode, "robot": args.robot or "config",
+            "utd": args.utd if args.mode == "sync" else None,
+            "minutes_are": "simulated robot minutes" if args.mode == "sync" else "wall-clock loop minutes",
+            "variant": head,
             "warmup_success": per[head]["warmup_success"]["mean"],
             "final_success": per[head]["final_success"]["mean"],
             "improvement_points": per[head]["improvement_points"]["mean"],
@@ -225,7 +263,8 @@ def plot(runs: dict, variants: list[str], seeds: list[int], path: Path, args) ->
         line, = ax.plot(t, y.mean(0), marker="o", label=names.get(v, v))
         if len(seeds) > 1:
             ax.fill_between(t, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("actor–learner loop time (min, 2 CPU cores)")
+    ax.set_xlabel(f"robot time (simulated min), synchronous, {args.utd:g} updates per transition"
+                  if args.mode == "sync" else "actor–learner loop time (min, 2 CPU cores)")
     ax.set_ylabel(f"held-out success (%), {args.eval_rollouts} rollouts")
     ax.set_ylim(-5, 105)
     ax.grid(alpha=0.3)

@@ -139,6 +139,24 @@ class SimConfig:
 
 
 @dataclass
+class LockstepConfig:
+    """The lockstep simulated robot (robot/sim/lockstep.py): a Cartesian impedance on the TCP in MuJoCo."""
+
+    physics_dt: float = 0.001  # franky-sim's step
+    # Stiff enough to follow franky's accelerations within ~1-2 mm (franky-sim's joint servo: ~0.1 mm), soft
+    # enough for explicit 1-ms steps (the wrist's stiffness × dt² stays well below its inertia).
+    stiffness_n_per_m: float = 20000.0
+    stiffness_nm_per_rad: float = 1000.0
+    damping_ratio: float = 1.0
+    # The effective mass and inertia at the TCP that the damping is matched to (critical at damping_ratio 1).
+    mass_kg: float = 3.0
+    inertia: float = 0.02
+    # Null-space posture: the home joints, held loosely (Nm/rad, Nm·s/rad).
+    nullspace_stiffness: float = 10.0
+    joint_damping: float = 2.0
+
+
+@dataclass
 class KeysConfig:
     # Operator keys in the terminal: single characters (either case), or "space", "esc", "enter", "tab".
     success: list[str] = field(default_factory=lambda: ["s"])
@@ -152,7 +170,9 @@ class KeysConfig:
 
 @dataclass
 class RobotConfig:
-    kind: Literal["sim", "real"] = "sim"
+    # "sim": franky-sim in real time behind the real driver; "lockstep": the same scenes stepped in process,
+    # no wall clock (robot/sim/lockstep.py); "real": the hardware.
+    kind: Literal["sim", "lockstep", "real"] = "sim"
     arms: list[ArmConfig] = field(default_factory=lambda: [ArmConfig()])
     cameras: list[CameraConfig] = field(
         default_factory=lambda: [CameraConfig(name="front"), CameraConfig(name="wrist")]
@@ -160,6 +180,7 @@ class RobotConfig:
     teleop: list[TeleopConfig] = field(default_factory=list)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    lockstep: LockstepConfig = field(default_factory=LockstepConfig)
     # Images handed to the policy are resized to this square size.
     image_size: int = 128
     # Recover reflex/collision errors right away (StepInfo.faults/recovered tell the actor); off: the actor

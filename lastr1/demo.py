@@ -130,8 +130,10 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
               "--out", str(run_dir / "eval" / "warmup"), *watch).run()
 
     # The learner is throughput work; the simulated arm's 1 kHz FCI link and the 10 Hz actor are not. On a
-    # laptop's few cores the learner yields to them, or a starved simulator drops the arm's connection.
-    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm), *watch], nice=10)
+    # laptop's few cores the learner yields to them, or a starved simulator drops the arm's connection. A
+    # lockstep actor runs unpaced and never idles: a learner yielding to it would barely run.
+    learner = Stage(run_dir, config, "learner", ["learner", "--policy.checkpoint", str(warm), *watch],
+                    nice=10 if cfg.robot.kind == "sim" else 0)
     print(f"  learner    started            (log: {learner.log})")
     try:
         learner.start_checked()

@@ -1,6 +1,7 @@
 """The robot the config describes, real or simulated: the one module that knows both.
 
-    env = make_env(cfg)     # robot.kind: "sim" starts a sim server (robot/sim); "real" opens the hardware
+    env = make_env(cfg)     # robot.kind: "sim" starts a sim server (robot/sim); "lockstep" steps the same scenes
+                            # in process (robot/sim/lockstep.py); "real" opens the hardware
     arm = make_arm(cfg)     # the arm(s) alone, not yet connected (calibration)
 
 Device drivers and the simulator are imported only when built, so importing this needs neither.
@@ -27,6 +28,10 @@ def make_env(cfg: Config) -> RobotEnv:
     if len(cfg.robot.arms) < n:
         raise RobotError(f"task {cfg.task.name} needs {n} arm(s), robot.arms lists {len(cfg.robot.arms)}",
                          hint="add one robot.arms entry (host, home pose) per arm")
+    if cfg.robot.kind == "lockstep":
+        from lastr1.robot.sim.lockstep import make_lockstep_env
+
+        return make_lockstep_env(cfg, _sim_task(cfg), make_safety(cfg, n))
     return _sim_env(cfg) if cfg.robot.kind == "sim" else _real_env(cfg)
 
 
@@ -100,21 +105,10 @@ def _sim_env(cfg: Config) -> RobotEnv:
     from lastr1.robot.sim.camera import RenderRig, SimCamera
     from lastr1.robot.sim.client import SimServer
     from lastr1.robot.sim.expert import ScriptedExpert
-    from lastr1.robot.sim.tasks import make_task
     from lastr1.robot.sim.world import SimScene
 
     n, r = cfg.task.n_arms, cfg.robot
-    task = make_task(cfg.task.name, r.sim)
-    if task.n_arms != n:
-        raise RobotError(f"the simulated {task.name} has {task.n_arms} arm(s), task.n_arms says {n}",
-                         hint=f"set task.n_arms: {task.n_arms}")
-    if (r.sim.render_width, r.sim.render_height) != (r.image_size,) * 2:
-        raise RobotError(
-            f"sim renders {r.sim.render_width}x{r.sim.render_height} but the policy takes "
-            f"{r.image_size}x{r.image_size} images",
-            hint="set robot.sim.render_width/render_height to robot.image_size (rendering at size is free, "
-            "resizing is not)",
-        )
+    task = _sim_task(cfg)
     server = SimServer(cfg).start()
     opened: list = []
     try:
@@ -136,6 +130,25 @@ def _sim_env(cfg: Config) -> RobotEnv:
         close_quietly(opened)
         server.close()
         raise
+
+
+def _sim_task(cfg: Config):
+    """The simulated task the config names, checked against the config (both simulated robots)."""
+    from lastr1.robot.sim.tasks import make_task
+
+    n, r = cfg.task.n_arms, cfg.robot
+    task = make_task(cfg.task.name, r.sim)
+    if task.n_arms != n:
+        raise RobotError(f"the simulated {task.name} has {task.n_arms} arm(s), task.n_arms says {n}",
+                         hint=f"set task.n_arms: {task.n_arms}")
+    if (r.sim.render_width, r.sim.render_height) != (r.image_size,) * 2:
+        raise RobotError(
+            f"sim renders {r.sim.render_width}x{r.sim.render_height} but the policy takes "
+            f"{r.image_size}x{r.image_size} images",
+            hint="set robot.sim.render_width/render_height to robot.image_size (rendering at size is free, "
+            "resizing is not)",
+        )
+    return task
 
 
 def _device_class(module: str, name: str, what: str):

@@ -1,5 +1,7 @@
-"""The actor on the simulated robot (franky-sim server + the real franky driver) with the tiny policy, over a
-real loopback link to a LearnerLink. One sim server serves every test here."""
+"""The actor on the simulated robot with the tiny policy, over a real loopback link to a LearnerLink. The
+tests about wall-clock behaviour (hot reload while ticking, learner outages, keys typed during a run, a
+reflex during the home motion) share one franky-sim server and the real franky driver; evaluation and
+recording, which are not, run on the lockstep robot."""
 
 from __future__ import annotations
 
@@ -43,6 +45,17 @@ def world(tmp_path_factory):
     policy = build_policy(cfg.policy, n_arms=1, proprio_dim=8)
     yield cfg, env, policy
     env.close()
+
+
+@pytest.fixture(scope="module")
+def lockstep(tmp_path_factory):
+    from lastr1.policy import Policy
+    from lastr1.robot.factory import make_env
+
+    cfg = _cfg(tmp_path_factory.mktemp("actor_lockstep"), "--robot.kind", "lockstep")
+    cfg.policy = tiny_cfg()
+    with make_env(cfg) as env:
+        yield cfg, env, Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
 
 
 class Learner:
@@ -225,11 +238,11 @@ def test_actor_keeps_ticking_through_learner_outages_and_loses_nothing(world, tm
     assert any(outage[0] <= t.t_obs <= outage[1] for t in got)  # the loop kept acting while nobody listened
 
 
-def test_eval_writes_results_videos_and_chart(world, tmp_path):
+def test_eval_writes_results_videos_and_chart(lockstep, tmp_path):
     from lastr1.actor.evaluate import evaluate, format_table
 
-    cfg, env, policy = world
-    cfg = _cfg(tmp_path, "--task.max_episode_steps", "4")
+    cfg, env, policy = lockstep
+    cfg = _cfg(tmp_path, "--task.max_episode_steps", "4", "--robot.kind", "lockstep")
     cfg.policy = tiny_cfg()
     out = tmp_path / "eval"
     res = evaluate(cfg, rollouts=1, runs=2, conditions=["original", "unseen_lighting"], out=out, env=env,
@@ -255,7 +268,7 @@ def test_eval_writes_results_videos_and_chart(world, tmp_path):
     assert "Unseen-Lighting" in format_table(res)
 
 
-def test_record_keeps_successes_and_exports_lerobot(world, tmp_path):
+def test_record_keeps_successes_and_exports_lerobot(lockstep, tmp_path):
     import pyarrow.parquet as pq
 
     from lastr1.actor.lerobot_export import export_lerobot
@@ -263,8 +276,9 @@ def test_record_keeps_successes_and_exports_lerobot(world, tmp_path):
     from lastr1.actor.video import read_mp4
     from lastr1.transport.demo_store import load_dataset
 
-    _, env, _ = world
-    cfg = _cfg(tmp_path, "--task.max_episode_steps", "60", "--robot.sim.intervention_rate", "0.0")
+    _, env, _ = lockstep
+    cfg = _cfg(tmp_path, "--task.max_episode_steps", "60", "--robot.sim.intervention_rate", "0.0",
+               "--robot.kind", "lockstep")
     sink = record(cfg, 1, tmp_path / "demos", env=env, max_attempts=3)
     assert len(sink.kept) == 1
     eps = load_dataset(tmp_path / "demos")

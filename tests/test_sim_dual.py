@@ -1,6 +1,6 @@
-"""Two arms at once (sim_lift_bar) through the actor's facade. Its own module: the single-arm module keeps a
-simulator running for all its tests, and two simulators on a 2-core machine starve each other's 1 kHz arm
-link (the arms then overshoot and the force limit holds them)."""
+"""Two arms at once (sim_lift_bar) through the actor's facade, on the lockstep robot and (slow: the driver path,
+franky's MultiArm) on franky-sim. Its own module: on franky-sim two simulators on a 2-core machine starve each
+other's 1 kHz arm link (the arms then overshoot and the force limit holds them)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from lastr1.robot.factory import make_env  # noqa: E402
 from lastr1.robot.keys import Key  # noqa: E402
 
 
-# Two real-time arm links and MuJoCo on 2 cores: a starved run can miss the synchronised grasp (see
+# franky-sim: two real-time arm links and MuJoCo on 2 cores: a starved run can miss the synchronised grasp (see
 # planner errors -110/-111 of franky on a jittery 1 kHz link); one rerun, on a fresh pair of arms.
 @pytest.mark.flaky(reruns=1)
-def test_two_arms_lift_the_bar_together():
-    cfg = configs.load("sim_lift_bar", overrides(4, 2))
+@pytest.mark.parametrize("kind", ["lockstep", pytest.param("sim", marks=pytest.mark.slow)])
+def test_two_arms_lift_the_bar_together(kind):
+    cfg = configs.load("sim_lift_bar", ["--robot.kind", kind, *overrides(4, 2)])
     with make_env(cfg) as env:
         obs = env.reset(seed=0)
         assert env.n_arms == 2 and env.action_dim == 14 and obs.proprio.shape == (16,)
@@ -36,7 +37,8 @@ def test_two_arms_lift_the_bar_together():
         t0 = time.monotonic()
         assert all(a.join(timeout=10) for a in env.arms)
         assert time.monotonic() - t0 < 5
-        time.sleep(0.1)
+        if kind == "sim":
+            time.sleep(0.1)
         reached = np.array([s.position for s in env.arm.state()])
         assert np.all(np.linalg.norm(reached - targets, axis=1) < 0.002), reached - targets
         env.reset(seed=0)

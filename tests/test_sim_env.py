@@ -1,15 +1,14 @@
-"""The simulated robot through the actor's facade: make_env → reset/act/observe, safety on the real arm path,
-the scripted expert, operator and keys, fault injection (two arms: test_sim_dual.py)."""
+"""The simulated robot through the actor's facade: make_env → reset/act/observe, safety between action and arm,
+the scripted expert, operator and keys, fault injection (two arms: test_sim_dual.py). On the lockstep robot:
+none of this is about franky or real time (the driver path: test_arm_sim.py, test_sim_backends.py)."""
 
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from sim_helpers import overrides, require_sim
+from sim_helpers import require_sim
 
 require_sim()
 
@@ -21,25 +20,31 @@ from lastr1.robot.sim.tasks import PEG_H  # noqa: E402
 
 
 def run_expert(env, max_steps: int, hz: float = 10.0):
-    """The expert at the control rate until the scripted keys say how it went."""
+    """The expert at the control rate until the scripted keys say how it went (a real-time robot is paced in
+    wall time; a lockstep one advances a control period per action)."""
+    import time
+
     for k in range(max_steps):
         t0 = time.monotonic()
         env.act(env.scene.expert_action())
         keys = env.keys.poll()
         if keys:
             return keys, k + 1
-        time.sleep(max(0.0, 1 / hz - (time.monotonic() - t0)))
+        if not hasattr(env, "clock"):
+            time.sleep(max(0.0, 1 / hz - (time.monotonic() - t0)))
     return [], max_steps
+
+
+def idle(env, seconds: float) -> None:
+    """Let `seconds` of simulated time pass with no new action (the arm keeps its last target)."""
+    for _ in range(round(seconds * env.control_hz)):
+        env.world.advance()
 
 
 @pytest.fixture(scope="module")
 def env():
-    cfg = configs.load("sim_insert_hex", overrides(2))
-    e = make_env(cfg)
-    pid = e.scene.server.proc.pid
-    yield e
-    e.close()
-    assert not Path(f"/proc/{pid}").exists()  # no orphan sim server
+    with make_env(configs.load("sim_insert_hex", ["--robot.kind", "lockstep"])) as e:
+        yield e
 
 
 def test_observation_has_both_cameras_and_proprio(env):
@@ -85,7 +90,7 @@ def test_safety_keeps_targets_in_the_box(env):
         info = env.act(np.array([1, 1, 1, 0, 0, 0, 1], dtype=np.float32))
         assert not info.held
         clipped |= any("box" in r for r in info.reasons)
-        time.sleep(0.1)
+        idle(env, 0.1)
     assert env.arms[0].join(timeout=10)
     p = env.observe().proprio[:3]
     assert clipped
@@ -98,7 +103,7 @@ def test_nan_action_holds_the_arm(env):
     before = env.observe().proprio[:3]
     info = env.act(np.full(7, np.nan, dtype=np.float32))
     assert info.held and any("finite" in r for r in info.reasons)
-    time.sleep(0.3)
+    idle(env, 0.3)
     assert np.linalg.norm(env.observe().proprio[:3] - before) < 0.002
 
 
@@ -126,7 +131,7 @@ def test_keys_press_failure_when_the_peg_falls_over(env):
     env.reset(seed=0)
     env.arms[0].set_gripper(False, wait=True)
     env.scene.server.reset({"peg": [0.4, 0.15, 0.02, math.sin(math.pi / 4), 0, 0, math.cos(math.pi / 4)]}, {})
-    time.sleep(0.2)
+    idle(env, 0.2)
     assert env.keys.poll() == [Key.FAILURE]
 
 
@@ -134,7 +139,6 @@ def test_injected_reflex_is_reported_and_recovered(env):
     env.reset(seed=0)
     env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
     env.scene.server.fault("reflex", arm=0)
-    time.sleep(0.05)
     info = env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
     assert info.held and info.recovered and any("cartesian_reflex" in f for f in info.faults)
     info = env.act(np.array([0, 0, -0.5, 0, 0, 0, 1], dtype=np.float32))
@@ -143,17 +147,18 @@ def test_injected_reflex_is_reported_and_recovered(env):
 
 def test_camera_dropout_and_stall_make_frames_stale(env):
     env.reset(seed=0)
+    env.observe()
     env.scene.server.fault("camera_drop", camera="wrist", seconds=0.6)
-    time.sleep(0.4)  # > max_age_ms 250
+    idle(env, 0.4)  # > max_age_ms 250
     with pytest.raises(StaleFrameError, match="wrist"):
         env.observe()
-    time.sleep(0.5)
+    idle(env, 0.5)
     env.observe()  # fresh again once the dropout ends
     env.scene.server.fault("stall", seconds=0.6)
-    time.sleep(0.45)
+    idle(env, 0.4)
     with pytest.raises(StaleFrameError):
         env.step(np.zeros(7, dtype=np.float32))
-    time.sleep(0.6)
+    idle(env, 0.3)
     env.observe()
 
 
@@ -166,15 +171,12 @@ def test_per_step_fault_dice(env):
         assert info.injected == ["reflex on arm0"]
     finally:
         s.fault_reflex_p = 0.0
-    time.sleep(0.05)
     info = env.act(np.zeros(7, dtype=np.float32))  # the fault shows up (and is recovered) on the next step
     assert info.recovered or not info.held
 
 
-# Its own arm, so a starved run (the expert's step budget missed) can run once more from a clean start.
-@pytest.mark.flaky(reruns=1)
 def test_peg_on_table_variant_expert_picks_and_inserts():
-    cfg = configs.load("sim_insert_hex", overrides(3, 1, "--robot.sim.peg_start", "table"))
+    cfg = configs.load("sim_insert_hex", ["--robot.kind", "lockstep", "--robot.sim.peg_start", "table"])
     with make_env(cfg) as env:
         obs = env.reset(seed=4)
         assert obs.proprio[7] > 0.07  # starts open, the peg stands on the table

@@ -54,7 +54,7 @@ class Fleet:
                  log_to_driver: bool = True, say=print):
         if n_actors < 1:
             raise FleetError("--actors must be at least 1")
-        if cfg.robot.kind != "sim":
+        if cfg.robot.kind not in ("sim", "lockstep"):
             raise FleetError(f"a fleet runs simulated actors; this config has robot.kind: {cfg.robot.kind}",
                              hint="real robots run `lastr1 actor` on their robot PCs against `lastr1 learner`")
         self.ray = require("ray", "scale", "lastr1 fleet (actors and learner on a Ray cluster)")

@@ -5,6 +5,10 @@ driver talking to it on loopback, simulated cameras, tasks, a scripted expert an
 
 - server.py / client.py the sim server process (franky-sim 1.0.4 + MuJoCo scene + EGL renders) and its
                         client `SimServer`
+- scene.py              the task's MuJoCo scene (franky-sim's Panda, objects, conditions, cameras): built the
+                        same for both simulated robots
+- lockstep.py           `robot.kind: lockstep`: the same scene stepped in process by the caller (an impedance
+                        controller in place of franky, simulated time, no wall clock, deterministic per seed)
 - patches.py            franky-sim's bugs fixed in the server (pose by value, gains, squeezing grasp, errors)
 - camera.py             `Camera`s over the server's renders (stale-frame checks like a RealSense)
 - tasks.py              sim_insert_hex, sim_lift_bar: objects, randomisation by seed, success, expert waypoints
@@ -17,5 +21,5 @@ Fault injection (franky-sim never raises errors itself), so error paths run in t
 seconds=s)` stops one camera's frames; `fault("stall", seconds=s)` freezes physics and the FCI state stream.
 `robot.sim.fault_{reflex,camera_drop,stall}_p` rolls them per env step.
 
-Nothing here imports MuJoCo or franky-sim at import time; only the server process does.
+Nothing here imports MuJoCo or franky-sim at import time; only the server process and a lockstep env do.
 """

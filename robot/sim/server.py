@@ -22,7 +22,6 @@ dies (PR_SET_PDEATHSIG), and when the socket closes. Run by robot/sim/client.py,
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -30,16 +29,12 @@ import sys
 import threading
 import time
 import traceback
-import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
 import numpy as np
 
-from lastr1.robot import rotations
-from lastr1.robot.sim import conditions, patches, wire
-from lastr1.robot.sim.tasks import make_task, quat_from_rpy
-
-TCP_OFFSET = 0.1034  # franky-sim's TCP: 10.34 cm along the hand's z from the flange (RobotParameters)
+from lastr1.robot.sim import conditions, patches, scene, wire
+from lastr1.robot.sim.tasks import make_task
 
 
 def _die_with_parent() -> None:
@@ -49,24 +44,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def _xyzw(wxyz) -> list[float]:
-    return [float(wxyz[1]), float(wxyz[2]), float(wxyz[3]), float(wxyz[0])]
-
-
-def _wxyz(xyzw) -> list[float]:
-    return [float(xyzw[3]), float(xyzw[0]), float(xyzw[1]), float(xyzw[2])]
-
-
-def _xyaxes(pos, target, up) -> str:
-    """MuJoCo camera axes looking from pos at target (the camera looks along its -z, image up is +y)."""
-    f = np.asarray(target, float) - np.asarray(pos, float)
-    f /= np.linalg.norm(f)
-    x = np.cross(f, up)
-    x /= np.linalg.norm(x)
-    y = np.cross(x, f)
-    return " ".join(f"{v:.5f}" for v in (*x, *y))
 
 
 class Host:
@@ -88,26 +65,16 @@ class Host:
         os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
         from franky_sim import FrankaRobotServer, SimulationServer
-        from franky_sim.mujoco_simulator import MUJOCO_DEFAULT_KP, MujocoSimulator
+        from franky_sim.mujoco_simulator import MUJOCO_DEFAULT_KP
 
         patches.apply()
         self.mj = mujoco
-        sim = MujocoSimulator()
-        sim.init()
-        kp = tuple(k * self.cfg.kp_scale for k in MUJOCO_DEFAULT_KP)
-        kv = tuple(k / self.cfg.kv_ratio for k in kp)
         hosts = self.spec["hosts"]
         if len(hosts) < self.task.n_arms:
             raise ValueError(f"task {self.task.name} has {self.task.n_arms} arms but only {len(hosts)} sim hosts")
-        self.home_q = []
-        for i in range(self.task.n_arms):
-            robot = sim.add_robot(kp=kp, kv=kv, position=self.task.robot_positions[i],
-                                  initial_hand_width=self.spec["open_widths"][i])
-            xyz, rpy = self.spec["homes"][i]
-            q = self._ik(robot, np.asarray(xyz, float), quat_from_rpy(*rpy), np.array(robot.initial_q))
-            robot._initial_q = tuple(float(v) for v in q)  # start at home: no motion needed before the first reset
-            self.home_q.append(q)
-        self._extend_scene(sim)
+        kp = tuple(k * self.cfg.kp_scale for k in MUJOCO_DEFAULT_KP)
+        sim, self.home_q, self.cameras = scene.build(self.task, self.spec, kp=kp,
+                                                      kv=tuple(k / self.cfg.kv_ratio for k in kp))
         server = SimulationServer(sim, hostname_candidates=[])
         # One exact address per arm: SimulationServer would silently take the next free one, and the driver for
         # arm i would then talk to somebody else's simulator.
@@ -123,111 +90,14 @@ class Host:
         sim.start()
         self.sim, self.server = sim, server
         self.model, self.data = sim.model, sim.data
-        self._index_model()
+        self.robots = list(sim.robots)
+        self.ix = scene.index(mujoco, self.model, self.task, len(self.robots), self.cfg.render_collision_meshes)
+        self._render_data = mujoco.MjData(self.model)
+        self._renderers: dict = {}
         sim.register_post_step_callback(self._post_step)
         server.run_async()
         return {"hosts": hosts[: self.task.n_arms], "cameras": list(self.cameras),
                 "home_q": [q.tolist() for q in self.home_q]}
-
-    @staticmethod
-    def _ik(robot, p, q_xyzw, q_default, iters: int = 300) -> np.ndarray:
-        """Joint angles for a TCP pose (base frame): damped least squares within the joint limits, started from
-        franky-sim's default posture turned towards the target, so the arm takes the usual elbow-up branch."""
-        import pinocchio as pin
-
-        model = robot._BaseRobot__model  # franky-sim keeps its pinocchio model private
-        lo, hi = model.lowerPositionLimit + 1e-3, model.upperPositionLimit - 1e-3
-        R = pin.Quaternion(q_xyzw[3], *q_xyzw[:3]).toRotationMatrix()
-        target = pin.SE3(R, p)
-        yaw = math.atan2(R[1, 0], R[0, 0]) if abs(R[2, 2]) > 0.9 else 0.0
-        q = np.array(q_default, float)
-        q[0] = math.atan2(p[1], p[0])
-        q[6] = q_default[6] + q[0] - yaw  # the TCP's yaw is q1 - (q7 - q7_default) when pointing down
-        q = np.clip(q, lo, hi)
-        err = np.full(6, np.inf)
-        for _ in range(iters):
-            cur = robot.kinematics(q)
-            err = pin.log6(cur.inverse() * target).vector
-            if np.linalg.norm(err) < 1e-7:
-                return q
-            J = np.empty((6, 7))
-            for j in range(7):
-                dq = np.zeros(7)
-                dq[j] = 1e-6
-                J[:, j] = pin.log6(cur.inverse() * robot.kinematics(q + dq)).vector / 1e-6
-            step = J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(6), err)
-            step *= min(1.0, 0.2 / (float(np.linalg.norm(step)) + 1e-12))
-            q = np.clip(q + step, lo, hi)
-        raise ValueError(f"home pose {p.tolist()} is out of the arm's reach (IK error {np.linalg.norm(err):.3g})")
-
-    def _extend_scene(self, sim) -> None:
-        scene = sim.scene
-        for light in scene.iter("light"):
-            light.set("castshadow", "false")  # shadows cost more than the whole rest of a software render
-        quality = scene.find("visual/quality")
-        quality.set("shadowsize", "0")
-        quality.set("offsamples", "2")
-        # Several contact points per convex pair (not one): a peg pinched between two flat pads then resists
-        # turning about the pads' normal, as a real one does, instead of pivoting on a single point.
-        option = scene.find("option")
-        if option is None:
-            option = ET.SubElement(scene, "option")
-        ET.SubElement(option, "flag", multiccd="enable")
-        asset = scene.find("asset")
-        for tag, attrs in self.task.assets():
-            ET.SubElement(asset, tag, **attrs)
-        self.task.build(sim.worldbody)
-        conditions.build(asset, sim.worldbody, self.task.objects)  # evaluation conditions (Table 2)
-        self.cameras = {}
-        for cam in self.spec["cameras"]:
-            name = cam["name"]
-            if name.startswith("wrist"):
-                digits = "".join(ch for ch in name if ch.isdigit())
-                arm = int(digits) if digits else 0
-                if arm >= self.task.n_arms:
-                    raise ValueError(f"camera {name!r} names arm {arm}, the task has {self.task.n_arms}")
-                hand = next(b for b in scene.iter("body") if b.get("name") == f"robot{arm}_hand")
-                # Behind the fingers on the hand, looking down past the fingertips like a wrist-mounted D435.
-                pos, target = (-0.075, 0.0, 0.03), (0.0, 0.0, TCP_OFFSET + 0.12)
-                ET.SubElement(hand, "camera", name=name, pos=" ".join(map(str, pos)), fovy="75",
-                              xyaxes=_xyaxes(pos, target, up=(-1.0, 0.0, 0.0)))
-            elif name in self.task.world_cameras:
-                pos, target = self.task.world_cameras[name]
-                ET.SubElement(sim.worldbody, "camera", name=name, pos=" ".join(map(str, pos)), fovy="50",
-                              xyaxes=_xyaxes(pos, target, up=(0.0, 0.0, 1.0)))
-            else:
-                raise ValueError(f"the simulated {self.task.name} has no camera {name!r}; "
-                                 f"use 'wrist', 'wrist<arm>' or one of {sorted(self.task.world_cameras)}")
-            self.cameras[name] = (int(cam["width"]), int(cam["height"]))
-
-    def _index_model(self) -> None:
-        mj, m = self.mj, self.model
-        self.robots = list(self.sim.robots)
-        self.robot_of_body = np.full(m.nbody, -1)
-        for b in range(m.nbody):
-            name = mj.mj_id2name(m, mj.mjtObj.mjOBJ_BODY, b) or ""
-            for i in range(len(self.robots)):
-                if name.startswith(f"robot{i}_"):
-                    self.robot_of_body[b] = i
-        self.hand_body = [mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, f"robot{i}_hand") for i in range(len(self.robots))]
-        self.free = {}
-        for name in self.task.objects:
-            j = mj.mj_name2id(m, mj.mjtObj.mjOBJ_JOINT, f"{name}_joint")
-            self.free[name] = (int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]))
-        self.mocap = {name: int(m.body_mocapid[mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, name)])
-                      for name in self.task.fixtures}
-        if self.cfg.render_collision_meshes:
-            # Collision meshes are drawn grey by default: tint the arm like the real one, the fingers dark.
-            for g in range(m.ngeom):
-                if m.geom_group[g] == 3 and self.robot_of_body[m.geom_bodyid[g]] >= 0:
-                    body = mj.mj_id2name(m, mj.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) or ""
-                    m.geom_rgba[g] = (0.25, 0.25, 0.27, 1) if "finger" in body else (0.92, 0.92, 0.9, 1)
-        self.appearance = conditions.Appearance(mj, m, self.task.objects)
-        self._render_data = mj.MjData(m)
-        self._renderers: dict = {}
-        self._scene_option = mj.MjvOption()
-        if self.cfg.render_collision_meshes:
-            self._scene_option.geomgroup[:] = [1, 1, 0, 1, 0, 0]
 
     # ------------------------------------------------------------ the simulation thread
 
@@ -244,7 +114,7 @@ class Host:
                 done.set()
         if self._pins:
             for arm, (name, offset) in self._pins.items():
-                self._place_in_hand(arm, name, offset)
+                scene.place_in_hand(self.data, self.ix, arm, name, offset)
         if self.cfg.wrench_from_contacts and self._tick % 10 == 0:
             self._update_wrenches()
 
@@ -260,38 +130,10 @@ class Host:
             raise box[0]
         return box[0]
 
-    def _tcp(self, arm: int) -> tuple[np.ndarray, np.ndarray]:
-        d, b = self.data, self.hand_body[arm]
-        R = d.xmat[b].reshape(3, 3)
-        return d.xpos[b] + R[:, 2] * TCP_OFFSET, np.array(_xyzw(d.xquat[b]))
-
-    def _place_in_hand(self, arm: int, name: str, offset: np.ndarray) -> None:
-        p, q = self._tcp(arm)
-        qa, da = self.free[name]
-        self.data.qpos[qa : qa + 3] = p + self.data.xmat[self.hand_body[arm]].reshape(3, 3) @ offset
-        # The peg stands upright (its z = the TCP's -z) with its flats facing the fingers.
-        self.data.qpos[qa + 3 : qa + 7] = _wxyz(rotations.multiply(q, np.array([1.0, 0.0, 0.0, 0.0])))
-        self.data.qvel[da : da + 6] = 0.0
-
     def _update_wrenches(self) -> None:
-        mj, m, d = self.mj, self.model, self.data
-        n = len(self.robots)
-        force, torque = np.zeros((n, 3)), np.zeros((n, 3))
-        tcps = [self._tcp(i)[0] for i in range(n)]
-        buf = np.zeros(6)
-        for k in range(d.ncon):
-            c = d.contact[k]
-            r1, r2 = self.robot_of_body[m.geom_bodyid[c.geom1]], self.robot_of_body[m.geom_bodyid[c.geom2]]
-            if r1 == r2:
-                continue
-            mj.mj_contactForce(m, d, k, buf)
-            f = c.frame.reshape(3, 3).T @ buf[:3]  # world frame, the force geom1 exerts on geom2
-            for r, sign in ((r1, -1.0), (r2, 1.0)):
-                if r >= 0:
-                    force[r] += sign * f
-                    torque[r] += np.cross(c.pos - tcps[r], sign * f)
-        for i, robot in enumerate(self.robots):
-            patches.set_wrench(robot.server, np.concatenate([force[i], torque[i]]))
+        wrenches = scene.contact_wrenches(self.mj, self.model, self.data, self.ix, len(self.robots))
+        for robot, w in zip(self.robots, wrenches):
+            patches.set_wrench(robot.server, w)
 
     # ------------------------------------------------------------ requests (main thread)
 
@@ -327,7 +169,7 @@ class Host:
             if (w, h) not in self._renderers:
                 self._renderers[(w, h)] = mj.Renderer(self.model, h, w)
             r = self._renderers[(w, h)]
-            r.update_scene(rd, camera=name, scene_option=self._scene_option)
+            r.update_scene(rd, camera=name, scene_option=self.ix.render_option)
             images[name] = r.render()
         return {"time": t, "images": images}
 
@@ -336,8 +178,7 @@ class Host:
         if snap is None:
             raise TimeoutError("the simulation is stalled")
         qpos, mpos, mquat, t, widths = snap
-        objects = {n: [*qpos[qa : qa + 3].tolist(), *_xyzw(qpos[qa + 3 : qa + 7])] for n, (qa, _) in self.free.items()}
-        fixtures = {n: [*mpos[i].tolist(), *_xyzw(mquat[i])] for n, i in self.mocap.items()}
+        objects, fixtures = scene.object_poses(qpos, mpos, mquat, self.ix)
         return {"time": t, "objects": objects, "fixtures": fixtures, "widths": widths}
 
     def op_reset(self, objects: dict, fixtures: dict) -> dict:
@@ -359,16 +200,7 @@ class Host:
                     robot.server.stop_motion()  # the driver should have stopped; a teleport must not be fought
                 # The idle controller holds this joint target: make it the teleported one.
                 robot.server._FrankaRobotServer__holding_q = tuple(float(v) for v in self.home_q[i])
-            for k, name in enumerate(self.free):
-                qa, da = self.free[name]
-                pose = objects.get(name, [2.0 + 0.2 * k, 2.0, 0.05, 0, 0, 0, 1])  # unused objects wait off-table
-                d.qpos[qa : qa + 3] = pose[:3]
-                d.qpos[qa + 3 : qa + 7] = _wxyz(pose[3:])
-                d.qvel[da : da + 6] = 0.0
-            for name, i in self.mocap.items():
-                if name in fixtures:
-                    d.mocap_pos[i] = fixtures[name][:3]
-                    d.mocap_quat[i] = _wxyz(fixtures[name][3:])
+            scene.reset_objects(d, self.ix, objects, fixtures)
             d.qacc_warmstart[:] = 0.0
             mj.mj_forward(m, d)
             return float(d.time)
@@ -379,7 +211,7 @@ class Host:
         """Switch the scene's look to an evaluation condition (robot/sim/conditions.py); physics unchanged."""
         if name not in conditions.CONDITIONS:
             raise ValueError(f"unknown condition {name!r}: one of {', '.join(conditions.CONDITIONS)}")
-        self.in_sim(lambda: self.appearance.apply(name))
+        self.in_sim(lambda: self.ix.appearance.apply(name))
         return {}
 
     def op_pin(self, obj: str, arm: int) -> dict:
