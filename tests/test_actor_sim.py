@@ -49,13 +49,13 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lockstep(tmp_path_factory):
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
     from lastr1.robot.factory import make_env
 
     cfg = _cfg(tmp_path_factory.mktemp("actor_lockstep"), "--robot.kind", "lockstep")
     cfg.policy = tiny_cfg()
     with make_env(cfg) as env:
-        yield cfg, env, Policy.from_config(cfg.policy, n_arms=1, proprio_dim=8)
+        yield cfg, env, build_policy(cfg.policy, n_arms=1, proprio_dim=8)
 
 
 class Learner:
@@ -147,7 +147,9 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
         assert not any(t.terminated or t.truncated for t in ts[:-1])
         assert last.terminated != last.truncated
         if last.truncated:  # the time limit, not a terminal state: s' comes along for bootstrapping
-            assert len(ts) == MAX_STEPS and last.next_images is not None and last.next_proprio is not None
+            # ≤: a tick the safety layer held (a late frame on a loaded machine) counts toward the limit but
+            # sends nothing; tests/test_actor_loop.py pins that rule down deterministically.
+            assert len(ts) <= MAX_STEPS and last.next_images is not None and last.next_proprio is not None
             assert last.reward == pytest.approx(cfg.task.step_penalty)
         else:
             assert last.reward in (pytest.approx(cfg.task.success_reward), pytest.approx(cfg.task.step_penalty))

@@ -117,7 +117,7 @@ def _rollout(cfg, policy, seeds):
 def test_same_seed_gives_bit_identical_transitions(tmp_path):
     from policy_helpers import tiny_cfg
 
-    from lastr1.policy import Policy
+    from lastr1.policy import build_policy
 
     def cfg(run):
         c = configs.load("sim_insert_hex", [*LOCKSTEP, "--run_dir", str(tmp_path / run), "--actor.actor_id", "det",
@@ -126,7 +126,7 @@ def test_same_seed_gives_bit_identical_transitions(tmp_path):
         c.policy = tiny_cfg()
         return c
 
-    policy = Policy.from_config(tiny_cfg(), n_arms=1, proprio_dim=8)
+    policy = build_policy(tiny_cfg(), n_arms=1, proprio_dim=8)
     a, sa, periods = _rollout(cfg("a"), policy, [3, 4])
     b, sb, _ = _rollout(cfg("b"), policy, [3, 4])
     c, _, _ = _rollout(cfg("c"), policy, [5, 4])
