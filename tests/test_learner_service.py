@@ -31,6 +31,7 @@ def cfg(tmp_path):
     c = configs.load("sim_insert_hex")
     c.policy = tiny_cfg()
     c.run_dir = str(tmp_path / "run")
+    c.robot.image_size = IMG  # the learner refuses any other
     c.transport.insecure = True
     c.transport.bind_host = "127.0.0.1"
     c.transport.port = free_port()

@@ -316,7 +316,8 @@ class Heartbeat:
     committed: int = -1  # learner: every seq ≤ this is persisted (acked)
 
     def to_wire(self, jpeg_quality: int = 0) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        other = _HEARTBEAT_ONLY["learner" if self.role == "actor" else "actor"]
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in other}
 
     @classmethod
     def from_wire(cls, d: dict) -> Heartbeat:
@@ -371,6 +372,8 @@ Message = Transition | Ack | Reject | Weights | Heartbeat | Telemetry
 TYPES: dict[str, Any] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Telemetry)}
 _FIELDS = {name: {f.name for f in fields(c)} for name, c in TYPES.items()}
 _FIELDS["stats"] = {"sender", "t", "values"}
+_HEARTBEAT_ONLY = {"actor": ("next_seq", "first_unacked", "unacked", "spool_bytes"),
+                   "learner": ("received", "committed")}
 # Fields a sender may leave out, with the value they then take.
 _OPTIONAL: dict[str, dict[str, Any]] = {
     "transition": {"next_images": None, "next_proprio": None},
@@ -390,7 +393,7 @@ def decode(buf, max_bytes: int) -> Message:
     env = {k: d.get(k) for k in ("type", "actor_id", "epoch", "seq")}
     env = {k: v for k, v in env.items() if type(v) in (str, int)}
     try:
-        if d.get("v") != SCHEMA_VERSION:
+        if type(d.get("v")) is not int or d["v"] != SCHEMA_VERSION:
             _fail(f"schema version {d.get('v')!r:.20}, this side speaks {SCHEMA_VERSION}")
         kind = d.get("type")
         if not isinstance(kind, str) or kind not in TYPES:
@@ -398,6 +401,10 @@ def decode(buf, max_bytes: int) -> Message:
         have, want = set(d) - {"v", "type"}, _FIELDS[kind]
         if have - want:
             _fail(f"{kind}: unknown fields {sorted(map(str, have - want))[:5]}")
+        if kind == "heartbeat" and d.get("role") in _HEARTBEAT_ONLY:  # each direction has its own fields (§3)
+            foreign = have & set(_HEARTBEAT_ONLY["learner" if d["role"] == "actor" else "actor"])
+            if foreign:
+                _fail(f"a heartbeat from the {d['role']} does not carry {sorted(foreign)}")
         optional = _OPTIONAL.get(kind, {})
         missing = want - have - set(optional)
         if missing:
