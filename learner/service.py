@@ -23,7 +23,7 @@ import numpy as np
 from lastr1.learner.demos import fill_demo_buffer
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.schema import Schema
-from lastr1.learner.trainer import LearnerError, Trainer, checkpoints, latest_checkpoint
+from lastr1.learner.trainer import LearnerError, Trainer, checkpoints, kill_point, latest_checkpoint
 from lastr1.transport.dedup import save_json
 
 if TYPE_CHECKING:
@@ -178,6 +178,7 @@ class Learner:
         c.refused += len(refused)
         counts = {**{k: getattr(c, k) for k in INGEST_COUNTERS}, "per_actor": self.per_actor}
         self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state(), "counters": counts})
+        kill_point("committed")
         self.link.ack(taken)
         for t, reason in refused:
             log.error("refused %s epoch %d seq %d (episode %d step %d) %s; the learner holds %s",

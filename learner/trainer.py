@@ -243,12 +243,18 @@ class Trainer:
 
 
 GENERATION, LINK = "checkpoint-", "checkpoint"
-# Tests name a step of the checkpoint write here to have the process SIGKILLed exactly there (the crash suite).
+# The crash suite names a step here ("written", or "written:3" for its third passage) to have the process
+# SIGKILLed exactly there: each step of the checkpoint write, and between the learner's commit and its ack.
 KILL_ENV = "LASTR1_KILL_AT"
+_passed: dict[str, int] = {}
 
 
 def kill_point(name: str) -> None:
-    if os.environ.get(KILL_ENV) == name:
+    want = os.environ.get(KILL_ENV)
+    if not want or want.partition(":")[0] != name:
+        return
+    _passed[name] = _passed.get(name, 0) + 1
+    if _passed[name] >= int(want.partition(":")[2] or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
