@@ -117,3 +117,58 @@ class Client:
 
     def close(self) -> None:
         self.ctx.destroy(0)
+
+
+class Actor:
+    """§8's minimal actor: numbers its transitions, keeps every unacknowledged one (in memory: the tests kill
+    the learner, not this), resends them when the learner's session changes or after `resend_s`, keeps the
+    newest weights whose sha256 matches, and records every weights message it was sent."""
+
+    def __init__(self, client: Client, steps_per_episode: int = 10, resend_s: float = 2.0):
+        self.c, self.n, self.resend_s = client, steps_per_episode, resend_s
+        self.next_seq = 0
+        self.unacked: dict[int, tuple[bytes, float]] = {}
+        self.sent: list[int] = []
+        self.weights: list[tuple[int, str, int]] = []  # (version, sha256, meta["updates"]) as they came
+        self.version = 0
+        self.session: int | None = None
+
+    def send_next(self) -> None:
+        s = self.next_seq
+        ep, st = divmod(s, self.n)
+        wire = pack(transition(self.c.actor_id, self.c.epoch, s, episode=ep, step=st, intervention=ep % 2 == 0,
+                               terminated=st == self.n - 1))
+        self.c.send(wire)
+        self.unacked[s] = (wire, time.monotonic())
+        self.sent.append(s)
+        self.next_seq += 1
+
+    def pump(self, timeout_s: float = 0.05) -> None:
+        import hashlib
+
+        self.c.heartbeat(policy_version=self.version, next_seq=self.next_seq,
+                         first_unacked=min(self.unacked, default=self.next_seq))
+        for m in self.c.poll(timeout_s):
+            if m["type"] == "ack":
+                for lo, hi in m["ranges"]:
+                    for s in [s for s in self.unacked if lo <= s <= hi]:
+                        del self.unacked[s]
+            elif m["type"] == "heartbeat":
+                for s in [s for s in self.unacked if s <= m["committed"]]:
+                    del self.unacked[s]
+                if self.session is not None and m["session"] != self.session:
+                    self.resend(lambda at: True)
+                self.session = m["session"]
+            elif m["type"] == "weights" and hashlib.sha256(m["adapter"]).hexdigest() == m["sha256"]:
+                self.weights.append((m["version"], m["sha256"], m["meta"].get("updates", -1)))
+                self.version = max(self.version, m["version"])
+            elif m["type"] == "reject":
+                self.unacked.pop(m["seq"], None)
+        now = time.monotonic()
+        self.resend(lambda at: now - at > self.resend_s)
+
+    def resend(self, due) -> None:
+        for s, (wire, at) in list(self.unacked.items()):
+            if due(at):
+                self.c.send(wire)
+                self.unacked[s] = (wire, time.monotonic())
