@@ -192,3 +192,29 @@ def test_status_line_rewrites_in_place_on_a_terminal_and_logs_otherwise(caplog):
         log(s)
         log(s)  # within log_every_s: not repeated
     assert len([r for r in caplog.records if "ep 3" in r.getMessage()]) == 1
+
+
+def test_hot_reload_never_goes_back_to_an_older_version(policy):
+    """Fed v5 and then a valid v3 (a learner that restarted behind what it published): the policy stays on v5,
+    whether v3 comes through the source or is staged directly."""
+    src = tiny_policy()
+    blobs = {}
+    for v in (5, 3):
+        perturb_trainables(src, seed=v)
+        blobs[v] = src.export_adapter(policy.version + v)
+
+    def weights(b):
+        class W:
+            version, sha256, adapter = b.version, b.sha256, b.data
+        return W
+
+    box = {"w": weights(blobs[5])}
+    rl = HotReloader(policy, lambda: box["w"])
+    assert rl.poll() is not None and rl.apply() == blobs[5].version
+    v5 = {k: v.detach().clone() for k, v in policy.trainable_state().items()}
+    box["w"] = weights(blobs[3])
+    assert rl.poll() is None and rl.apply() is None
+    rl._staged = rl.stage(blobs[3])  # even staged, an older version is never applied
+    assert rl.apply() is None and policy.version == blobs[5].version
+    for k, v in policy.trainable_state().items():
+        assert torch.equal(v, v5[k])
