@@ -235,6 +235,17 @@ class ReplayBuffer:
             self.wait_next[f"{stream}#{step}"] = g
         return g
 
+    def abandon(self, stream: str) -> int:
+        """`stream` will never continue (its actor stopped mid-episode): its rows still waiting for a successor
+        are marked truncated, which they now are (without a final observation they are never sampled), and
+        stop waiting. Returns how many."""
+        keys = [k for k in self.wait_next if k.rpartition("#")[0] == stream]
+        for k in keys:
+            g = self.wait_next.pop(k)
+            if self._valid(g):
+                self.arrays["truncated"][g % self.capacity] = True
+        return len(keys)
+
     # -- sampling ----------------------------------------------------------------------------------------
 
     def _valid(self, g) -> np.ndarray:

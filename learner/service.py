@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lastr1.policy import Policy
 
 log = logging.getLogger(__name__)
-INGEST_COUNTERS = ("received", "interventions", "episodes", "successes", "refused")
+INGEST_COUNTERS = ("received", "interventions", "episodes", "successes", "refused", "abandoned")
 
 
 @dataclass
@@ -123,6 +123,8 @@ class Learner:
         for k in INGEST_COUNTERS:
             setattr(c, k, int(got.get(k, 0)))
         self.per_actor: dict[str, int] = dict(got.get("per_actor", {}))
+        # Per actor stream: the episode still running and the newest finished one (committed with the rows).
+        self.episodes: dict[str, dict[str, int]] = self.rollout.extra.get("episodes", {})
         self.version = max(int(self.published.get("version", 0)), policy.version)
         self._link = link
         self._writer: SummaryWriter | None = None
@@ -167,6 +169,7 @@ class Learner:
             self.rollout.add(transition_row(t, p.L_max, p.d), stream=f"{t.actor_id}/{t.epoch}/{t.episode}",
                              step=t.step, final_obs=final_obs(t))
             taken.append(t)
+            self._track_episode(t)
             self.per_actor[t.actor_id] = self.per_actor.get(t.actor_id, 0) + 1
             c.received += 1
             c.interventions += int(t.intervention)
@@ -177,7 +180,8 @@ class Learner:
                 self._episode_curves(t.actor_id, t.step + 1, success)
         c.refused += len(refused)
         counts = {**{k: getattr(c, k) for k in INGEST_COUNTERS}, "per_actor": self.per_actor}
-        self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state(), "counters": counts})
+        self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state(), "counters": counts,
+                                   "episodes": self.episodes})
         kill_point("committed")
         self.link.ack(taken)
         for t, reason in refused:
@@ -185,6 +189,24 @@ class Learner:
                       t.actor_id, t.epoch, t.seq, t.episode, t.step, reason, self.schema.describe())
             self.link.refuse(t, reason)
         return len(taken)
+
+    def _track_episode(self, t) -> None:
+        """An actor that starts a later episode while an earlier one never sent its last step crashed (or was
+        killed) mid-episode: that episode is marked abandoned, in the counters and in the buffer."""
+        key = f"{t.actor_id}/{t.epoch}"
+        ep = self.episodes.setdefault(key, {"open": -1, "done": -1})
+        if ep["open"] >= 0 and t.episode > ep["open"]:
+            rows = self.rollout.abandon(f"{key}/{ep['open']}")
+            self.trainer.counters.abandoned += 1
+            log.warning("%s episode %d ended without its last step (the actor stopped mid-episode): marked "
+                        "abandoned (%d row(s) truncated, never sampled)", t.actor_id, ep["open"], rows)
+            ep["open"] = -1
+        if t.terminated or t.truncated:
+            ep["done"] = max(ep["done"], t.episode)
+            if ep["open"] == t.episode:
+                ep["open"] = -1
+        elif t.episode > ep["done"]:
+            ep["open"] = max(ep["open"], t.episode)
 
     def _episode_curves(self, actor_id: str, length: int, success: bool) -> None:
         """Per finished episode: its length, and success / intervention rates over the last 20 episodes."""

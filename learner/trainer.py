@@ -47,6 +47,7 @@ class Counters:
     episodes: int = 0
     successes: int = 0
     refused: int = 0  # transitions that did not fit the learner's schema
+    abandoned: int = 0  # episodes an actor left half-finished (it crashed or was killed)
     extra: dict = field(default_factory=dict)
 
 

@@ -182,3 +182,30 @@ def test_a_critic_only_start_publishes_nothing_new(cfg):
     finally:
         link.close()
         learner.close()
+
+
+def test_rows_arriving_out_of_order_are_linked_and_an_abandoned_episode_is_marked(cfg):
+    """Steps of an episode resent out of order are still linked each to the next (by episode and step); an
+    actor that starts episode 1 while episode 0 never sent its last step left episode 0 half-finished."""
+    link = ActorLink(cfg.transport, "actor0")
+    learner = Learner(cfg)
+    try:
+        for s in (3, 1, 0, 4, 2):  # a 5-step episode, shuffled
+            link.send(transition(0, s, 5))
+        assert ingest_until(learner, 5) == 5
+        assert len(learner.rollout) == 5  # all linked: 4 to their successor, the last terminal
+        for s in range(3):  # episode 1 stops after step 2 (the actor was killed) ...
+            link.send(transition(1, s, 10))
+        assert ingest_until(learner, 8) == 8
+        assert learner.trainer.counters.abandoned == 0
+        link.send(transition(2, 0, 10))  # ... and the restarted actor begins episode 2
+        assert ingest_until(learner, 9) == 9
+        c = learner.trainer.counters
+        assert c.abandoned == 1 and c.episodes == 1 and c.received == 9
+        r = learner.rollout
+        g = r.total - 2  # episode 1's step 2: truncated now, never sampled (no next observation)
+        assert r.arrays["truncated"][g] and g not in r.sampleable() and len(r) == 7
+        assert r.extra["counters"]["abandoned"] == 1  # committed with the rows
+        learner.close()
+    finally:
+        link.close()
