@@ -111,6 +111,8 @@ class ReplayBuffer:
         # predecessor (wait_prev): each link is made by whichever of the two rows arrives second.
         self.wait_next: dict[str, int] = {}
         self.wait_prev: dict[str, int] = {}
+        # Rows not sampled until their data is final (a human step whose chunk is still being assembled).
+        self.held: set[int] = set()
         # Small state that must be durable together with the rows (e.g. the wire's dedup record).
         self.extra: dict = {}
         self.root.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,7 @@ class ReplayBuffer:
             self.wait_next = {f"{k}#{s}": int(g) for k, (g, s) in meta["last"].items()}
         else:
             self.wait_next, self.wait_prev = meta["wait_next"], meta["wait_prev"]
+        self.held = set(meta.get("held", []))
         self.extra = meta.get("extra", {})
         if self.spec:
             self._open_arrays(mode="r+")
@@ -168,6 +171,7 @@ class ReplayBuffer:
         for waits in (self.wait_next, self.wait_prev):  # rows evicted meanwhile will never be linked
             for k in [k for k, g in waits.items() if not self._valid(g)]:
                 del waits[k]
+        self.held = {g for g in self.held if self._valid(g)}
         for arr in self.arrays.values():
             arr.flush()
         meta = {
@@ -176,6 +180,7 @@ class ReplayBuffer:
             "spec": {k: [list(f.shape), f.dtype] for k, f in self.spec.items()},
             "wait_next": self.wait_next,
             "wait_prev": self.wait_prev,
+            "held": sorted(self.held),
             "extra": self.extra,
         }
         tmp = self.root / (META + ".tmp")
@@ -235,6 +240,15 @@ class ReplayBuffer:
             self.wait_next[f"{stream}#{step}"] = g
         return g
 
+    def hold(self, g: int, held: bool = True) -> None:
+        """Keep row `g` out of sampling (`held`) until its data is final, or let it in again."""
+        (self.held.add if held else self.held.discard)(g)
+
+    def patch(self, g: int, name: str, value) -> None:
+        """Rewrite one field of row `g` (still in the buffer): e.g. a human step's chunk as it is assembled."""
+        if self._valid(g):
+            self.arrays[name][g % self.capacity] = value
+
     def abandon(self, stream: str) -> int:
         """`stream` will never continue (its actor stopped mid-episode): its rows still waiting for a successor
         are marked truncated, which they now are (without a final observation they are never sampled), and
@@ -263,6 +277,8 @@ class ReplayBuffer:
         term = self.arrays["terminated"][:n].astype(bool)
         nxt = self.arrays["next"][:n]
         ok &= term | (self._valid(nxt) & (nxt < self.committed))
+        if self.held:
+            ok &= ~np.isin(gid, np.fromiter(self.held, np.int64))
         return np.flatnonzero(ok)
 
     def __len__(self) -> int:

@@ -42,9 +42,11 @@ class Schema:
                     for c, img in sorted(imgs.items()) if img.shape[:2] != self.image]
         if t.proprio.shape != (self.proprio,):
             out.append(f"proprio: {t.proprio.shape[0]} values, the learner expects {self.proprio}")
-        if t.action.shape != self.chunk:
+        # A human step may carry its executed action alone (1 x D): the learner assembles its chunk.
+        if t.action.shape != self.chunk and not (t.intervention and t.action.shape == (1, self.chunk[1])):
             out.append(f"action: chunk {t.action.shape[0]}x{t.action.shape[1]}, the learner expects "
-                       f"{self.chunk[0]}x{self.chunk[1]} (policy.chunk x action_dim·arms)")
+                       f"{self.chunk[0]}x{self.chunk[1]} (policy.chunk x action_dim·arms; 1x{self.chunk[1]} "
+                       "for a human step)")
         if t.latents is not None and (t.latents.shape[0] > self.latent_max or t.latents.shape[1] != self.latent_dim):
             out.append(f"latents: {t.latents.shape[0]}x{t.latents.shape[1]}, the learner expects at most "
                        f"{self.latent_max} positions of width {self.latent_dim}")

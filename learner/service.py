@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lastr1.learner.chunks import HumanChunks
 from lastr1.learner.demos import fill_demo_buffer
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.schema import Schema
@@ -125,6 +126,7 @@ class Learner:
         self.per_actor: dict[str, int] = dict(got.get("per_actor", {}))
         # Per actor stream: the episode still running and the newest finished one (committed with the rows).
         self.episodes: dict[str, dict[str, int]] = self.rollout.extra.get("episodes", {})
+        self.chunks = HumanChunks(policy.H, self.rollout.extra.get("chunks"))
         self.version = max(int(self.published.get("version", 0)), policy.version)
         self._link = link
         self._writer: SummaryWriter | None = None
@@ -159,15 +161,14 @@ class Learner:
         ts = self.link.recv(timeout_s)
         if not ts:
             return 0
-        p, c = self.policy, self.trainer.counters
+        c = self.trainer.counters
         taken, refused = [], []
         for t in ts:
             wrong = self.schema.mismatches(t)
             if wrong:
                 refused.append((t, "does not fit the learner: " + "; ".join(wrong)))
                 continue
-            self.rollout.add(transition_row(t, p.L_max, p.d), stream=f"{t.actor_id}/{t.epoch}/{t.episode}",
-                             step=t.step, final_obs=final_obs(t))
+            self._add(t)
             taken.append(t)
             self._track_episode(t)
             self.per_actor[t.actor_id] = self.per_actor.get(t.actor_id, 0) + 1
@@ -181,7 +182,7 @@ class Learner:
         c.refused += len(refused)
         counts = {**{k: getattr(c, k) for k in INGEST_COUNTERS}, "per_actor": self.per_actor}
         self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state(), "counters": counts,
-                                   "episodes": self.episodes})
+                                   "episodes": self.episodes, "chunks": self.chunks.state()})
         kill_point("committed")
         self.link.ack(taken)
         for t, reason in refused:
@@ -190,6 +191,26 @@ class Learner:
             self.link.refuse(t, reason)
         return len(taken)
 
+    def _add(self, t) -> None:
+        """One transition into the rollout buffer; a human step sent with its executed action alone gets its
+        chunk from the steps after it (learner/chunks.py), held out of sampling until that is final."""
+        p = self.policy
+        stream = f"{t.actor_id}/{t.epoch}/{t.episode}"
+        row = transition_row(t, p.L_max, p.d)
+        human = t.intervention and t.action.shape[0] == 1
+        if human:
+            row["action"] = np.repeat(np.asarray(t.action, np.float32), p.H, 0)
+        g = self.rollout.add(row, stream=stream, step=t.step, final_obs=final_obs(t))
+        if human:
+            self.rollout.hold(g)
+        self._chunked(self.chunks.add(stream, t.step, g, t.action[0] if human else None,
+                                      t.terminated or t.truncated))
+
+    def _chunked(self, changed: list) -> None:
+        for g, chunk, final in changed:
+            self.rollout.patch(g, "action", chunk)
+            self.rollout.hold(g, not final)
+
     def _track_episode(self, t) -> None:
         """An actor that starts a later episode while an earlier one never sent its last step crashed (or was
         killed) mid-episode: that episode is marked abandoned, in the counters and in the buffer."""
@@ -197,6 +218,7 @@ class Learner:
         ep = self.episodes.setdefault(key, {"open": -1, "done": -1})
         if ep["open"] >= 0 and t.episode > ep["open"]:
             rows = self.rollout.abandon(f"{key}/{ep['open']}")
+            self._chunked(self.chunks.close(f"{key}/{ep['open']}"))
             self.trainer.counters.abandoned += 1
             log.warning("%s episode %d ended without its last step (the actor stopped mid-episode): marked "
                         "abandoned (%d row(s) truncated, never sampled)", t.actor_id, ep["open"], rows)
