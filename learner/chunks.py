@@ -61,7 +61,7 @@ class HumanChunks:
         st = self.streams.pop(stream, None)
         if st is None:
             return []
-        st["end"] = max(int(s) for s in st["acts"])
+        st["end"] = max([int(s) for s in st["acts"]], default=st["next"] - 1)
         return self._update(st)
 
     def _update(self, st: dict) -> list:

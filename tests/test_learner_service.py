@@ -209,3 +209,58 @@ def test_rows_arriving_out_of_order_are_linked_and_an_abandoned_episode_is_marke
         learner.close()
     finally:
         link.close()
+
+
+ACTOR_KILLED_MID_TAKEOVER = """
+import json, os, signal, sys, time
+import numpy as np
+from lastr1.actor.episode import StepRecord
+from lastr1.actor.learner_sink import TransitionSink
+from lastr1.configs.transport import TransportConfig
+from lastr1.robot.interfaces import Observation
+from lastr1.transport.actor_link import ActorLink
+link = ActorLink(TransportConfig(**json.loads(sys.argv[1])), "actor0")
+sink = TransitionSink(link, 8, 8, 64)
+rng = np.random.default_rng(0)
+for s in range(5):  # five steps of a person's takeover, executed; then the actor dies mid-episode
+    obs = Observation({c: np.zeros((64, 64, 3), np.uint8) for c in ("front", "wrist")},
+                      np.full(8, s, np.float32), time.monotonic())
+    sink.step(StepRecord(0, s, obs, time.time(), np.full(7, s / 10, np.float32), True, None, reward=-0.05))
+while link.backlog().queued:
+    time.sleep(0.01)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_actor_killed_mid_takeover_loses_no_executed_step_and_the_learner_assembles_chunks(cfg):
+    import json
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    learner = Learner(cfg)
+    try:
+        r = subprocess.run([sys.executable, "-c", ACTOR_KILLED_MID_TAKEOVER, json.dumps(asdict(cfg.transport))],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        link = ActorLink(cfg.transport, "actor0")  # the restarted actor resends its spool
+        try:
+            assert ingest_until(learner, 5) == 5  # every executed step, though none had a known chunk
+            rows = learner.rollout
+            steps = rows.arrays["proprio"][:5, 0].astype(int)
+            chunk = {s: [round(float(x), 2) for x in rows.arrays["action"][i][:, 0]] for i, s in enumerate(steps)}
+            assert chunk[0] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4]  # the person's next actions so far
+            assert chunk[4] == [0.4] * 8
+            assert rows.count("intervention") == 0  # not final yet: held out of training
+            link.send(transition(1, 0, 3))  # the restarted actor's next episode: episode 0 was abandoned ...
+            assert ingest_until(learner, 6) == 6
+            assert learner.trainer.counters.abandoned == 1
+            assert not rows.held  # ... so its chunks are final as they stand
+            assert rows.count("intervention") == 4  # steps 0-3 (step 4 has no next observation)
+        finally:
+            link.close()
+        learner.close()
+    finally:
+        if learner._link is not None:
+            learner._link.close()
