@@ -119,6 +119,10 @@ class Learner:
                 f"{self.published['updates']} updates were published (v{self.published['version']})",
                 hint="the learner's trained state is lost; to learn again from the initial weights while keeping "
                      f"the buffers, delete {self.paths.published} and any checkpoint-* folders there")
+        elif resume:
+            log.warning("--resume: no complete checkpoint in %s and nothing published from updates yet: "
+                        "learning starts from the initial weights at update 0 (the buffers are kept)",
+                        self.paths.checkpoints)
         # Counters of what arrived are committed with the rows themselves, so they always match the buffer.
         c, got = self.trainer.counters, self.rollout.extra.get("counters", {})
         for k in INGEST_COUNTERS:

@@ -264,3 +264,19 @@ def test_an_actor_killed_mid_takeover_loses_no_executed_step_and_the_learner_ass
     finally:
         if learner._link is not None:
             learner._link.close()
+
+
+def test_resume_refuses_when_published_weights_outlive_every_checkpoint(cfg):
+    """Weights made after 5 updates went out, and no complete checkpoint holds them (a kill during the first
+    save leaves only its unfinished `.tmp`): --resume must not silently start over at update 0."""
+    import json
+
+    link, learner = one_episode_landed(cfg)
+    link.close()
+    learner.close()
+    folder = learner.paths.checkpoints
+    (folder / "checkpoint-000000005.tmp").mkdir()
+    learner.paths.published.write_text(json.dumps({"version": 3, "sha256": "0" * 64, "updates": 5}))
+    with pytest.raises(LearnerError, match="no complete checkpoint") as e:
+        Learner(cfg, resume=True)
+    assert "published.json" in e.value.hint
