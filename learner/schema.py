@@ -52,6 +52,29 @@ class Schema:
                        f"{self.latent_max} positions of width {self.latent_dim}")
         return out
 
+    def declared(self) -> dict:
+        """This layout as an actor declares its own in its heartbeat (`shapes`, docs/wire.md §3)."""
+        return {"cameras": list(self.cameras), "image": list(self.image), "proprio": self.proprio,
+                "action": list(self.chunk), "latents": [self.latent_max, self.latent_dim]}
+
+    def declared_mismatches(self, shapes: dict) -> list[str]:
+        """How an actor's declared layout differs from this one, each naming what it must change."""
+        want, out = self.declared(), []
+        if sorted(shapes["cameras"]) != want["cameras"]:
+            out.append(f"cameras {sorted(shapes['cameras'])}, the learner expects {want['cameras']} (robot.cameras)")
+        if list(shapes["image"]) != want["image"]:
+            out.append(f"images {shapes['image'][0]}x{shapes['image'][1]}, the learner expects "
+                       f"{self.image[0]}x{self.image[1]} (robot.image_size)")
+        if shapes["proprio"] != self.proprio:
+            out.append(f"proprio {shapes['proprio']}, the learner expects {self.proprio} (task.n_arms)")
+        if list(shapes["action"]) != want["action"]:
+            out.append(f"action chunk {shapes['action'][0]}x{shapes['action'][1]}, the learner expects "
+                       f"{self.chunk[0]}x{self.chunk[1]} (policy.chunk, task.n_arms)")
+        if shapes["latents"][0] > self.latent_max or shapes["latents"][1] != self.latent_dim:
+            out.append(f"latents {shapes['latents'][0]}x{shapes['latents'][1]}, the learner expects at most "
+                       f"{self.latent_max} of width {self.latent_dim} (policy)")
+        return out
+
     def describe(self) -> str:
         return (f"cameras {list(self.cameras)} at {self.image[0]}x{self.image[1]}, proprio {self.proprio}, "
                 f"action {self.chunk[0]}x{self.chunk[1]}, latents ≤{self.latent_max}x{self.latent_dim}")

@@ -148,7 +148,8 @@ class Learner:
             from lastr1.transport.learner_link import LearnerLink
 
             self._link = LearnerLink(self.cfg.transport, keys_dir=self.cfg.path(self.cfg.transport.keys_dir),
-                                     dedup_state=self.rollout.extra.get("dedup"))
+                                     dedup_state=self.rollout.extra.get("dedup"),
+                                     check_shapes=self.schema.declared_mismatches)
         return self._link
 
     @property

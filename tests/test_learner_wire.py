@@ -190,3 +190,50 @@ def test_the_dedup_state_stays_bounded_under_a_hostile_flood(live):
         assert held < 2500  # only what landed in a window is remembered: ≤ one per message that fitted
     finally:
         c.close()
+
+
+GOOD_SHAPES = {"cameras": ["wrist", "front"], "image": [32, 32], "proprio": 8, "action": [8, 7], "latents": [8, 64]}
+
+
+def test_a_declared_layout_is_answered_with_every_mismatch_named(live):
+    ll, _ = live
+    c = Client(ll.port, ll.keys, "actor0", epoch=21)
+    try:
+        def verdict(shapes) -> str:
+            t = time.time()
+            c.heartbeat(epoch=21, shapes=shapes)
+            m = c.wait(lambda m: m["type"] == "heartbeat" and m["t"] >= t, 5.0)
+            assert m is not None
+            return m.get("refused", "")
+
+        assert verdict(GOOD_SHAPES) == ""
+        bad = verdict({**GOOD_SHAPES, "image": [64, 48], "action": [3, 2], "cameras": ["front"]})
+        assert "images 64x48, the learner expects 32x32 (robot.image_size)" in bad
+        assert "action chunk 3x2, the learner expects 8x7" in bad and "cameras ['front']" in bad
+        assert "proprio" not in bad  # only what differs
+        assert "does not fit this learner" in ll.log()
+    finally:
+        c.close()
+
+
+def test_our_actor_stops_at_startup_when_the_learner_refuses_its_layout(live, tmp_path):
+    from types import SimpleNamespace
+
+    from lastr1 import configs
+    from lastr1.actor.loop import ActorError
+    from lastr1.actor.process import check_learner
+    from lastr1.transport.actor_link import ActorLink
+
+    ll, _ = live
+    cfg = configs.load(str(ll.config))
+    cfg.transport.spool_dir = str(tmp_path / "spool")
+    shapes = SimpleNamespace(proprio_dim=8, H=8, D=7, L_max=8, d=64)  # what the tiny policy reports
+    link = ActorLink(cfg.transport, "actor1")
+    try:
+        check_learner(cfg, shapes, link)  # the learner's own layout: no complaint
+        assert link.shapes_answered.is_set() and link.schema_error is None
+        cfg.robot.image_size = 64  # another camera resolution on this robot PC
+        with pytest.raises(ActorError, match=r"images 64x64, the learner expects 32x32 \(robot.image_size\)"):
+            check_learner(cfg, shapes, link)
+    finally:
+        link.close()

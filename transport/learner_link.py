@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeGuard
@@ -116,10 +116,13 @@ class LearnerLink:
         port: int | None = None,
         dedup_state: dict | None = None,
         state_path: str | Path | None = None,
+        check_shapes: Callable[[dict], list[str]] | None = None,
     ):
         if dedup_state is not None and state_path is not None:
             raise ValueError("give dedup_state (your own checkpoint) or state_path (a file the link keeps), not both")
         self.cfg = cfg
+        # The learner's verdict on the layout an actor declares in its heartbeats: every mismatch, named.
+        self._check_shapes = check_shapes
         if cfg.tune_malloc:
             tune_malloc()
         self._state_path = Path(state_path) if state_path is not None else None
@@ -425,9 +428,16 @@ class LearnerLink:
                 for d in (self._seen, self._delivered, self._committed):
                     d.advance(a, e, hb.first_unacked - 1)
             received, committed = self._seen.watermark(a, e), self._committed.watermark(a, e)
+        refused = ""
+        if hb.shapes is not None and self._check_shapes is not None:
+            refused = "; ".join(self._check_shapes(hb.shapes))
+            if refused:
+                self._throttled(logging.ERROR, f"shapes:{a}", "actor %s declares a layout that does not fit this "
+                                "learner: %s", a, refused)
         w = self._weights
         reply = Heartbeat(role="learner", sender="learner", session=self.session, t=time.time(),
-                          policy_version=w[0] if w else 0, epoch=e, received=received, committed=committed)
+                          policy_version=w[0] if w else 0, epoch=e, received=received, committed=committed,
+                          refused=refused)
         self._send(sock, route, encode(reply))
         if w is not None and hb.policy_version < w[0]:
             version, at = self._weights_sent.get(a, (0, -1e9))
