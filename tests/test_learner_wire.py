@@ -202,7 +202,7 @@ def test_a_declared_layout_is_answered_with_every_mismatch_named(live):
         def verdict(shapes) -> str:
             t = time.time()
             c.heartbeat(epoch=21, shapes=shapes)
-            m = c.wait(lambda m: m["type"] == "heartbeat" and m["t"] >= t, 5.0)
+            m = c.wait(lambda m: m["type"] == "heartbeat" and m["t"] >= t, 20.0)
             assert m is not None
             return m.get("refused", "")
 
@@ -230,10 +230,10 @@ def test_our_actor_stops_at_startup_when_the_learner_refuses_its_layout(live, tm
     shapes = SimpleNamespace(proprio_dim=8, H=8, D=7, L_max=8, d=64)  # what the tiny policy reports
     link = ActorLink(cfg.transport, "actor1")
     try:
-        check_learner(cfg, shapes, link)  # the learner's own layout: no complaint
+        check_learner(cfg, shapes, link, wait_s=20.0)  # the learner's own layout: no complaint
         assert link.shapes_answered.is_set() and link.schema_error is None
         cfg.robot.image_size = 64  # another camera resolution on this robot PC
         with pytest.raises(ActorError, match=r"images 64x64, the learner expects 32x32 \(robot.image_size\)"):
-            check_learner(cfg, shapes, link)
+            check_learner(cfg, shapes, link, wait_s=20.0)
     finally:
         link.close()
