@@ -1,7 +1,9 @@
-"""Steps → `transport.messages.Transition`s to the learner, in order, each with its action chunk.
+"""Steps → `transport.messages.Transition`s to the learner, each the moment it was executed.
 
-A policy step carries the chunk the policy planned; a human step the person's next H actions (actor/chunks.py
-says why). The latents are padded to the policy's L_max (`latent_len` says how many are real) so every
+A policy step carries the chunk the policy planned; a human step only the action the person executed (1 × D):
+its chunk, the person's next H actions, is assembled by the learner from the steps after it
+(learner/chunks.py says why there). Nothing waits here, so an actor killed mid-episode has spooled every step
+it executed. The latents are padded to the policy's L_max (`latent_len` says how many are real) so every
 transition of a run has the same shapes, which the learner's fixed-shape replay buffer needs.
 """
 
@@ -11,7 +13,6 @@ import logging
 
 import numpy as np
 
-from lastr1.actor.chunks import ChunkAssembler
 from lastr1.actor.episode import EpisodeSummary, Sink, StepRecord
 from lastr1.actor.status import ActorStatus
 
@@ -23,21 +24,17 @@ class TransitionSink(Sink):
         self.link = link
         self.status = status  # the runtime's status() for the loop figures in the episode's stats
         self.H, self.L, self.d = horizon, latent_max, latent_dim
-        self.chunks = ChunkAssembler(horizon)
         self.sent = 0
         self.last_seq = -1
 
     def step(self, s: StepRecord) -> None:
-        if s.human or s.decision is None:
-            self.chunks.push(s, human=s.action)
-        else:
-            self.chunks.push(s, chunk=s.decision.chunk)
-        for rec, chunk in self.chunks.ready():
-            self._send(rec, chunk)
+        a = np.asarray(s.action, np.float32)[None]
+        if s.human:
+            self._send(s, a)
+        else:  # without a decision there is no plan to send: the executed action held for the chunk
+            self._send(s, s.decision.chunk if s.decision is not None else np.repeat(a, self.H, 0))
 
     def episode_end(self, summary: EpisodeSummary) -> None:
-        for rec, chunk in self.chunks.flush():
-            self._send(rec, chunk)
         from lastr1.transport.messages import Telemetry
 
         s = self.status() if self.status is not None else ActorStatus()

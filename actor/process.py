@@ -60,6 +60,22 @@ def preflight(cfg: Config) -> None:
                          hint=" / ".join(c.fix for c in failed) + " (`lastr1 doctor --config ...` checks them all)")
 
 
+
+def check_learner(cfg: Config, policy, link, wait_s: float = 3.0) -> None:
+    """Declare this actor's layout to the learner and, if the learner answers within `wait_s`, stop here when
+    it does not fit: every transition would be refused (a learner that is down is not waited for)."""
+    side = cfg.robot.image_size
+    link.declare({"cameras": [c.name for c in cfg.robot.cameras], "image": [side, side],
+                  "proprio": policy.proprio_dim, "action": [policy.H, policy.D], "latents": [policy.L_max, policy.d]})
+    end = time.monotonic() + max(wait_s, 3 * cfg.transport.heartbeat_s)
+    while time.monotonic() < end and not link.shapes_answered.is_set():
+        time.sleep(0.05)
+    if link.schema_error:
+        raise ActorError(f"the learner refuses this actor's transitions: {link.schema_error}",
+                         hint="make this actor's config match the learner's (the names in brackets), or run a "
+                              "learner for this layout")
+
+
 def make_link(cfg: Config):
     from lastr1.transport.actor_link import ActorLink
 
@@ -130,6 +146,7 @@ def run_actor(cfg: Config, stop: threading.Event | None = None, *, env=None, pol
             env = make_env(cfg)
             own.append(env)
         check_cameras(policy, env)
+        check_learner(cfg, policy, link)
         agent = make_agent(cfg, policy)
         reloader = HotReloader(policy, link.latest_weights, cfg.actor.reload_poll_s)
         sink = TransitionSink(link, policy.H, policy.L_max, policy.d)

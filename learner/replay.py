@@ -2,7 +2,8 @@
 cache) once, a restart reopens the same rows, and capacity is bounded by disk rather than RAM.
 
 Transitions do not carry their next observation (that would double the bytes on the wire and on disk); the
-buffer links each row to the next row of the same stream (actor, episode) when it arrives. The final
+buffer links each row to the row of the same stream (actor, episode) and the next step, whichever of the two
+arrives first (resends after a restart come out of order). The final
 transition of an episode is ready at once when `terminated` (no bootstrap); a truncated one brings its
 final observation along, stored as an observation-only row that is never sampled itself.
 
@@ -106,8 +107,12 @@ class ReplayBuffer:
         self.committed = 0
         self.spec: dict[str, Field] = {}
         self.arrays: dict[str, np.memmap] = {}
-        # stream key -> (global index, step) of its latest transition row
-        self.last: dict[str, tuple[int, int]] = {}
+        # "<stream>#<step>" -> global index of a row still waiting for its successor (wait_next) or for its
+        # predecessor (wait_prev): each link is made by whichever of the two rows arrives second.
+        self.wait_next: dict[str, int] = {}
+        self.wait_prev: dict[str, int] = {}
+        # Rows not sampled until their data is final (a human step whose chunk is still being assembled).
+        self.held: set[int] = set()
         # Small state that must be durable together with the rows (e.g. the wire's dedup record).
         self.extra: dict = {}
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,11 @@ class ReplayBuffer:
             )
         self.spec = {k: Field(tuple(v[0]), v[1]) for k, v in meta["spec"].items()}
         self.total = self.committed = int(meta["total"])
-        self.last = {k: (int(g), int(s)) for k, (g, s) in meta["last"].items()}
+        if "last" in meta:  # written before rows were linked by step: its rows wait for their successor
+            self.wait_next = {f"{k}#{s}": int(g) for k, (g, s) in meta["last"].items()}
+        else:
+            self.wait_next, self.wait_prev = meta["wait_next"], meta["wait_prev"]
+        self.held = set(meta.get("held", []))
         self.extra = meta.get("extra", {})
         if self.spec:
             self._open_arrays(mode="r+")
@@ -159,13 +168,19 @@ class ReplayBuffer:
         they survive a crash together."""
         if extra is not None:
             self.extra = extra
+        for waits in (self.wait_next, self.wait_prev):  # rows evicted meanwhile will never be linked
+            for k in [k for k, g in waits.items() if not self._valid(g)]:
+                del waits[k]
+        self.held = {g for g in self.held if self._valid(g)}
         for arr in self.arrays.values():
             arr.flush()
         meta = {
             "capacity": self.capacity,
             "total": self.total,
             "spec": {k: [list(f.shape), f.dtype] for k, f in self.spec.items()},
-            "last": {k: list(v) for k, v in self.last.items()},
+            "wait_next": self.wait_next,
+            "wait_prev": self.wait_prev,
+            "held": sorted(self.held),
             "extra": self.extra,
         }
         tmp = self.root / (META + ".tmp")
@@ -207,16 +222,43 @@ class ReplayBuffer:
         `row` must hold `terminated` and `truncated`; `final_obs` (the observation after a truncated final step)
         makes that step usable for bootstrapping."""
         g = self._write(row, obs_only=False)
-        prev = self.last.get(stream)
-        if prev is not None and prev[1] == step - 1 and self._valid(prev[0]):
-            self.arrays["next"][prev[0] % self.capacity] = g
-        self.last[stream] = (g, step)
+        if step > 0:
+            prev = self.wait_next.pop(f"{stream}#{step - 1}", None)
+            if prev is not None and self._valid(prev):
+                self.arrays["next"][prev % self.capacity] = g
+            else:
+                self.wait_prev[f"{stream}#{step}"] = g
         if bool(row["terminated"]) or bool(row["truncated"]):
-            self.last.pop(stream, None)
             if final_obs is not None and not bool(row["terminated"]):
                 o = self._write({k: v for k, v in final_obs.items()}, obs_only=True)
                 self.arrays["next"][g % self.capacity] = o
+            return g
+        succ = self.wait_prev.pop(f"{stream}#{step + 1}", None)
+        if succ is not None and self._valid(succ):
+            self.arrays["next"][g % self.capacity] = succ
+        else:
+            self.wait_next[f"{stream}#{step}"] = g
         return g
+
+    def hold(self, g: int, held: bool = True) -> None:
+        """Keep row `g` out of sampling (`held`) until its data is final, or let it in again."""
+        (self.held.add if held else self.held.discard)(g)
+
+    def patch(self, g: int, name: str, value) -> None:
+        """Rewrite one field of row `g` (still in the buffer): e.g. a human step's chunk as it is assembled."""
+        if self._valid(g):
+            self.arrays[name][g % self.capacity] = value
+
+    def abandon(self, stream: str) -> int:
+        """`stream` will never continue (its actor stopped mid-episode): its rows still waiting for a successor
+        are marked truncated, which they now are (without a final observation they are never sampled), and
+        stop waiting. Returns how many."""
+        keys = [k for k in self.wait_next if k.rpartition("#")[0] == stream]
+        for k in keys:
+            g = self.wait_next.pop(k)
+            if self._valid(g):
+                self.arrays["truncated"][g % self.capacity] = True
+        return len(keys)
 
     # -- sampling ----------------------------------------------------------------------------------------
 
@@ -235,6 +277,8 @@ class ReplayBuffer:
         term = self.arrays["terminated"][:n].astype(bool)
         nxt = self.arrays["next"][:n]
         ok &= term | (self._valid(nxt) & (nxt < self.committed))
+        if self.held:
+            ok &= ~np.isin(gid, np.fromiter(self.held, np.int64))
         return np.flatnonzero(ok)
 
     def __len__(self) -> int:

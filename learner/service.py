@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -21,9 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lastr1.learner.chunks import HumanChunks
 from lastr1.learner.demos import fill_demo_buffer
 from lastr1.learner.replay import ReplayBuffer
-from lastr1.learner.trainer import LearnerError, Trainer
+from lastr1.learner.schema import Schema
+from lastr1.learner.trainer import LearnerError, Trainer, checkpoints, kill_point, latest_checkpoint
+from lastr1.transport.dedup import save_json
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from lastr1.policy import Policy
 
 log = logging.getLogger(__name__)
+INGEST_COUNTERS = ("received", "interventions", "episodes", "successes", "refused", "abandoned")
 
 
 @dataclass
@@ -47,8 +50,9 @@ class Paths:
         return self.root / "learner" / "rollout_buffer"
 
     @property
-    def checkpoint(self) -> Path:
-        return self.root / "learner" / "checkpoint"
+    def checkpoints(self) -> Path:
+        """Where the checkpoint generations live (`checkpoint-<updates>/`, `checkpoint` → the newest)."""
+        return self.root / "learner"
 
     @property
     def published(self) -> Path:
@@ -85,13 +89,14 @@ class Learner:
 
         self.cfg = cfg
         self.paths = Paths(Path(cfg.run_dir))
-        has_state = self.paths.rollout.joinpath("meta.json").is_file() or self.paths.checkpoint.is_dir()
+        has_state = self.paths.rollout.joinpath("meta.json").is_file() or bool(checkpoints(self.paths.checkpoints))
         if has_state and not resume:
             raise LearnerError(f"{self.paths.root / 'learner'} already holds a learner's state",
                                hint="add --resume to continue it, or set --run_dir to a new folder")
         if policy is None:
             policy = open_policy(cfg)
         self.policy = policy
+        self.schema = Schema.of(cfg, policy)
         lc = cfg.learner
         self.demo = ReplayBuffer(self.paths.demo, lc.demo_capacity)
         self.rollout = ReplayBuffer(self.paths.rollout, lc.rollout_capacity)
@@ -101,17 +106,37 @@ class Learner:
         elif not self.demo.committed:
             log.warning("no demonstrations at %s: the demo stream starts with human interventions only", demo_dir)
         self.trainer = Trainer(cfg, policy, self.demo, self.rollout)
-        if resume and self.paths.checkpoint.is_dir():
-            self.trainer.load(self.paths.checkpoint)
-            log.info("resumed from %s at update %d", self.paths.checkpoint, self.trainer.counters.updates)
-        published = json.loads(self.paths.published.read_text()) if self.paths.published.is_file() else {}
-        self.version = max(int(published.get("version", 0)), policy.version)
+        # What the actors were sent: a version number stands for one set of weights (its sha256, made after
+        # `updates` updates); a resumed learner that is behind it publishes nothing until it is past it.
+        self.published = json.loads(self.paths.published.read_text()) if self.paths.published.is_file() else {}
+        found = latest_checkpoint(self.paths.checkpoints) if resume else None
+        if found is not None:
+            self.trainer.load(found)
+            log.info("resumed from %s at update %d", found, self.trainer.counters.updates)
+        elif resume and self.published.get("updates", 0) > 0:
+            raise LearnerError(
+                f"--resume: no complete checkpoint in {self.paths.checkpoints}, yet weights made after "
+                f"{self.published['updates']} updates were published (v{self.published['version']})",
+                hint="the learner's trained state is lost; to learn again from the initial weights while keeping "
+                     f"the buffers, delete {self.paths.published} and any checkpoint-* folders there")
+        elif resume:
+            log.warning("--resume: no complete checkpoint in %s and nothing published from updates yet: "
+                        "learning starts from the initial weights at update 0 (the buffers are kept)",
+                        self.paths.checkpoints)
+        # Counters of what arrived are committed with the rows themselves, so they always match the buffer.
+        c, got = self.trainer.counters, self.rollout.extra.get("counters", {})
+        for k in INGEST_COUNTERS:
+            setattr(c, k, int(got.get(k, 0)))
+        self.per_actor: dict[str, int] = dict(got.get("per_actor", {}))
+        # Per actor stream: the episode still running and the newest finished one (committed with the rows).
+        self.episodes: dict[str, dict[str, int]] = self.rollout.extra.get("episodes", {})
+        self.chunks = HumanChunks(policy.H, self.rollout.extra.get("chunks"))
+        self.version = max(int(self.published.get("version", 0)), policy.version)
         self._link = link
         self._writer: SummaryWriter | None = None
         self._last_broadcast = time.monotonic()
         self._last_status = 0.0
-        self._rates = {"t": time.monotonic(), "updates": 0}
-        self.per_actor: dict[str, int] = {}
+        self._rates = {"t": time.monotonic(), "updates": self.trainer.counters.updates}
         self._recent: dict[str, list[bool]] = {}
         self.last_stats: dict = {}
 
@@ -123,7 +148,8 @@ class Learner:
             from lastr1.transport.learner_link import LearnerLink
 
             self._link = LearnerLink(self.cfg.transport, keys_dir=self.cfg.path(self.cfg.transport.keys_dir),
-                                     dedup_state=self.rollout.extra.get("dedup"))
+                                     dedup_state=self.rollout.extra.get("dedup"),
+                                     check_shapes=self.schema.declared_mismatches)
         return self._link
 
     @property
@@ -142,12 +168,17 @@ class Learner:
         ts = self.link.recv(timeout_s)
         if not ts:
             return 0
-        p = self.policy
+        c = self.trainer.counters
+        taken, refused = [], []
         for t in ts:
-            self.rollout.add(transition_row(t, p.L_max, p.d), stream=f"{t.actor_id}/{t.epoch}/{t.episode}",
-                             step=t.step, final_obs=final_obs(t))
+            wrong = self.schema.mismatches(t)
+            if wrong:
+                refused.append((t, "does not fit the learner: " + "; ".join(wrong)))
+                continue
+            self._add(t)
+            taken.append(t)
+            self._track_episode(t)
             self.per_actor[t.actor_id] = self.per_actor.get(t.actor_id, 0) + 1
-            c = self.trainer.counters
             c.received += 1
             c.interventions += int(t.intervention)
             if t.terminated or t.truncated:
@@ -155,9 +186,56 @@ class Learner:
                 success = bool(t.terminated and t.reward > 0)
                 c.successes += int(success)
                 self._episode_curves(t.actor_id, t.step + 1, success)
-        self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state()})
-        self.link.ack(ts)
-        return len(ts)
+        c.refused += len(refused)
+        counts = {**{k: getattr(c, k) for k in INGEST_COUNTERS}, "per_actor": self.per_actor}
+        self.rollout.commit(extra={**self.rollout.extra, "dedup": self.link.dedup_state(), "counters": counts,
+                                   "episodes": self.episodes, "chunks": self.chunks.state()})
+        kill_point("committed")
+        self.link.ack(taken)
+        for t, reason in refused:
+            log.error("refused %s epoch %d seq %d (episode %d step %d) %s; the learner holds %s",
+                      t.actor_id, t.epoch, t.seq, t.episode, t.step, reason, self.schema.describe())
+            self.link.refuse(t, reason)
+        return len(taken)
+
+    def _add(self, t) -> None:
+        """One transition into the rollout buffer; a human step sent with its executed action alone gets its
+        chunk from the steps after it (learner/chunks.py), held out of sampling until that is final."""
+        p = self.policy
+        stream = f"{t.actor_id}/{t.epoch}/{t.episode}"
+        row = transition_row(t, p.L_max, p.d)
+        human = t.intervention and t.action.shape[0] == 1
+        if human:
+            row["action"] = np.repeat(np.asarray(t.action, np.float32), p.H, 0)
+        g = self.rollout.add(row, stream=stream, step=t.step, final_obs=final_obs(t))
+        if human:
+            self.rollout.hold(g)
+        self._chunked(self.chunks.add(stream, t.step, g, t.action[0] if human else None,
+                                      t.terminated or t.truncated))
+
+    def _chunked(self, changed: list) -> None:
+        for g, chunk, final in changed:
+            self.rollout.patch(g, "action", chunk)
+            self.rollout.hold(g, not final)
+
+    def _track_episode(self, t) -> None:
+        """An actor that starts a later episode while an earlier one never sent its last step crashed (or was
+        killed) mid-episode: that episode is marked abandoned, in the counters and in the buffer."""
+        key = f"{t.actor_id}/{t.epoch}"
+        ep = self.episodes.setdefault(key, {"open": -1, "done": -1})
+        if ep["open"] >= 0 and t.episode > ep["open"]:
+            rows = self.rollout.abandon(f"{key}/{ep['open']}")
+            self._chunked(self.chunks.close(f"{key}/{ep['open']}"))
+            self.trainer.counters.abandoned += 1
+            log.warning("%s episode %d ended without its last step (the actor stopped mid-episode): marked "
+                        "abandoned (%d row(s) truncated, never sampled)", t.actor_id, ep["open"], rows)
+            ep["open"] = -1
+        if t.terminated or t.truncated:
+            ep["done"] = max(ep["done"], t.episode)
+            if ep["open"] == t.episode:
+                ep["open"] = -1
+        elif t.episode > ep["done"]:
+            ep["open"] = max(ep["open"], t.episode)
 
     def _episode_curves(self, actor_id: str, length: int, success: bool) -> None:
         """Per finished episode: its length, and success / intervention rates over the last 20 episodes."""
@@ -170,19 +248,35 @@ class Learner:
         w.add_scalar(f"episodes/success_rate_last20/{actor_id}", sum(recent) / len(recent), c.episodes)
         w.add_scalar("episodes/intervention_rate", c.interventions / max(c.received, 1), c.episodes)
 
-    def publish(self) -> int:
+    def publish(self) -> int | None:
+        """Send the current weights as a new version; returns it. A learner resumed from a checkpoint older than
+        the last publication sends nothing (None) until it has done more updates than that version had: a
+        newer number never carries older weights. At the very update of the last publication it re-sends that
+        version, whose sha256 it checks."""
         from lastr1.transport.messages import Weights
 
-        self.version += 1
-        blob = self.policy.export_adapter(self.version)
-        w = Weights.create(blob.data, self.version, meta={"updates": self.trainer.counters.updates})
+        u, last = self.trainer.counters.updates, self.published
+        if last and u <= last.get("updates", -1):
+            if u == last["updates"]:
+                w = Weights.create(self.policy.export_adapter(last["version"]).data, last["version"], {"updates": u})
+                if w.sha256 == last["sha256"]:
+                    self.link.publish_weights(w)
+                    return w.version
+            log.warning("at update %d, behind the published v%d (update %d): nothing is published until the "
+                        "learner is past it (the actors keep v%d)", u, last["version"], last["updates"],
+                        last["version"])
+            return None
+        version = self.version + 1
+        blob = self.policy.export_adapter(version)
+        w = Weights.create(blob.data, version, meta={"updates": u})
+        # Recorded durably before any actor can see it: a restarted learner never hands out this number again.
+        self.published = {"version": version, "sha256": w.sha256, "updates": u, "time": time.time()}
+        save_json(self.paths.published, self.published)
+        self.version = version
         self.link.publish_weights(w)
-        tmp = self.paths.published.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": self.version, "sha256": w.sha256, "time": time.time()}))
-        os.replace(tmp, self.paths.published)
         self._last_broadcast = time.monotonic()
-        log.info("published adapter v%d (%.0f KB, sha256 %s…)", self.version, len(blob.data) / 1024, w.sha256[:12])
-        return self.version
+        log.info("published adapter v%d (%.0f KB, sha256 %s…)", version, len(blob.data) / 1024, w.sha256[:12])
+        return version
 
     def step(self) -> dict | None:
         """Receive what has arrived; then one update if learning has started. Returns the update's stats."""
@@ -197,7 +291,8 @@ class Learner:
                 self.writer.add_scalar(f"learner/{k}", v, u)
             due = (u % lc.broadcast_every_updates == 0
                    or time.monotonic() - self._last_broadcast > lc.broadcast_every_s)
-            if due and self.trainer.counters.actor_steps:  # a critic-only start has nothing new to send
+            ahead = u > self.published.get("updates", -1)  # a resumed learner behind its last publication waits
+            if due and ahead and self.trainer.counters.actor_steps:  # a critic-only start has nothing new to send
                 self.publish()
             if u % lc.checkpoint_every_updates == 0:
                 self.save()
@@ -215,7 +310,7 @@ class Learner:
 
     def save(self) -> None:
         self.trainer.counters.version = self.version
-        self.trainer.save(self.paths.checkpoint)
+        self.trainer.save(self.paths.checkpoints)
 
     def status_line(self) -> str:
         c = self.trainer.counters

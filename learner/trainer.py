@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +46,8 @@ class Counters:
     interventions: int = 0
     episodes: int = 0
     successes: int = 0
+    refused: int = 0  # transitions that did not fit the learner's schema
+    abandoned: int = 0  # episodes an actor left half-finished (it crashed or was killed)
     extra: dict = field(default_factory=dict)
 
 
@@ -178,35 +182,45 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Adapters, heads, target heads (via the policy), optimisers, RNG and counters, atomically. The
-        buffers persist themselves (`commit`); their committed totals are recorded for the log."""
+    def save(self, folder: str | Path) -> Path:
+        """Adapters, heads, target heads (via the policy), optimisers, RNG and counters as a new generation
+        `<folder>/checkpoint-<updates>`: written in full beside the older ones, fsynced, renamed into place in
+        one step, and only then are older generations deleted and the `checkpoint` link moved to it. A kill at
+        any instruction leaves at least the newest complete generation (`latest_checkpoint`). The buffers
+        persist themselves (`commit`); their committed totals are recorded for the log."""
         from lastr1.policy.checkpoint import save_policy
 
-        path = Path(path)
+        folder = Path(folder)
+        path = folder / f"{GENERATION}{self.counters.updates:09d}"
+        if path.is_dir():
+            return path  # no update since: these weights and optimiser states are on disk already
         tmp = path.with_name(path.name + ".tmp")
         if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
+            shutil.rmtree(tmp)  # a write cut short: never complete, never read
         tmp.mkdir(parents=True)
         save_policy(self.policy, tmp / "policy")
+        kill_point("policy")
         torch.save({"actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
         state = {"counters": self.counters.__dict__, "np_rng": self.rng.bit_generator.state,
                  "buffers": {"demo": self.demo.committed, "rollout": self.rollout.committed}}
         (tmp / "learner.json").write_text(json.dumps(state, indent=1))
-        if path.exists():
-            import shutil
-
-            old = path.with_name(path.name + ".old")
-            if old.exists():
+        _fsync_tree(tmp)
+        kill_point("written")
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+        kill_point("renamed")
+        link = folder / LINK
+        if link.is_symlink() or not link.exists():
+            tmp_link = folder / (LINK + ".tmp")
+            tmp_link.unlink(missing_ok=True)
+            tmp_link.symlink_to(path.name)
+            os.replace(tmp_link, link)  # readers (`lastr1 demo`, eval) find the newest at a fixed path
+        for old in checkpoints(folder):
+            if old != path:
                 shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+                kill_point("pruned")
+        _fsync_dir(folder)
         return path
 
     def load(self, path: str | Path) -> None:
@@ -228,3 +242,49 @@ class Trainer:
         self.counters = Counters(**state["counters"])
         self.rng.bit_generator.state = state["np_rng"]
 
+
+GENERATION, LINK = "checkpoint-", "checkpoint"
+# The crash suite names a step here ("written", or "written:3" for its third passage) to have the process
+# SIGKILLed exactly there: each step of the checkpoint write, and between the learner's commit and its ack.
+KILL_ENV = "LASTR1_KILL_AT"
+_passed: dict[str, int] = {}
+
+
+def kill_point(name: str) -> None:
+    want = os.environ.get(KILL_ENV)
+    if not want or want.partition(":")[0] != name:
+        return
+    _passed[name] = _passed.get(name, 0) + 1
+    if _passed[name] >= int(want.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def checkpoints(folder: str | Path) -> list[Path]:
+    """The complete generations in `folder`, oldest first (a `.tmp` one was cut short and does not count)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.name.startswith(GENERATION) and p.name[len(GENERATION):].isdigit()
+             and p.is_dir() and not p.is_symlink()]
+    return sorted(found, key=lambda p: int(p.name[len(GENERATION):]))
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = checkpoints(folder)
+    return found[-1] if found else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))

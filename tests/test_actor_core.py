@@ -1,4 +1,4 @@
-"""The actor's pieces on the real tiny policy: slow/fast schedule, receding horizon, intervention chunks,
+"""The actor's pieces on the real tiny policy: slow/fast schedule, receding horizon,
 hot reload staged off the loop thread and applied only at chunk boundaries."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import torch
 from policy_helpers import INSTRUCTION, frames, perturb_trainables, tiny_policy
 
 from lastr1.actor.agent import Agent
-from lastr1.actor.chunks import ChunkAssembler
 from lastr1.actor.reload import HotReloader
 from lastr1.actor.timing import RateKeeper
 from lastr1.policy.adapter import pack
@@ -66,36 +65,6 @@ def test_interrupt_forces_replan_and_boundary(policy):
     agent.interrupt()
     assert agent.at_boundary  # a re-plan is due and so is reasoning: new weights may go in now
     assert agent.step(*_obs(3)).reasoned
-
-
-def test_chunk_assembler_human_steps_carry_future_human_actions():
-    H = 4
-    asm = ChunkAssembler(H)
-    pol = np.arange(H * 2, dtype=np.float32).reshape(H, 2)
-    h = [np.full(2, 10.0 + i, np.float32) for i in range(6)]
-    asm.push("p0", chunk=pol)
-    assert [x for x, _ in asm.ready()] == ["p0"]
-    asm.push("h0", human=h[0])
-    asm.push("h1", human=h[1])
-    asm.push("p3", chunk=pol)  # the person let go after two steps
-    out = dict(asm.ready())
-    assert list(out) == ["h0", "h1", "p3"]
-    np.testing.assert_array_equal(out["h0"][:, 0], [10, 11, 11, 11])  # last human action repeated
-    np.testing.assert_array_equal(out["h1"][:, 0], [11, 11, 11, 11])
-    np.testing.assert_array_equal(out["p3"], pol)
-    # a long takeover: each step's chunk is its next H human actions; nothing is released out of order
-    for i in range(6):
-        asm.push(f"H{i}", human=h[i])
-    asm.push("p", chunk=pol)
-    released = asm.ready()
-    assert [x for x, _ in released] == [f"H{i}" for i in range(6)] + ["p"]
-    np.testing.assert_array_equal(released[0][1][:, 0], [10, 11, 12, 13])
-    np.testing.assert_array_equal(released[2][1][:, 0], [12, 13, 14, 15])
-    np.testing.assert_array_equal(released[5][1][:, 0], [15, 15, 15, 15])
-    # a policy step behind an unfinished human chunk waits for it
-    asm.push("h", human=h[0])
-    assert asm.ready() == []
-    assert [x for x, _ in asm.flush()] == ["h"]
 
 
 def test_hot_reload_stages_in_background_and_applies_at_boundary(policy):
@@ -205,3 +174,27 @@ def test_progress_status_counts_episodes_with_the_status_beside():
     bar.close()
     text = out.getvalue()
     assert "eval rollouts" in text and "2/4" in text and "success 1/2" in text
+def test_hot_reload_never_goes_back_to_an_older_version(policy):
+    """Fed v5 and then a valid v3 (a learner that restarted behind what it published): the policy stays on v5,
+    whether v3 comes through the source or is staged directly."""
+    src = tiny_policy()
+    blobs = {}
+    for v in (5, 3):
+        perturb_trainables(src, seed=v)
+        blobs[v] = src.export_adapter(policy.version + v)
+
+    def weights(b):
+        class W:
+            version, sha256, adapter = b.version, b.sha256, b.data
+        return W
+
+    box = {"w": weights(blobs[5])}
+    rl = HotReloader(policy, lambda: box["w"])
+    assert rl.poll() is not None and rl.apply() == blobs[5].version
+    v5 = {k: v.detach().clone() for k, v in policy.trainable_state().items()}
+    box["w"] = weights(blobs[3])
+    assert rl.poll() is None and rl.apply() is None
+    rl._staged = rl.stage(blobs[3])  # even staged, an older version is never applied
+    assert rl.apply() is None and policy.version == blobs[5].version
+    for k, v in policy.trainable_state().items():
+        assert torch.equal(v, v5[k])

@@ -155,10 +155,13 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
             assert last.reward in (pytest.approx(cfg.task.success_reward), pytest.approx(cfg.task.step_penalty))
         assert all(t.reward == pytest.approx(cfg.task.step_penalty) for t in ts[:-1])
         for t in ts:
-            assert t.action.shape == (policy.H, policy.D) and t.latents.shape == (policy.L_max, policy.d)
+            # A human step is sent at once with its executed action alone; the learner assembles its chunk.
+            assert t.action.shape == ((1, policy.D) if t.intervention else (policy.H, policy.D))
+            assert t.latents.shape == (policy.L_max, policy.d)
             assert 2 <= t.latent_len <= policy.L_max and np.abs(t.latents[: t.latent_len]).sum() > 0
 
-    # Interventions: flagged, carry the person's action now and their next actions after it; latents kept.
+    # Interventions: flagged, carry the person's action now; the learner's assembly gives each the person's
+    # next actions after it (learner/chunks.py); latents kept.
     human_cmds = [c for c in seen if c.intervening]
     interv = [t for t in got if t.intervention]
     assert interv and len(interv) == sum(e.intervention_steps for e in res.episodes)
@@ -166,12 +169,20 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
     it = iter(human_cmds)
     for t in interv:
         assert any(np.allclose(t.action[0], c.action, atol=1e-6) for c in it)
+    from lastr1.learner.chunks import HumanChunks
+
     for ts in by_ep.values():
+        hc, chunks = HumanChunks(policy.H), {}
+        for t in ts:
+            for row, chunk, final in hc.add("ep", t.step, t.step, t.action[0] if t.intervention else None,
+                                            t.terminated or t.truncated):
+                chunks[row] = (chunk, final)
         for a, b in zip(ts, ts[1:]):
-            if a.intervention and b.intervention:
-                np.testing.assert_allclose(a.action[1], b.action[0], atol=1e-6)
-            if a.intervention and not b.intervention:
-                np.testing.assert_allclose(a.action[1:], np.repeat(a.action[:1], policy.H - 1, 0), atol=1e-6)
+            if a.intervention:
+                chunk, final = chunks[a.step]
+                assert final
+                np.testing.assert_allclose(chunk[0], a.action[0], atol=1e-6)
+                np.testing.assert_allclose(chunk[1], b.action[0] if b.intervention else a.action[0], atol=1e-6)
 
     # Versions: every transition carries one, they only rise, and the published ones arrived.
     versions = [t.policy_version for t in got]

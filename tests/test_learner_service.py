@@ -31,6 +31,7 @@ def cfg(tmp_path):
     c = configs.load("sim_insert_hex")
     c.policy = tiny_cfg()
     c.run_dir = str(tmp_path / "run")
+    c.robot.image_size = IMG  # the learner refuses any other
     c.transport.insecure = True
     c.transport.bind_host = "127.0.0.1"
     c.transport.port = free_port()
@@ -181,3 +182,101 @@ def test_a_critic_only_start_publishes_nothing_new(cfg):
     finally:
         link.close()
         learner.close()
+
+
+def test_rows_arriving_out_of_order_are_linked_and_an_abandoned_episode_is_marked(cfg):
+    """Steps of an episode resent out of order are still linked each to the next (by episode and step); an
+    actor that starts episode 1 while episode 0 never sent its last step left episode 0 half-finished."""
+    link = ActorLink(cfg.transport, "actor0")
+    learner = Learner(cfg)
+    try:
+        for s in (3, 1, 0, 4, 2):  # a 5-step episode, shuffled
+            link.send(transition(0, s, 5))
+        assert ingest_until(learner, 5) == 5
+        assert len(learner.rollout) == 5  # all linked: 4 to their successor, the last terminal
+        for s in range(3):  # episode 1 stops after step 2 (the actor was killed) ...
+            link.send(transition(1, s, 10))
+        assert ingest_until(learner, 8) == 8
+        assert learner.trainer.counters.abandoned == 0
+        link.send(transition(2, 0, 10))  # ... and the restarted actor begins episode 2
+        assert ingest_until(learner, 9) == 9
+        c = learner.trainer.counters
+        assert c.abandoned == 1 and c.episodes == 1 and c.received == 9
+        r = learner.rollout
+        g = r.total - 2  # episode 1's step 2: truncated now, never sampled (no next observation)
+        assert r.arrays["truncated"][g] and g not in r.sampleable() and len(r) == 7
+        assert r.extra["counters"]["abandoned"] == 1  # committed with the rows
+        learner.close()
+    finally:
+        link.close()
+
+
+ACTOR_KILLED_MID_TAKEOVER = """
+import json, os, signal, sys, time
+import numpy as np
+from lastr1.actor.episode import StepRecord
+from lastr1.actor.learner_sink import TransitionSink
+from lastr1.configs.transport import TransportConfig
+from lastr1.robot.interfaces import Observation
+from lastr1.transport.actor_link import ActorLink
+link = ActorLink(TransportConfig(**json.loads(sys.argv[1])), "actor0")
+sink = TransitionSink(link, 8, 8, 64)
+rng = np.random.default_rng(0)
+for s in range(5):  # five steps of a person's takeover, executed; then the actor dies mid-episode
+    obs = Observation({c: np.zeros((64, 64, 3), np.uint8) for c in ("front", "wrist")},
+                      np.full(8, s, np.float32), time.monotonic())
+    sink.step(StepRecord(0, s, obs, time.time(), np.full(7, s / 10, np.float32), True, None, reward=-0.05))
+while link.backlog().queued:
+    time.sleep(0.01)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_actor_killed_mid_takeover_loses_no_executed_step_and_the_learner_assembles_chunks(cfg):
+    import json
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    learner = Learner(cfg)
+    try:
+        r = subprocess.run([sys.executable, "-c", ACTOR_KILLED_MID_TAKEOVER, json.dumps(asdict(cfg.transport))],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == -signal.SIGKILL, r.stderr
+        link = ActorLink(cfg.transport, "actor0")  # the restarted actor resends its spool
+        try:
+            assert ingest_until(learner, 5) == 5  # every executed step, though none had a known chunk
+            rows = learner.rollout
+            steps = rows.arrays["proprio"][:5, 0].astype(int)
+            chunk = {s: [round(float(x), 2) for x in rows.arrays["action"][i][:, 0]] for i, s in enumerate(steps)}
+            assert chunk[0] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4]  # the person's next actions so far
+            assert chunk[4] == [0.4] * 8
+            assert rows.count("intervention") == 0  # not final yet: held out of training
+            link.send(transition(1, 0, 3))  # the restarted actor's next episode: episode 0 was abandoned ...
+            assert ingest_until(learner, 6) == 6
+            assert learner.trainer.counters.abandoned == 1
+            assert not rows.held  # ... so its chunks are final as they stand
+            assert rows.count("intervention") == 4  # steps 0-3 (step 4 has no next observation)
+        finally:
+            link.close()
+        learner.close()
+    finally:
+        if learner._link is not None:
+            learner._link.close()
+
+
+def test_resume_refuses_when_published_weights_outlive_every_checkpoint(cfg):
+    """Weights made after 5 updates went out, and no complete checkpoint holds them (a kill during the first
+    save leaves only its unfinished `.tmp`): --resume must not silently start over at update 0."""
+    import json
+
+    link, learner = one_episode_landed(cfg)
+    link.close()
+    learner.close()
+    folder = learner.paths.checkpoints
+    (folder / "checkpoint-000000005.tmp").mkdir()
+    learner.paths.published.write_text(json.dumps({"version": 3, "sha256": "0" * 64, "updates": 5}))
+    with pytest.raises(LearnerError, match="no complete checkpoint") as e:
+        Learner(cfg, resume=True)
+    assert "published.json" in e.value.hint

@@ -102,6 +102,11 @@ class ActorLink:
         self._closing = threading.Event()
         self.auth_error: str | None = None  # set while the learner refuses our key
         self.rejected = 0
+        self._shapes: dict | None = None
+        self._shapes_sent = False
+        self._answers = 0  # learner heartbeats since the declaration first went out
+        self.shapes_answered = threading.Event()  # the learner has seen the declaration (schema_error is its word)
+        self.schema_error: str | None = None  # the learner's last word on the declared layout (None: it fits)
         self._throttled = Throttled(log)
         self._ctx = zmq.Context(1)
         self._waker = Waker(self._ctx)
@@ -143,6 +148,13 @@ class ActorLink:
         stats.sender, stats.t = self.actor_id, stats.t or time.time()
         self._pending_stats = stats
         self._waker.wake()
+
+    def declare(self, shapes: dict) -> None:
+        """The layout this actor's transitions will have (docs/wire.md §3): sent with every heartbeat, so the
+        learner can say at once, in `schema_error`, what does not fit it."""
+        self._shapes = dict(shapes)
+        self._shapes_sent, self._answers = False, 0
+        self.shapes_answered.clear()
 
     def latest_weights(self) -> Weights | None:
         """The newest weights received (hash verified, version higher than any before), or None."""
@@ -344,10 +356,11 @@ class ActorLink:
         hb = Heartbeat(
             role="actor", sender=self.actor_id, session=self._session, t=time.time(),
             policy_version=w.version if w else 0, epoch=self.epoch, next_seq=next_seq, first_unacked=first,
-            unacked=len(self._unacked), spool_bytes=self._spool.bytes_used,
+            unacked=len(self._unacked), spool_bytes=self._spool.bytes_used, shapes=self._shapes,
         )
         try:
             sock.send(encode(hb), zmq.NOBLOCK)
+            self._shapes_sent |= hb.shapes is not None
             return True
         except zmq.Again:  # not connected, or the pipe is full: due again at the next turn
             return False
@@ -408,6 +421,15 @@ class ActorLink:
 
     def _on_learner_heartbeat(self, hb: Heartbeat) -> None:
         self._learner_seen = time.monotonic()
+        if hb.refused and hb.refused != self.schema_error:
+            log.error("the learner refuses this actor's layout: %s", hb.refused)
+        self.schema_error = hb.refused or None
+        if self._shapes_sent:
+            # Replies come in order, one per actor heartbeat: the second since the declaration left answers it
+            # even if the first was the reply to an older heartbeat still in flight.
+            self._answers += 1
+            if self._answers >= 2:
+                self.shapes_answered.set()
         if self._learner_session is not None and hb.session != self._learner_session:
             # A new learner process lost whatever it had received but not persisted.
             log.warning("the learner restarted; resending %d unacknowledged transitions", len(self._unacked))

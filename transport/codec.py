@@ -107,7 +107,9 @@ def _unpack_jpeg(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
         if im.width * im.height > MAX_JPEG_PIXELS:
             raise ValueError(f"JPEG of {im.width}x{im.height} pixels is too large")
-        return np.asarray(im.convert("RGB"))
+        if im.mode != "RGB":  # grey (1 channel) or CMYK (4): the wire carries 3-channel colour only
+            raise ValueError(f"JPEG with {len(im.getbands())} channels ({im.mode}); the wire takes 3 (RGB)")
+        return np.asarray(im)
 
 
 def _ext_hook(code: int, data: bytes):
@@ -116,6 +118,13 @@ def _ext_hook(code: int, data: bytes):
     if code == EXT_JPEG:
         return _unpack_jpeg(data)
     raise ValueError(f"unknown msgpack extension type {code}")
+
+
+def _pairs(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):  # msgpack allows it, but which value would count is the reader's choice
+        raise ValueError("a map with a duplicate key")
+    return d
 
 
 def _head(small: int, codes: tuple[int, int], n: int) -> bytes:
@@ -169,6 +178,7 @@ def unpackb(buf, max_bytes: int):
     if size > max_bytes:
         raise InvalidMessage(f"{size} bytes exceeds the limit of {max_bytes} (transport.max_message_bytes)")
     try:
-        return msgpack.unpackb(buf, ext_hook=_ext_hook, raw=False, strict_map_key=True, timestamp=0)
+        return msgpack.unpackb(buf, ext_hook=_ext_hook, object_pairs_hook=_pairs, raw=False, strict_map_key=True,
+                               timestamp=0)
     except Exception as e:  # the decoder of untrusted bytes: every failure means "not a message"
         raise InvalidMessage(f"undecodable: {type(e).__name__}: {e}") from None

@@ -23,9 +23,10 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeGuard
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -35,7 +36,18 @@ from lastr1.configs.transport import TransportConfig
 from lastr1.transport import curve_keys
 from lastr1.transport.dedup import Dedup, save_json
 from lastr1.transport.errors import InvalidMessage, TransportError
-from lastr1.transport.messages import Ack, Heartbeat, Reject, Telemetry, Transition, Weights, decode, encode
+from lastr1.transport.messages import (
+    MAX_U63,
+    NAME,
+    Ack,
+    Heartbeat,
+    Reject,
+    Telemetry,
+    Transition,
+    Weights,
+    decode,
+    encode,
+)
 from lastr1.transport.sockets import (
     MONITOR_EVENTS,
     ZAP_DOMAIN,
@@ -64,6 +76,10 @@ class ActorInfo:
     spool_bytes: int = 0
     received: int = 0  # transitions accepted from it by this learner process
     duplicates: int = 0
+
+
+def _u63(v) -> TypeGuard[int]:
+    return type(v) is int and 0 <= v <= MAX_U63
 
 
 class _Allow:
@@ -100,10 +116,13 @@ class LearnerLink:
         port: int | None = None,
         dedup_state: dict | None = None,
         state_path: str | Path | None = None,
+        check_shapes: Callable[[dict], list[str]] | None = None,
     ):
         if dedup_state is not None and state_path is not None:
             raise ValueError("give dedup_state (your own checkpoint) or state_path (a file the link keeps), not both")
         self.cfg = cfg
+        # The learner's verdict on the layout an actor declares in its heartbeats: every mismatch, named.
+        self._check_shapes = check_shapes
         if cfg.tune_malloc:
             tune_malloc()
         self._state_path = Path(state_path) if state_path is not None else None
@@ -124,7 +143,7 @@ class LearnerLink:
         self._weights: tuple[int, bytes] | None = None
         self._weights_sent: dict[str, tuple[int, float]] = {}
         self.session = new_session()
-        self.rejected = self.duplicates = self.dropped_busy = 0
+        self.rejected = self.duplicates = self.dropped_busy = self.dropped_window = 0
         self._throttled = Throttled(log)
         self._closed = threading.Event()
         self._error: BaseException | None = None
@@ -197,6 +216,13 @@ class LearnerLink:
                 save_json(self._state_path, state)
         for (a, e), seqs in groups.items():
             self._cmds.append(("ack", a, e, seqs))
+        self._waker.wake()
+
+    def refuse(self, t: Transition, reason: str) -> None:
+        """A delivered transition the learner will never store (e.g. its shapes do not fit the learner's
+        schema): count it as handled and tell its actor, which stops resending it and reports `reason`."""
+        self._refused(t.actor_id, t.epoch, t.seq)
+        self._cmds.append(("reject", t.actor_id, t.epoch, t.seq, reason))
         self._waker.wake()
 
     def dedup_state(self) -> dict:
@@ -302,16 +328,22 @@ class LearnerLink:
         self._throttled(logging.WARNING, f"reject:{reason[:60]}", "rejected a message from %s: %s", peer or "?", reason)
         env = env or {}
         a, e, s = env.get("actor_id"), env.get("epoch"), env.get("seq")
-        if env.get("type") != "transition" or not (isinstance(a, str) and isinstance(e, int) and isinstance(s, int)):
+        # An invalid transition whose stream and seq can be read is answered (§2): the actor would otherwise
+        # resend it forever. Anything else is dropped; a reject is only ever sent with fields the spec allows.
+        if env.get("type") != "transition" or not (isinstance(a, str) and NAME.match(a) and _u63(e) and _u63(s)):
             return
         if key_actor is not None and a != key_actor:
             return  # we cannot tell that actor anything about a stream it does not own
-        # Refused for good (the same bytes would be refused again): tell the actor so it stops resending,
-        # and count the seq as handled so the stream's watermark moves on.
+        self._refused(a, e, s)
+        self._send(sock, route, encode(Reject(a, e, s, reason)))
+
+    def _refused(self, a: str, e: int, s: int) -> None:
+        """Count a refused seq as handled so its stream's watermark moves on, if it is one a known stream's
+        window holds; any other is not remembered (the actor's `first_unacked` moves the watermark past it)."""
         with self._lock:
             for d in (self._seen, self._delivered, self._committed):
-                d.add(a, e, s)
-        self._send(sock, route, encode(Reject(a, e, s, reason)))
+                if (a, e) in d.streams:
+                    d.add(a, e, s)
 
     def _on_frames(self, sock, frames) -> None:
         route = frames[0].bytes
@@ -359,6 +391,15 @@ class LearnerLink:
                 reack = True
             elif (a, e, s) in self._seen:
                 reack = False  # received, not yet persisted: its ack comes when the learner persists it
+            elif not self._seen.fits(a, e, s):
+                # Far beyond what this stream has delivered (or an epoch older than every one kept): not
+                # remembered, not acknowledged. An honest actor's heartbeat moves the watermark up to its
+                # first_unacked, and its resend brings the seq back.
+                self.dropped_window += 1
+                self._throttled(logging.WARNING, f"window:{a}", "dropped %s epoch %d seq %d unacknowledged: "
+                                "outside the window above that stream's watermark %d", a, e, s,
+                                self._seen.watermark(a, e))
+                return
             elif len(self._inbox) >= self.cfg.recv_queue:
                 self.dropped_busy += 1
                 self._throttled(logging.WARNING, "busy", "the learner is not taking transitions (recv_queue=%d full); "
@@ -387,9 +428,16 @@ class LearnerLink:
                 for d in (self._seen, self._delivered, self._committed):
                     d.advance(a, e, hb.first_unacked - 1)
             received, committed = self._seen.watermark(a, e), self._committed.watermark(a, e)
+        refused = ""
+        if hb.shapes is not None and self._check_shapes is not None:
+            refused = "; ".join(self._check_shapes(hb.shapes))
+            if refused:
+                self._throttled(logging.ERROR, f"shapes:{a}", "actor %s declares a layout that does not fit this "
+                                "learner: %s", a, refused)
         w = self._weights
         reply = Heartbeat(role="learner", sender="learner", session=self.session, t=time.time(),
-                          policy_version=w[0] if w else 0, epoch=e, received=received, committed=committed)
+                          policy_version=w[0] if w else 0, epoch=e, received=received, committed=committed,
+                          refused=refused)
         self._send(sock, route, encode(reply))
         if w is not None and hb.policy_version < w[0]:
             version, at = self._weights_sent.get(a, (0, -1e9))
@@ -419,6 +467,9 @@ class LearnerLink:
                 for a, info in self.actors().items():
                     if info.alive and a in self._routes:
                         self._send_weights(sock, a)
+            elif cmd[0] == "reject":
+                if cmd[1] in self._routes:  # else it resends after reconnecting and is refused again
+                    self._send(sock, self._routes[cmd[1]], encode(Reject(*cmd[1:])))
             elif cmd[0] == "stats":
                 for a, info in self.actors().items():
                     if info.alive and a in self._routes:

@@ -314,9 +314,12 @@ class Heartbeat:
     spool_bytes: int = 0  # actor: bytes on disk in its spool
     received: int = -1  # learner: every seq ≤ this of (sender actor, epoch) has arrived
     committed: int = -1  # learner: every seq ≤ this is persisted (acked)
+    shapes: dict | None = None  # actor: the layout its transitions have (docs/wire.md §3, heartbeat)
+    refused: str = ""  # learner: why those shapes do not fit it ("" = they do, or none were declared)
 
     def to_wire(self, jpeg_quality: int = 0) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        other = _HEARTBEAT_ONLY["learner" if self.role == "actor" else "actor"]
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in other}
 
     @classmethod
     def from_wire(cls, d: dict) -> Heartbeat:
@@ -327,7 +330,30 @@ class Heartbeat:
             policy_version=_int(d, "policy_version"), epoch=_int(d, "epoch"), next_seq=_int(d, "next_seq"),
             first_unacked=_int(d, "first_unacked"), unacked=_int(d, "unacked"),
             spool_bytes=_int(d, "spool_bytes"), received=_int(d, "received", -1), committed=_int(d, "committed", -1),
+            shapes=_shapes(d["shapes"]), refused=_str(d, "refused", None, 2000),
         )
+
+
+SHAPE_KEYS = ("cameras", "image", "proprio", "action", "latents")
+
+
+def _shapes(v) -> dict | None:
+    """nil, or {cameras: [name], image: [H, W], proprio: P, action: [H, D], latents: [L, d]} (u63 sizes)."""
+    if v is None:
+        return None
+    if type(v) is not dict or sorted(v) != sorted(SHAPE_KEYS):
+        _fail(f"shapes must be a map of exactly {list(SHAPE_KEYS)}")
+    cams = v["cameras"]
+    if type(cams) is not list or not 1 <= len(cams) <= MAX_IMAGES or not all(type(c) is str and NAME.match(c)
+                                                                            for c in cams):
+        _fail(f"shapes.cameras must be 1..{MAX_IMAGES} camera names")
+    for k, n in (("image", 2), ("action", 2), ("latents", 2)):
+        if type(v[k]) is not list or len(v[k]) != n:
+            _fail(f"shapes.{k} must be [{n} sizes]")
+        for i, x in enumerate(v[k]):
+            _int({f"shapes.{k}[{i}]": x}, f"shapes.{k}[{i}]")
+    _int(v, "proprio")
+    return v
 
 
 @dataclass
@@ -371,10 +397,13 @@ Message = Transition | Ack | Reject | Weights | Heartbeat | Telemetry
 TYPES: dict[str, Any] = {c.TYPE: c for c in (Transition, Ack, Reject, Weights, Heartbeat, Telemetry)}
 _FIELDS = {name: {f.name for f in fields(c)} for name, c in TYPES.items()}
 _FIELDS["stats"] = {"sender", "t", "values"}
+_HEARTBEAT_ONLY = {"actor": ("next_seq", "first_unacked", "unacked", "spool_bytes", "shapes"),
+                   "learner": ("received", "committed", "refused")}
 # Fields a sender may leave out, with the value they then take.
 _OPTIONAL: dict[str, dict[str, Any]] = {
     "transition": {"next_images": None, "next_proprio": None},
-    "heartbeat": {"next_seq": 0, "first_unacked": 0, "unacked": 0, "spool_bytes": 0, "received": -1, "committed": -1},
+    "heartbeat": {"next_seq": 0, "first_unacked": 0, "unacked": 0, "spool_bytes": 0, "received": -1, "committed": -1,
+                  "shapes": None, "refused": ""},
 }
 
 
@@ -390,7 +419,7 @@ def decode(buf, max_bytes: int) -> Message:
     env = {k: d.get(k) for k in ("type", "actor_id", "epoch", "seq")}
     env = {k: v for k, v in env.items() if type(v) in (str, int)}
     try:
-        if d.get("v") != SCHEMA_VERSION:
+        if type(d.get("v")) is not int or d["v"] != SCHEMA_VERSION:
             _fail(f"schema version {d.get('v')!r:.20}, this side speaks {SCHEMA_VERSION}")
         kind = d.get("type")
         if not isinstance(kind, str) or kind not in TYPES:
@@ -398,6 +427,10 @@ def decode(buf, max_bytes: int) -> Message:
         have, want = set(d) - {"v", "type"}, _FIELDS[kind]
         if have - want:
             _fail(f"{kind}: unknown fields {sorted(map(str, have - want))[:5]}")
+        if kind == "heartbeat" and d.get("role") in _HEARTBEAT_ONLY:  # each direction has its own fields (§3)
+            foreign = have & set(_HEARTBEAT_ONLY["learner" if d["role"] == "actor" else "actor"])
+            if foreign:
+                _fail(f"a heartbeat from the {d['role']} does not carry {sorted(foreign)}")
         optional = _OPTIONAL.get(kind, {})
         missing = want - have - set(optional)
         if missing:
