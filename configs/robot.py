@@ -31,17 +31,49 @@ class ArmConfig:
 
 @dataclass
 class SafetyConfig:
-    # Workspace box on the *target* end-effector position, base frame (m).
+    # Workspace box on the *target* end-effector position, base frame (m). The measured TCP may pass a face
+    # by a few mm (tracking lag, contact): benchmarks/safety.py measures it at the physics.
     box_min: list[float] = field(default_factory=lambda: [0.25, -0.30, 0.02])
     box_max: list[float] = field(default_factory=lambda: [0.75, 0.30, 0.60])
     # A normalised action of ±1 moves this much in one control step.
     max_translation_m: float = 0.02
     max_rotation_rad: float = 0.10
-    # External force norm (N) above which motion stops.
+    # The same limits per second, counted from the last command whatever the caller's rate: a caller faster
+    # than task.control_hz gets proportionally smaller steps (a 100-Hz push of full steps left the box by
+    # 17-65 mm, issue 14). 25 % above max_translation_m × 10 Hz, so a 10-Hz loop with jitter (steps ≥ 80 ms
+    # apart) still gets its full step.
+    max_speed_m_s: float = 0.25
+    max_angular_speed_rad_s: float = 1.25
+    # Gripper command (normalised, ±1) change per second: a 10-Hz step can still swing it fully, a 1-kHz
+    # caller needs 80 ms to flip the hand instead of chattering it.
+    max_gripper_rate: float = 25.0
+    # The target approaches a box face at most at sqrt(2 · this · gap): the arm lags its target, and a target
+    # that reaches the face at full speed drags the arm past it. 2 m/s² never binds at 10 Hz (a full step
+    # still reaches a face 2 cm away) and slows a fast caller's approach to a crawl in the last millimetres.
+    approach_decel_m_s2: float = 2.0
+    # External force norm (N) (the wrench the environment puts on the hand, base frame, as O_F_ext_hat_K)
+    # above which only motion along that force — away from the contact — is allowed.
     max_force_n: float = 30.0
-    # External torque norm (Nm) at the end effector above which motion stops: half of libfranka's default
-    # Cartesian torque collision threshold (20 Nm), so we stop before the arm's own reflex fires.
+    # External torque norm (Nm) at the end effector, likewise: half of libfranka's default Cartesian torque
+    # collision threshold (20 Nm), so we back off before the arm's own reflex fires.
     max_torque_nm: float = 10.0
+    # Above the limit for this long (a contact the motion away did not relieve), the arm retreats retreat_m /
+    # retreat_rad along the wrench; so no limit-level force lasts longer than this plus one control period
+    # and the retreat's own ~50 ms.
+    contact_hold_s: float = 0.1
+    # Above these the arm retreats at once and then pauses (resume(), or a reset, to go on): a hit this hard
+    # is not a grasp or an insertion going slightly wrong. 125 N pressed a held peg into the table (issue 14).
+    retreat_force_n: float = 60.0
+    retreat_torque_nm: float = 15.0
+    retreat_m: float = 0.01
+    retreat_rad: float = 0.05
+    # A retreat that has not arrived in this time ends (the arm is stopped where it is).
+    retreat_timeout_s: float = 0.5
+    # Home/reset motions and calibration moves go through the same filter, at these slower speeds, re-targeted
+    # this often.
+    slow_speed_m_s: float = 0.1
+    slow_angular_speed_rad_s: float = 0.5
+    slow_hz: float = 50.0
 
 
 @dataclass

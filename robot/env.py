@@ -62,6 +62,8 @@ class RobotEnv:
         self.teleop = teleop
         self.keys = keys
         self.safety = safety
+        if hasattr(arm, "use_safety"):
+            arm.use_safety(safety)  # the home motion passes the same filter as every action
         self.sim = sim  # SimWorld in sim (host, task, expert, fault injection), else None
         self.n_arms = arm.n_arms
         self.action_dim = ACTION_DIM * self.n_arms

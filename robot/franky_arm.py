@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from lastr1.errors import require
 from lastr1.robot import rotations
 from lastr1.robot.arm import Arm, ArmState
 from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError
+
+if TYPE_CHECKING:
+    from lastr1.robot.safety import Safety
 
 
 class FrankyArm(Arm):
@@ -59,6 +62,7 @@ class FrankyArm(Arm):
         self._hand_error = ""
         self._hand_thread: threading.Thread | None = None
         self._closing = False
+        self.safety: Safety | None = None  # set: the home motion passes it (use_safety)
 
     # ---------------------------------------------------------------- connection
 
@@ -80,7 +84,8 @@ class FrankyArm(Arm):
             ) from None
         except franky.IncompatibleVersionException as e:
             raise RobotError(f"{self.cfg.name}: libfranka and the robot firmware disagree ({e})",
-                             hint="install the franky-control build whose libfranka matches the robot's system version") from None
+                             hint="install the franky-control build whose libfranka matches the robot's system "
+                             "version") from None
         self._robot.relative_dynamics_factor = self.cfg.relative_dynamics_factor
         try:
             self._gripper = franky.Gripper(self.host)
@@ -243,6 +248,11 @@ class FrankyArm(Arm):
             yaw = yaw + rng.uniform(-1, 1) * self.cfg.home_noise_yaw
         return p, rotations.from_rpy(np.array([roll, pitch, yaw]))
 
+    def use_safety(self, safety: Safety) -> None:
+        """Send the home motion through this filter (its slow speeds, the box, the contact rules), as every
+        other motion; without one, reset() is a single franky motion straight home."""
+        self.safety = safety
+
     def start_reset(self, rng: np.random.Generator | None = None) -> None:
         """Begin the home motion and open the hand; `finish_reset()` waits for both (MultiArm overlaps arms)."""
         robot = self._need()
@@ -250,6 +260,10 @@ class FrankyArm(Arm):
         p, q = self.home_pose(rng)
         if self._faults or robot.has_errors:
             self.recover()
+        if self.safety is not None:
+            self.set_gripper(False, wait=False)
+            self.safety.drive(self, p[None], q[None], self.cfg.reset_timeout_s)
+            return
         motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
         try:
             try:
@@ -262,12 +276,16 @@ class FrankyArm(Arm):
             raise self._lost(e) from None
         except (f.ControlException, f.CommandException, RuntimeError) as e:
             self._faults.append(_first_line(e))
-            raise ArmFault(f"{self.cfg.name}: the home motion was refused: {e}", hint="recover() and reset() again") from None
+            raise ArmFault(f"{self.cfg.name}: the home motion was refused: {e}",
+                           hint="recover() and reset() again") from None
         self.set_gripper(False, wait=False)
 
     def finish_reset(self) -> None:
         robot = self._need()
         f = self._franky
+        if self.safety is not None:  # start_reset has arrived already
+            self.wait_gripper(self.cfg.reset_timeout_s)
+            return
         deadline = time.monotonic() + self.cfg.reset_timeout_s
         try:
             done = robot.join_motion(timeout=self.cfg.reset_timeout_s)
@@ -361,6 +379,11 @@ class MultiArm(Arm):
             raise RobotError("MultiArm needs at least one arm")
         self.arms = arms
         self.n_arms = sum(a.n_arms for a in arms)
+        self.safety: Safety | None = None
+
+    def use_safety(self, safety: Safety) -> None:
+        """One filter for all arms: the home motion moves them together through it (FrankyArm.use_safety)."""
+        self.safety = safety
 
     def connect(self) -> None:
         done = []
@@ -418,6 +441,17 @@ class MultiArm(Arm):
                 a.wait_gripper(timeout)
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
+        if self.safety is not None:
+            homes = [a.home_pose(rng) for a in self.arms]
+            for a in self.arms:
+                if a.has_errors:
+                    a.recover()
+                a.set_gripper(False, wait=False)
+            self.safety.drive(self, np.stack([p for p, _ in homes]), np.stack([q for _, q in homes]),
+                              max(a.cfg.reset_timeout_s for a in self.arms))
+            for a in self.arms:
+                a.wait_gripper(a.cfg.reset_timeout_s)
+            return
         # All arms move home at once (a dual-arm reset takes one arm's time) when they can start a reset.
         overlapping = [a for a in self.arms if hasattr(a, "start_reset")]
         for a in overlapping:
