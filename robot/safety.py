@@ -368,24 +368,19 @@ class Safety:
         goal_p = np.clip(np.asarray(positions, np.float64).reshape(self.n_arms, 3), self.box_min, self.box_max)
         goal_q = rotations.normalize(np.asarray(quaternions, np.float64).reshape(self.n_arms, 4))
         deadline = self.clock() + timeout_s
-        sent = False
         while True:
             states = arm.state()
             pos, quat = self._current(states)
             if (np.all(np.linalg.norm(pos - goal_p, axis=1) < tol_m)
                     and np.all(rotations.angle_between(quat, goal_q) < tol_rad)):
                 return
-            if not sent:
-                cmd = self._command(states, goal_p, goal_q, None, [], False,
-                                    self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
-                if cmd.held:
-                    arm.stop()
-                    raise ArmFault(f"a slow move was held by the safety layer: {'; '.join(cmd.reasons)}",
-                                   hint="clear the cause (resume, reset the e-stop, free the arm), then retry")
-                arm.move_to(cmd.positions, cmd.quaternions, cmd.grippers)
-                # The last target is the goal: from here on only wait for the arm to arrive.
-                sent = (np.allclose(cmd.positions, goal_p, atol=1e-9)
-                        and bool(np.all(rotations.angle_between(cmd.quaternions, goal_q) < 1e-6)))
+            cmd = self._command(states, goal_p, goal_q, None, [], False,
+                                self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
+            if cmd.held:
+                arm.stop()
+                raise ArmFault(f"a slow move was held by the safety layer: {'; '.join(cmd.reasons)}",
+                               hint="clear the cause (resume, reset the e-stop, free the arm), then retry")
+            arm.move_to(cmd.positions, cmd.quaternions, cmd.grippers)
             if self.clock() > deadline:
                 arm.stop()
                 raise ArmFault(f"a slow move did not arrive within {timeout_s:.1f} s "
