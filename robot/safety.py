@@ -232,11 +232,11 @@ class Safety:
         return full if self._last_t is None else float(np.clip(now - self._last_t, 0.0, full))
 
     def _base(self, i: int, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where the command stream stands: the last target, unless the arm is farther from it than a step
-        (moved by a reset, a teleport, a hand): then the measured pose."""
+        """Where the command stream stands: the last target, unless the arm is farther from it than a lagging
+        arm can be (moved by a reset, a teleport, a hand): then the measured pose."""
         lp, lq = self._last_positions[i], self._last_quaternions[i]
-        if (self._last_t is None or np.linalg.norm(lp - p) > self.cfg.max_translation_m
-                or rotations.angle_between(lq, q) > self.cfg.max_rotation_rad):
+        if (self._last_t is None or np.linalg.norm(lp - p) > 2 * self.cfg.max_translation_m
+                or rotations.angle_between(lq, q) > 2 * self.cfg.max_rotation_rad):
             return p, q
         return lp, lq
 
