@@ -51,11 +51,11 @@ class SafetyConfig:
     # Gripper command (normalised, ±1) change per second: a 10-Hz step can still swing it fully, a 1-kHz
     # caller needs 80 ms to flip the hand instead of chattering it.
     max_gripper_rate: float = 25.0
-    # The target approaches a box face at most at sqrt(2 · this · gap) (gap from the last target): the arm lags
-    # its target, and one that arrives at the face at speed is carried past it. At 0.5 m/s² a 100-Hz / 1-kHz
-    # push stayed within 1-3 mm of the face (5-11 mm at 1-2 m/s²); a 10-Hz step still reaches a face from
-    # 6 mm and takes two or three steps for the last 2.5 cm.
-    approach_decel_m_s2: float = 0.5
+    # Along each axis the target leads the arm by at most this fraction of the arm's gap to the face ahead:
+    # franky carries an arm pre-empted at speed on past its target (up to ~1.6 × the lead in sim), and the
+    # lead sets the speed, so the arm slows down as it nears a face whatever the caller's rate. At 10 Hz a
+    # full step still reaches 4 cm from a face; the last centimetres take a few more steps.
+    approach_lead: float = 0.5
     # External force norm (N) (the wrench the environment puts on the hand, base frame, as O_F_ext_hat_K)
     # above which only motion along that force — away from the contact — is allowed.
     max_force_n: float = 30.0

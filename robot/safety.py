@@ -11,12 +11,12 @@ Guarantees, whatever the action (huge, NaN, inf), the reported state and the cal
 
 - a target is never more than `max_translation_m` (Euclidean) from the current position, nor more than
   `max_rotation_rad` (angle) from the current orientation;
-- per second: a target is never more than `max_speed_m_s × dt` from the last command (`max_angular_speed_rad_s
-  × dt` in angle, `max_gripper_rate × dt` for the gripper), dt the time since that command (held or not), so a
-  caller faster than the control rate gets proportionally smaller steps; only the first command after a long
-  pause, or one that follows the arm after it was moved from elsewhere, starts from the measured pose;
-- when the arm is inside the box, the target is inside the box, and it approaches a face no faster than
-  sqrt(2 · approach_decel_m_s2 · gap), so an arm that lags its target is not dragged past the face;
+- per second: a target moves from the last command by at most `max_speed_m_s × dt`, or back towards the arm
+  (`max_angular_speed_rad_s × dt` in angle, `max_gripper_rate × dt` for the gripper), dt the time since that
+  command (held or not), so a caller faster than the control rate gets proportionally smaller steps; only the
+  first command, or one after the arm was moved from elsewhere (a reset, a hand), starts from the measured pose;
+- when the arm is inside the box, the target is inside the box, and along each axis it leads the arm by at
+  most `approach_lead` × the arm's gap to the face ahead, so an arm that lags its target is not carried past;
 - when the arm is outside the box (pushed there by hand, a teleport, drift), the target is the limited move
   towards the box point the action asks for; its distance to the box shrinks every step, from d to at most
   d² / (d + max_translation_m) with a full step, and it lands inside once that point is within one step;
@@ -77,11 +77,11 @@ class Safety:
                 hint="robot.safety.box_min must be below box_max on every axis (x, y, z in metres)",
             )
         rates = (cfg.max_translation_m, cfg.max_rotation_rad, cfg.max_speed_m_s, cfg.max_angular_speed_rad_s,
-                 cfg.max_gripper_rate, cfg.approach_decel_m_s2, cfg.slow_speed_m_s, cfg.slow_angular_speed_rad_s,
+                 cfg.max_gripper_rate, cfg.approach_lead, cfg.slow_speed_m_s, cfg.slow_angular_speed_rad_s,
                  cfg.slow_hz)
         if min(rates) <= 0:
             raise RobotError(
-                "robot.safety step, speed, deceleration and slow_* limits must be positive",
+                "robot.safety step, speed, approach_lead and slow_* limits must be positive",
                 hint="max_translation_m / max_rotation_rad scale a normalised action of ±1 per control step; "
                 "the *_speed / *_rate keys bound the same per second",
             )
@@ -173,7 +173,7 @@ class Safety:
         target_q = np.empty_like(quat)
         for i in range(self.n_arms):
             base_p, base_q = self._base(i, pos[i], quat[i])
-            target_p[i] = self._translate(i, pos[i], base_p, goal_p[i], speed * dt, dt, reasons)
+            target_p[i] = self._translate(i, pos[i], base_p, goal_p[i], speed * dt, reasons)
             target_q[i] = _turn(quat[i], base_q, goal_q[i], angular * dt, self.cfg.max_rotation_rad)
             if self._over_since[i] is not None:
                 target_p[i], target_q[i] = self._away(i, pos[i], quat[i], target_p[i], target_q[i], wrench[i], reasons)
@@ -240,7 +240,7 @@ class Safety:
             return p, q
         return lp, lq
 
-    def _translate(self, i: int, p: np.ndarray, base: np.ndarray, want: np.ndarray, budget: float, dt: float,
+    def _translate(self, i: int, p: np.ndarray, base: np.ndarray, want: np.ndarray, budget: float,
                    reasons: list[str]) -> np.ndarray:
         lim = self.cfg.max_translation_m
         goal = np.clip(want, self.box_min, self.box_max)
@@ -253,12 +253,12 @@ class Safety:
         if inside and not self._inside(base):
             base = p
         t = base + _limit(t - base, budget)
-        if inside:
-            # Approach each face no faster than the arm can stop on it.
-            reach_hi = np.sqrt(2 * self.cfg.approach_decel_m_s2 * (self.box_max - base)) * dt
-            reach_lo = np.sqrt(2 * self.cfg.approach_decel_m_s2 * (base - self.box_min)) * dt
-            t = base + np.clip(t - base, -reach_lo, reach_hi)
         t = p + _limit(t - p, lim)
+        if inside:
+            # Near a face the target leads the arm by at most a fraction of the arm's own gap to it, so an arm
+            # carried past its target (franky does, pre-empted at speed) still stops inside.
+            k = self.cfg.approach_lead
+            t = p + np.clip(t - p, -k * (p - self.box_min), k * (self.box_max - p))
         # Exactly inside without rounding (the projection keeps every limit above: p and base are inside).
         return np.clip(t, self.box_min, self.box_max) if inside else t
 
