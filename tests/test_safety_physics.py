@@ -96,13 +96,17 @@ class TestOneArm:
         walk = json.loads(WALK.read_text())
         env.reset(seed=walk["reset_seed"])
         actions = [np.asarray(a, float) for a in walk["actions"]]
-        r = drive(env, lambda k: actions[min(k, len(actions) - 1)], walk["control_hz"],
-                  len(actions) / walk["control_hz"])
+        hz = walk["control_hz"]
+        r = drive(env, lambda k: actions[min(k, len(actions) - 1)], hz, len(actions) / hz)
         check(r)
+        # Wherever the replay landed: press down there, tilted as the walk left the hand, to be sure of contact.
+        down = drive(env, lambda k: np.array([0.3, -0.3, -1, 0.5 * (k < 5), 0, 0, 1.0]), hz, 2.0)
+        assert down["peak_force_n"][0] > 10, down  # the peg did meet the table
+        check(down)
         if env.safety.paused:  # a hard hit retreats and pauses, saying why; the operator goes on
             env.resume()
         z0 = env.arm.state()[0].position[2]
-        up = drive(env, lambda k: np.asarray(walk["then"]["action"], float), walk["control_hz"], 1.0)
+        up = drive(env, lambda k: np.asarray(walk["then"]["action"], float), hz, 1.0)
         check(up)
         assert up["held"] <= 2, up  # the filter lets the arm away from the table
         assert env.arm.state()[0].position[2] > z0 + 0.03
