@@ -65,6 +65,7 @@ class FrankyArm(Arm):
         self.safety: Safety | None = None  # set: the home motion passes it (use_safety)
         self._sent: tuple[np.ndarray, np.ndarray] | None = None  # the target of the motion last sent, and when
         self._sent_at = 0.0
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # a target waiting for its turn
 
     # ---------------------------------------------------------------- connection
 
@@ -145,6 +146,11 @@ class FrankyArm(Arm):
         robot = self._need()
         f = self._franky
         self._check_motion()
+        if not self._faults:
+            try:
+                self._flush()
+            except ArmFault:
+                pass  # recorded in _faults: the state below reports it
         try:
             s = robot.state
             width = float(self._gripper.width)
@@ -171,41 +177,51 @@ class FrankyArm(Arm):
     # ---------------------------------------------------------------- motion
 
     def move_to(self, positions: np.ndarray, quaternions: np.ndarray, grippers: np.ndarray) -> None:
-        robot = self._need()
-        f = self._franky
+        self._need()
         p = np.asarray(positions, dtype=np.float64).reshape(-1)[:3]
         q = np.asarray(quaternions, dtype=np.float64).reshape(-1)[:4]
         if self._faults:
             raise ArmFault(f"{self.cfg.name}: motion aborted earlier: {'; '.join(self._faults)}",
                            hint="call recover() before moving again")
-        q = q / np.linalg.norm(q)
         # Pre-empting a motion at speed carries the arm on past the new target (49 mm at 0.2 m/s in sim), so the
-        # same target is sent once, and a new one at most every retarget_period_s (a faster caller's latest
-        # target goes out with its next call after that).
-        now = time.monotonic()
-        due = self._sent is None or now - self._sent_at >= self.cfg.retarget_period_s
-        if due and (self._sent is None or not _same_pose(self._sent, p, q)):
-            motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
-            try:
-                try:
-                    robot.move(motion, asynchronous=True)
-                except (f.ControlException, RuntimeError) as e:
-                    if not _preempted(e):
-                        raise
-                    robot.move(motion, asynchronous=True)
-            except f.NetworkException as e:
-                raise self._lost(e) from None
-            except (f.ControlException, f.CommandException, f.InvalidOperationException, RuntimeError) as e:
-                self._faults.append(_first_line(e))
-                raise ArmFault(f"{self.cfg.name}: motion refused: {e}",
-                               hint="call recover() before moving again") from None
-            self._sent, self._sent_at = (p.copy(), q.copy()), now
+        # same target is sent once, and a new one at most every retarget_period_s: a faster caller's latest
+        # target waits, and goes out with the next call, state() or join() after that.
+        self._pending = (p, q / np.linalg.norm(q))
+        self._flush()
         self.command_gripper(float(np.asarray(grippers).reshape(-1)[0]))
+
+    def _flush(self, now: bool = False) -> None:
+        """Send the pending target when it is new and its turn has come (or `now`)."""
+        if self._pending is None:
+            return
+        p, q = self._pending
+        t = time.monotonic()
+        if self._sent is not None and not now and t - self._sent_at < self.cfg.retarget_period_s:
+            return
+        self._pending = None
+        if self._sent is not None and _same_pose(self._sent, p, q):
+            return
+        f = self._franky
+        motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
+        try:
+            try:
+                self._robot.move(motion, asynchronous=True)
+            except (f.ControlException, RuntimeError) as e:
+                if not _preempted(e):
+                    raise
+                self._robot.move(motion, asynchronous=True)
+        except f.NetworkException as e:
+            raise self._lost(e) from None
+        except (f.ControlException, f.CommandException, f.InvalidOperationException, RuntimeError) as e:
+            self._faults.append(_first_line(e))
+            raise ArmFault(f"{self.cfg.name}: motion refused: {e}", hint="call recover() before moving again") from None
+        self._sent, self._sent_at = (p.copy(), q.copy()), t
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the running motion to reach its target; False on timeout. Raises ArmFault if it aborted."""
         robot = self._need()
         f = self._franky
+        self._flush(now=True)
         try:
             return bool(robot.join_motion(timeout=timeout))
         except f.NetworkException as e:
@@ -219,7 +235,7 @@ class FrankyArm(Arm):
     def stop(self) -> None:
         robot = self._need()
         f = self._franky
-        self._sent = None
+        self._sent = self._pending = None
         try:
             robot.stop()
             # The stopped motion ends with "preempted"; collect that here so the next move does not raise it.
@@ -251,7 +267,7 @@ class FrankyArm(Arm):
             raise ArmFault(f"{self.cfg.name}: automatic error recovery failed: {why}",
                            hint="check the arm in Desk (user stop released? in the workspace?), then recover there")
         self._faults.clear()
-        self._sent = None
+        self._sent = self._pending = None
 
     def home_pose(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         p = np.array(self.cfg.home_xyz, dtype=np.float64)
@@ -273,7 +289,7 @@ class FrankyArm(Arm):
         p, q = self.home_pose(rng)
         if self._faults or robot.has_errors:
             self.recover()
-        self._sent = None  # (a teleport may have moved the arm away from it)
+        self._sent = self._pending = None  # (a teleport may have moved the arm away from it)
         if self.safety is not None:
             self.set_gripper(False, wait=False)
             self.safety.drive(self, p[None], q[None], self.cfg.reset_timeout_s)

@@ -357,17 +357,22 @@ class Safety:
     def drive(self, arm: Arm, positions: np.ndarray, quaternions: np.ndarray, timeout_s: float,
               tol_m: float = 0.002, tol_rad: float = 0.01, sleep: Callable[[float], None] = time.sleep) -> None:
         """Move every arm of `arm` to absolute poses (n, 3) / (n, 4) at the slow speeds, re-targeting at
-        `slow_hz`, and wait until it is there. A target outside the box ends on the box. Raises ArmFault when
-        the filter holds (pause, e-stop, a contact that would not let go, a fault) or after timeout_s.
+        `slow_hz`, and wait until it is there. A target outside the box ends on the box. Arm faults are
+        recovered (three times at most). Raises ArmFault when the filter holds (pause, e-stop, a contact that
+        would not let go, a fault that stays) or after timeout_s.
 
         A deliberate slow move (a reset, a calibration view) ends a pause the contact rules set, not one a
         person set, nor an e-stop."""
         if self._pause_reason and not self._estopped:
             self.resume()
         self._retreat = None
+        # The hands may change meanwhile (a reset opens them, a grasp closes them): the next gripper command is
+        # rate-limited from "leave as is", which crosses a hysteresis threshold only towards where it goes.
+        self._last_grippers = np.zeros(self.n_arms)
         goal_p = np.clip(np.asarray(positions, np.float64).reshape(self.n_arms, 3), self.box_min, self.box_max)
         goal_q = rotations.normalize(np.asarray(quaternions, np.float64).reshape(self.n_arms, 4))
         deadline = self.clock() + timeout_s
+        recoveries = 0
         while True:
             states = arm.state()
             pos, quat = self._current(states)
@@ -376,6 +381,11 @@ class Safety:
                 return
             cmd = self._command(states, goal_p, goal_q, None, [], False,
                                 self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
+            if cmd.held and any(st.errors for st in states) and recoveries < 3 and not self.stopped:
+                # A refused or aborted motion (e.g. franky's planner right after a teleport): recover, go on.
+                arm.recover()
+                recoveries += 1
+                continue
             if cmd.held:
                 arm.stop()
                 raise ArmFault(f"a slow move was held by the safety layer: {'; '.join(cmd.reasons)}",

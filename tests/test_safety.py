@@ -435,3 +435,21 @@ def test_hand_eye_views_are_visited_through_the_filter():
     assert len(hand) == 2 and np.linalg.norm(arm.p - poses[1][:3]) < 0.002
     steps = np.linalg.norm(np.diff(np.array(arm.targets), axis=0), axis=1)
     assert len(arm.targets) > 10 and steps.max() <= 3 * 0.02 * CFG.slow_speed_m_s + 1e-9  # slow (≤ 3 clock reads)
+
+
+def test_a_slow_move_recovers_a_refused_motion():
+    class Refusing(FakeArm):
+        errors, recovered = ["Motion planner failed with error code -101"], 0
+
+        def state(self):
+            s = super().state()[0]
+            s.errors = list(self.errors)
+            return [s]
+
+        def recover(self):
+            self.errors, self.recovered = [], self.recovered + 1
+
+    arm = Refusing([0.45, 0.0, 0.3])
+    Safety(CFG, clock=Clock(0.02)).drive(arm, np.array([[0.46, 0, 0.3]]), np.array([[1.0, 0, 0, 0]]), timeout_s=30,
+                                         sleep=lambda s: None)
+    assert arm.recovered == 1 and np.linalg.norm(arm.p - [0.46, 0, 0.3]) < 0.002
