@@ -10,6 +10,7 @@ The simulated robot is driven through `env.act` (so `Safety.filter` is in the lo
     nonfinite_held_pct  share of the NaN/inf commands that were held                (goal 100 %)
     families            per family: excursion_mm, force_hold_ms, peak_force_n, commands, held
     reset_growth_mm     how much further out a reset that starts outside the box went than where it started
+    restarts            simulator failures under load that made it start the simulator again (with why)
     load_avg_1min       the machine's load (the simulator falls behind real time on a loaded machine)
 
     python benchmarks/safety.py [--quick]
@@ -57,12 +58,43 @@ def merge(runs: list[dict]) -> dict:
     return {**worst, **{k: sum(r[k] for r in runs) for k in ("commands", "held", "nonfinite", "nonfinite_held")}}
 
 
-def one_arm(env, scale: float, seed: int) -> tuple[dict, float]:
+class Sim:
+    """The env of a config, made again when the simulator fails under load (counted in `restarts`)."""
+
+    def __init__(self, name: str, hosts: list[str]):
+        from lastr1 import configs
+
+        self.cfg = configs.load(name, ["--robot.sim.hosts", "[" + ", ".join(hosts) + "]"])
+        self.env = self._make()
+        self.restarts: list[str] = []
+
+    def _make(self):
+        from lastr1.robot.env import make_env
+
+        return make_env(self.cfg)
+
+    def reset(self, seed: int):
+        from lastr1.robot.errors import RobotError
+
+        try:
+            self.env.reset(seed=seed)
+        except RobotError as e:
+            self.restarts.append(str(e).splitlines()[0][:200])
+            self.env.close()
+            self.env = self._make()
+            self.env.reset(seed=seed)
+        return self.env
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def one_arm(sim: Sim, scale: float, seed: int) -> tuple[dict, float]:
     rng = np.random.default_rng(seed)
     fam: dict[str, list[dict]] = {}
 
     def run(name, action, hz, seconds, reset_seed):
-        env.reset(seed=reset_seed)
+        env = sim.reset(reset_seed)
         fam.setdefault(name, []).append(drive(env, action, hz, seconds * scale))
 
     g = 1.0  # keep the peg held
@@ -95,7 +127,7 @@ def one_arm(env, scale: float, seed: int) -> tuple[dict, float]:
     # The pressed corner of issue 14: the recorded walk, then pressing down there, then up again.
     walk = json.loads(WALK.read_text())
     hz, actions = walk["control_hz"], [np.asarray(a, float) for a in walk["actions"]]
-    env.reset(seed=walk["reset_seed"])
+    env = sim.reset(walk["reset_seed"])
     runs = [drive(env, lambda k: actions[min(k, len(actions) - 1)], hz, len(actions) / hz),
             drive(env, lambda k: np.array([0.3, -0.3, -1, 0.5 * (k < 5), 0, 0, g]), hz, 2.0)]
     if env.safety.paused:
@@ -106,7 +138,7 @@ def one_arm(env, scale: float, seed: int) -> tuple[dict, float]:
     # A reset that starts outside the box (put there past the filter): how much further out did it go?
     s, growth = env.cfg.robot.safety, 0.0
     for face in ((0, 1), (1, -1)):
-        env.reset(seed=0)
+        env = sim.reset(0)
         st = env.arm.state()[0]
         out = st.position.copy()
         out[face[0]] = (s.box_max if face[1] > 0 else s.box_min)[face[0]] + face[1] * 0.03
@@ -121,14 +153,14 @@ def one_arm(env, scale: float, seed: int) -> tuple[dict, float]:
     return {k: merge(v) for k, v in fam.items()}, growth
 
 
-def two_arms(env, scale: float, seed: int) -> dict:
+def two_arms(sim: Sim, scale: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     fam: dict[str, list[dict]] = {}
     for push in ([0, 1, 0.3, 0, 0, 0, -1, 0, -1, 0.3, 0, 0, 0, -1], [1, 0, -1, 0, 0, 0, -1, 1, 0, -1, 0, 0, 0, -1]):
-        env.reset(seed=0)
+        env = sim.reset(0)
         a = np.asarray(push, float)
         fam.setdefault("dual_push_200hz", []).append(drive(env, lambda k, a=a: a, 200, 3.0 * scale))
-    env.reset(seed=1)
+    env = sim.reset(1)
     fam["dual_random_1khz"] = [drive(env, lambda k: rng.uniform(-1.5, 1.5, 14), 1000, 3.0 * scale)]
     return {k: merge(v) for k, v in fam.items()}
 
@@ -140,16 +172,21 @@ def main() -> None:
     ap.add_argument("--hosts", default="127.0.0.72,127.0.0.73", help="loopback FCI addresses for the sim hosts")
     args = ap.parse_args()
 
-    from lastr1 import configs
-    from lastr1.robot.env import make_env
-
     scale = 1 / 3 if args.quick else 1.0
     hosts = args.hosts.split(",")
-    with make_env(configs.load("sim_insert_hex", ["--robot.sim.hosts", f"[{hosts[0]}]"])) as env:
-        fam, growth = one_arm(env, scale, args.seed)
+    restarts: list[str] = []
     # One simulator at a time: two on a small machine starve each other's 1-kHz arm links.
-    with make_env(configs.load("sim_lift_bar", ["--robot.sim.hosts", f"[{hosts[0]}, {hosts[1]}]"])) as env:
-        fam.update(two_arms(env, scale, args.seed))
+    for name, n, family in (("sim_insert_hex", 1, one_arm), ("sim_lift_bar", 2, two_arms)):
+        sim = Sim(name, hosts[:n])
+        try:
+            out = family(sim, scale, args.seed)
+        finally:
+            sim.close()
+        restarts += sim.restarts
+        if name == "sim_insert_hex":
+            fam, growth = out
+        else:
+            fam.update(out)
     total = merge(list(fam.values()))
     print(json.dumps({
         "max_excursion_mm": round(total["excursion_mm"], 2),
@@ -160,6 +197,7 @@ def main() -> None:
         "families": {k: {"excursion_mm": round(v["excursion_mm"], 2), "force_hold_ms": round(v["force_hold_ms"], 1),
                          "peak_force_n": round(v["peak_force_n"], 1), "commands": v["commands"], "held": v["held"]}
                      for k, v in fam.items()},
+        "restarts": restarts,  # simulator failures (under load) that made the benchmark start it again
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }))
 
