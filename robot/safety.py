@@ -357,9 +357,9 @@ class Safety:
     def drive(self, arm: Arm, positions: np.ndarray, quaternions: np.ndarray, timeout_s: float,
               tol_m: float = 0.002, tol_rad: float = 0.01, sleep: Callable[[float], None] = time.sleep) -> None:
         """Move every arm of `arm` to absolute poses (n, 3) / (n, 4) at the slow speeds, re-targeting at
-        `slow_hz`, and wait until it is there. A target outside the box ends on the box. Arm faults are
-        recovered (three times at most). Raises ArmFault when the filter holds (pause, e-stop, a contact that
-        would not let go, a fault that stays) or after timeout_s.
+        `slow_hz`, and wait until it is there. A target outside the box ends on the box. Arm faults and
+        contact pauses are recovered from, three times at most. Raises ArmFault when the filter holds (a
+        person's pause, e-stop, a contact or fault that keeps coming back) or after timeout_s.
 
         A deliberate slow move (a reset, a calibration view) ends a pause the contact rules set, not one a
         person set, nor an e-stop."""
@@ -381,11 +381,19 @@ class Safety:
                 return
             cmd = self._command(states, goal_p, goal_q, None, [], False,
                                 self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
-            if cmd.held and any(st.errors for st in states) and recoveries < 3 and not self.stopped:
-                # A refused or aborted motion (e.g. franky's planner right after a teleport): recover, go on.
-                arm.recover()
-                recoveries += 1
-                continue
+            pressed = any(t is not None for t in self._over_since)
+            if cmd.held and recoveries < 3 and not self._estopped and (self._pause_reason or pressed or (
+                    not self._paused and any(st.errors for st in states))):
+                # A refused motion (franky's planner right after a teleport), a hit the arm retreated from (a
+                # simulator's teleport transient) or a contact the rules will retreat from: go on, three times.
+                if self._pause_reason:
+                    self.resume()
+                elif not pressed:
+                    arm.recover()
+                recoveries += not pressed  # (a press is bounded by the deadline)
+                if self.clock() <= deadline:
+                    sleep(1.0 / self.cfg.slow_hz)
+                    continue
             if cmd.held:
                 arm.stop()
                 raise ArmFault(f"a slow move was held by the safety layer: {'; '.join(cmd.reasons)}",
