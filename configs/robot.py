@@ -75,10 +75,11 @@ class SafetyConfig:
     # A retreat that has not arrived in this time ends (the arm is stopped where it is).
     retreat_timeout_s: float = 0.5
     # Home/reset motions and calibration moves go through the same filter, at these slower speeds, re-targeted
-    # this often.
+    # this often (the arm takes a new target at most every robot.arms[].retarget_period_s anyway, and each new
+    # motion is one more chance for franky's planner to fail on a jittery link).
     slow_speed_m_s: float = 0.1
     slow_angular_speed_rad_s: float = 0.5
-    slow_hz: float = 50.0
+    slow_hz: float = 20.0
 
 
 @dataclass

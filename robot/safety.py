@@ -358,7 +358,7 @@ class Safety:
               tol_m: float = 0.002, tol_rad: float = 0.01, sleep: Callable[[float], None] = time.sleep) -> None:
         """Move every arm of `arm` to absolute poses (n, 3) / (n, 4) at the slow speeds, re-targeting at
         `slow_hz`, and wait until it is there. A target outside the box ends on the box. Arm faults and
-        contact pauses are recovered from, three times at most. Raises ArmFault when the filter holds (a
+        contact pauses are recovered from, ten times at most. Raises ArmFault when the filter holds (a
         person's pause, e-stop, a contact or fault that keeps coming back) or after timeout_s.
 
         A deliberate slow move (a reset, a calibration view) ends a pause the contact rules set, not one a
@@ -382,10 +382,10 @@ class Safety:
             cmd = self._command(states, goal_p, goal_q, None, [], False,
                                 self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
             pressed = any(t is not None for t in self._over_since)
-            if cmd.held and recoveries < 3 and not self._estopped and (self._pause_reason or pressed or (
+            if cmd.held and recoveries < 10 and not self._estopped and (self._pause_reason or pressed or (
                     not self._paused and any(st.errors for st in states))):
                 # A refused motion (franky's planner right after a teleport), a hit the arm retreated from (a
-                # simulator's teleport transient) or a contact the rules will retreat from: go on, three times.
+                # simulator's teleport transient) or a contact the rules will retreat from: go on (ten times).
                 if self._pause_reason:
                     self.resume()
                 elif not pressed:
