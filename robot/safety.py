@@ -392,7 +392,8 @@ class Safety:
                     arm.recover()
                 recoveries += not pressed  # (a press is bounded by the deadline)
                 if self.clock() <= deadline:
-                    sleep(1.0 / self.cfg.slow_hz)
+                    # Backing off: a controller that was just teleported or stopped needs a moment.
+                    sleep(1.0 / self.cfg.slow_hz if pressed else 0.1 * recoveries)
                     continue
             if cmd.held:
                 arm.stop()
