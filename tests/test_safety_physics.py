@@ -31,11 +31,12 @@ def probe(env) -> dict:
     return env.sim.host.probe(s.box_min, s.box_max, s.max_force_n)
 
 
-def drive(env, action, hz: float, seconds: float, settle: float = 0.3) -> dict:
-    """Call env.act(action(k)) at `hz` for `seconds`; what the physics did meanwhile (and `settle` after)."""
+def drive(env, action, hz: float, seconds: float, settle: float = 0.3, until=None) -> dict:
+    """Call env.act(action(k)) at `hz` for `seconds` (or until `until()`); what the physics did meanwhile (and
+    `settle` after)."""
     probe(env)
     t0, k, held, bad, bad_held = time.monotonic(), 0, 0, 0, 0
-    while time.monotonic() - t0 < seconds:
+    while time.monotonic() - t0 < seconds and not (until is not None and k % 10 == 0 and until()):
         a = action(k)
         info = env.act(a)
         held += info.held
@@ -67,10 +68,14 @@ class TestOneArm:
         """Issue 14: +x every 10 ms from seed 5 left the box by 17-65 mm (and further with the rate)."""
         env.reset(seed=5)
         push = np.array([1, 0, 0, 0, 0, 0, 1.0])
-        check(drive(env, lambda k: push, 10, 0.6, settle=0.0))  # nearer the face at 10 Hz (a loaded sim is slow)
-        r = drive(env, lambda k: push, hz, 2.5)
-        assert r["calls"] > 80 * 2.5  # it did call fast (a loaded 2-core machine manages ~150 Hz of "1 kHz")
-        assert r["tcp"][0][0] > env.cfg.robot.safety.box_max[0] - 0.02  # and it did come close to the face
+        face = env.cfg.robot.safety.box_max[0]
+        # Until 2 cm from the face (a loaded simulator runs slower than real time), then on against it.
+        near = drive(env, lambda k: push, hz, 8.0, settle=0.0,
+                     until=lambda: env.arm.state()[0].position[0] > face - 0.02)
+        check(near)
+        r = drive(env, lambda k: push, hz, 1.0)
+        assert r["calls"] > 60  # it did call fast at the face (a loaded 2-core machine: ~150 Hz of "1 kHz")
+        assert r["tcp"][0][0] > face - 0.02  # at the face
         check(r)
 
     def test_random_adversarial_and_malformed_commands_at_500_hz(self, env):
