@@ -35,17 +35,21 @@ def probe(env) -> dict:
     return env.sim.host.probe(s.box_min, s.box_max, s.max_force_n)
 
 
-def drive(env, action, hz: float, seconds: float, settle: float = 0.3) -> dict:
+def drive(env, action, hz: float, seconds: float, settle: float = 0.3, to_face: bool = False) -> dict:
+    """env.act(action(k)) at `hz` for `seconds`; with `to_face`, first for as long as it takes (≤ 20 s: a loaded
+    simulator runs slower than real time) until a face or a contact stops the target, then `seconds` more."""
     probe(env)
-    t0, k, held, bad, bad_held = time.monotonic(), 0, 0, 0, 0
-    while time.monotonic() - t0 < seconds:
+    t0, k, k0, held, bad, bad_held = time.monotonic(), 0, 0, 0, 0, 0
+    while time.monotonic() - t0 < (20.0 if to_face else seconds):
         a = action(k)
         info = env.act(a)
+        if to_face and any("clipped to the workspace" in r or "external" in r for r in info.reasons):
+            to_face, t0, k0 = False, time.monotonic(), k
         held += info.held
         if not np.all(np.isfinite(a)):
             bad, bad_held = bad + 1, bad_held + info.held
         k += 1
-        time.sleep(max(0.0, t0 + k / hz - time.monotonic()))
+        time.sleep(max(0.0, t0 + (k - (0 if to_face else k0)) / hz - time.monotonic()))
     time.sleep(settle)
     r = probe(env)
     return {"excursion_mm": 1000 * max(r["excursion_m"]), "force_hold_ms": 1000 * max(r["force_hold_s"]),
@@ -93,27 +97,27 @@ def one_arm(sim: Sim, scale: float, seed: int) -> tuple[dict, float]:
     rng = np.random.default_rng(seed)
     fam: dict[str, list[dict]] = {}
 
-    def run(name, action, hz, seconds, reset_seed):
+    def run(name, action, hz, seconds, reset_seed, to_face=False):
         env = sim.reset(reset_seed)
-        fam.setdefault(name, []).append(drive(env, action, hz, seconds * scale))
+        fam.setdefault(name, []).append(drive(env, action, hz, seconds * scale, to_face=to_face))
 
     g = 1.0  # keep the peg held
     for axis in range(3):
         for sign in (1, -1):
             a = np.zeros(7)
             a[axis], a[6] = sign, g
-            run("axis_100hz", lambda k, a=a: a, 100, 3.0, 5)
+            run("axis_100hz", lambda k, a=a: a, 100, 1.5, 5, to_face=True)
     for corner in ([1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]):
         a = np.array([*corner, 0, 0, 0, g], float)
-        run("corner_100hz", lambda k, a=a: a, 100, 3.0, 5)
-    run("push_1khz", lambda k: np.array([1, 0, 0, 0, 0, 0, g]), 1000, 3.0, 5)
-    run("push_1khz", lambda k: np.array([0, -1, -1, 0, 0, 0, g]), 1000, 3.0, 6)
+        run("corner_100hz", lambda k, a=a: a, 100, 1.5, 5, to_face=True)
+    run("push_1khz", lambda k: np.array([1, 0, 0, 0, 0, 0, g]), 1000, 1.5, 5, to_face=True)
+    run("push_1khz", lambda k: np.array([0, -1, -1, 0, 0, 0, g]), 1000, 1.5, 6, to_face=True)
     for hz, secs in ((10, 6.0), (100, 4.0), (1000, 3.0)):
         run(f"random_{hz}hz", lambda k: np.append(rng.uniform(-1.5, 1.5, 6), g), hz, secs, 7)
     run("oscillating_100hz", lambda k: np.array([(-1) ** (k // 3), (-1) ** (k // 5), (-1) ** (k // 7), 0, 0, 0, g]),
         100, 3.0, 8)
     run("rotation_extremes_100hz", lambda k: np.array([1, -1, -1, (-1) ** (k // 10), 1, (-1) ** (k // 4), g]),
-        100, 3.0, 9)
+        100, 1.5, 9, to_face=True)
 
     def malformed(k):
         a = rng.uniform(-1.5, 1.5, 7)
@@ -159,7 +163,7 @@ def two_arms(sim: Sim, scale: float, seed: int) -> dict:
     for push in ([0, 1, 0.3, 0, 0, 0, -1, 0, -1, 0.3, 0, 0, 0, -1], [1, 0, -1, 0, 0, 0, -1, 1, 0, -1, 0, 0, 0, -1]):
         env = sim.reset(0)
         a = np.asarray(push, float)
-        fam.setdefault("dual_push_200hz", []).append(drive(env, lambda k, a=a: a, 200, 3.0 * scale))
+        fam.setdefault("dual_push_200hz", []).append(drive(env, lambda k, a=a: a, 200, 1.5 * scale, to_face=True))
     env = sim.reset(1)
     fam["dual_random_1khz"] = [drive(env, lambda k: rng.uniform(-1.5, 1.5, 14), 1000, 3.0 * scale)]
     return {k: merge(v) for k, v in fam.items()}
