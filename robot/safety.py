@@ -287,7 +287,9 @@ class Safety:
             if f <= c.max_force_n and tq <= c.max_torque_nm:
                 self._over_since[i] = None
                 continue
-            since = self._over_since[i] = now if self._over_since[i] is None else self._over_since[i]
+            since = self._over_since[i]
+            if since is None:
+                since = self._over_since[i] = now
             what = (f"arm{i}: external force {f:.1f} N / torque {tq:.1f} Nm "
                     f"(limits {c.max_force_n} N, {c.max_torque_nm} Nm)")
             if f > c.retreat_force_n or tq > c.retreat_torque_nm:

@@ -451,8 +451,10 @@ class _Probe:
             f = float(force[i]) if force is not None else 0.0
             self.peak_force[i] = max(self.peak_force[i], f)
             if f > self.limit:
-                self.since[i] = t if self.since[i] is None else self.since[i]
-                self.longest[i] = max(self.longest[i], t - self.since[i])
+                since = self.since[i]
+                if since is None:
+                    since = self.since[i] = t
+                self.longest[i] = max(self.longest[i], t - since)
             else:
                 self.since[i] = None
 
