@@ -80,6 +80,13 @@ class Sim:
     def reset(self, seed: int):
         from lastr1.robot.errors import RobotError
 
+        for _ in range(2):  # as the actor does: recover a refused home motion and try again
+            try:
+                self.env.reset(seed=seed)
+                return self.env
+            except RobotError:
+                self.env.arm.stop()
+                self.env.arm.recover()
         try:
             self.env.reset(seed=seed)
         except RobotError as e:

@@ -359,9 +359,9 @@ class Safety:
     def drive(self, arm: Arm, positions: np.ndarray, quaternions: np.ndarray, timeout_s: float,
               tol_m: float = 0.002, tol_rad: float = 0.01, sleep: Callable[[float], None] = time.sleep) -> None:
         """Move every arm of `arm` to absolute poses (n, 3) / (n, 4) at the slow speeds, re-targeting at
-        `slow_hz`, and wait until it is there. A target outside the box ends on the box. Arm faults and
-        contact pauses are recovered from, ten times at most. Raises ArmFault when the filter holds (a
-        person's pause, e-stop, a contact or fault that keeps coming back) or after timeout_s.
+        `slow_hz`, and wait until it is there. A target outside the box ends on the box. A contact the rules
+        retreat from does not end it (three hard hits do). Raises ArmFault when the filter holds (a person's
+        pause, e-stop, an arm fault: recover and retry, as the actor does) or after timeout_s.
 
         A deliberate slow move (a reset, a calibration view) ends a pause the contact rules set, not one a
         person set, nor an e-stop."""
@@ -374,7 +374,7 @@ class Safety:
         goal_p = np.clip(np.asarray(positions, np.float64).reshape(self.n_arms, 3), self.box_min, self.box_max)
         goal_q = rotations.normalize(np.asarray(quaternions, np.float64).reshape(self.n_arms, 4))
         deadline = self.clock() + timeout_s
-        recoveries = 0
+        pauses = 0
         while True:
             states = arm.state()
             pos, quat = self._current(states)
@@ -383,19 +383,16 @@ class Safety:
                 return
             cmd = self._command(states, goal_p, goal_q, None, [], False,
                                 self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
-            pressed = any(t is not None for t in self._over_since)
-            if cmd.held and recoveries < 10 and not self._estopped and (self._pause_reason or pressed or (
-                    not self._paused and any(st.errors for st in states))):
-                # A refused motion (franky's planner right after a teleport), a hit the arm retreated from (a
-                # simulator's teleport transient) or a contact the rules will retreat from: go on (ten times).
+            pressed = (any(t is not None for t in self._over_since) and not self._paused
+                       and not any(st.errors for st in states))
+            if cmd.held and not self._estopped and ((self._pause_reason and pauses < 3) or pressed):
+                # A hit the arm has retreated from (or a simulator's teleport transient), or a press the contact
+                # rules will retreat from: go on (a press is bounded by the deadline, pauses by three).
                 if self._pause_reason:
                     self.resume()
-                elif not pressed:
-                    arm.recover()
-                recoveries += not pressed  # (a press is bounded by the deadline)
+                    pauses += 1
                 if self.clock() <= deadline:
-                    # Backing off: a controller that was just teleported or stopped needs a moment.
-                    sleep(1.0 / self.cfg.slow_hz if pressed else 0.1 * recoveries)
+                    sleep(1.0 / self.cfg.slow_hz)
                     continue
             if cmd.held:
                 arm.stop()

@@ -437,9 +437,9 @@ def test_hand_eye_views_are_visited_through_the_filter():
     assert len(arm.targets) > 10 and steps.max() <= 3 * 0.02 * CFG.slow_speed_m_s + 1e-9  # slow (≤ 3 clock reads)
 
 
-def test_a_slow_move_recovers_a_refused_motion():
+def test_a_refused_slow_move_raises_and_goes_after_a_recovery():
     class Refusing(FakeArm):
-        errors, recovered = ["Motion planner failed with error code -101"], 0
+        errors = ["Motion planner failed with error code -101"]
 
         def state(self):
             s = super().state()[0]
@@ -447,9 +447,14 @@ def test_a_slow_move_recovers_a_refused_motion():
             return [s]
 
         def recover(self):
-            self.errors, self.recovered = [], self.recovered + 1
+            self.errors = []
 
     arm = Refusing([0.45, 0.0, 0.3])
-    Safety(CFG, clock=Clock(0.02)).drive(arm, np.array([[0.46, 0, 0.3]]), np.array([[1.0, 0, 0, 0]]), timeout_s=30,
-                                         sleep=lambda s: None)
-    assert arm.recovered == 1 and np.linalg.norm(arm.p - [0.46, 0, 0.3]) < 0.002
+    safety = Safety(CFG, clock=Clock(0.02))
+    goal = np.array([[0.46, 0, 0.3]]), np.array([[1.0, 0, 0, 0]])
+    with pytest.raises(ArmFault, match="-101"):
+        safety.drive(arm, *goal, timeout_s=30, sleep=lambda s: None)
+    assert arm.stopped
+    arm.recover()
+    safety.drive(arm, *goal, timeout_s=30, sleep=lambda s: None)
+    assert np.linalg.norm(arm.p - goal[0][0]) < 0.002

@@ -20,10 +20,24 @@ require_sim()
 
 from lastr1 import configs  # noqa: E402
 from lastr1.robot.env import make_env  # noqa: E402
+from lastr1.robot.errors import ArmFault  # noqa: E402
 
 MAX_EXCURSION_MM = 5.0
 MAX_FORCE_HOLD_MS = 200.0
 WALK = Path(__file__).parent / "data" / "safety_pressed_corner.json"  # recorded by the outside check
+
+
+def reset(env, seed: int):
+    """As the actor resets: a refused home motion (franky's planner on a loaded machine) is recovered and tried
+    again."""
+    for attempt in range(3):
+        try:
+            return env.reset(seed=seed)
+        except ArmFault:
+            if attempt == 2:
+                raise
+            env.arm.stop()
+            env.arm.recover()
 
 
 def probe(env) -> dict:
@@ -66,7 +80,7 @@ class TestOneArm:
     @pytest.mark.parametrize("hz", [100, 1000])
     def test_a_fast_push_stays_in_the_box(self, env, hz):
         """Issue 14: +x every 10 ms from seed 5 left the box by 17-65 mm (and further with the rate)."""
-        env.reset(seed=5)
+        reset(env, 5)
         push = np.array([1, 0, 0, 0, 0, 0, 1.0])
         face = env.cfg.robot.safety.box_max[0]
         # Until 2 cm from the face (a loaded simulator runs slower than real time), then on against it.
@@ -79,7 +93,7 @@ class TestOneArm:
         check(r)
 
     def test_random_adversarial_and_malformed_commands_at_500_hz(self, env):
-        env.reset(seed=3)
+        reset(env, 3)
         rng = np.random.default_rng(3)
         junk = [np.nan, np.inf, -np.inf, 1e9, -1e308, 3.4e38]
 
@@ -99,7 +113,7 @@ class TestOneArm:
         was held for 23 s, +z included. Replays land near, not on, the recorded poses: the property is what is
         asserted (no limit-level force for longer than 200 ms; +z moves the arm up)."""
         walk = json.loads(WALK.read_text())
-        env.reset(seed=walk["reset_seed"])
+        reset(env, walk["reset_seed"])
         actions = [np.asarray(a, float) for a in walk["actions"]]
         hz = walk["control_hz"]
         r = drive(env, lambda k: actions[min(k, len(actions) - 1)], hz, len(actions) / hz)
@@ -119,7 +133,7 @@ class TestOneArm:
     def test_a_reset_from_outside_the_box_comes_back_through_the_filter(self, env):
         """Issue 14: the home motion bypassed the filter. Now it goes at the slow speed, never further out."""
         s = env.cfg.robot.safety
-        env.reset(seed=0)
+        reset(env, 0)
         st = env.arm.state()[0]
         out = np.array([s.box_max[0] + 0.02, st.position[1], st.position[2]])
         env.arm.move_to(out[None], st.quaternion[None], np.array([1.0]))  # set-up: past the box, unfiltered
@@ -141,7 +155,7 @@ class TestOneArm:
 class TestTwoArms:
     def test_both_arms_pushed_apart_at_200_hz(self):
         with make_env(configs.load("sim_lift_bar", overrides(8, 2))) as env:
-            env.reset(seed=0)
+            reset(env, 0)
             push = np.array([0, 1, 0.3, 0, 0, 0, -1, 0, -1, 0.3, 0, 0, 0, -1.0])  # arm0 to +y, arm1 to -y, up
             r = drive(env, lambda k: push, 200, 2.5)
             check(r)
