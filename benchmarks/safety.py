@@ -167,7 +167,8 @@ def one_arm(sim: Sim, scale: float, seed: int) -> tuple[dict, float]:
 def two_arms(sim: Sim, scale: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     fam: dict[str, list[dict]] = {}
-    for push in ([0, 1, 0.3, 0, 0, 0, -1, 0, -1, 0.3, 0, 0, 0, -1], [1, 0, -1, 0, 0, 0, -1, 1, 0, -1, 0, 0, 0, -1]):
+    # Apart (arm0 stands at y = -0.3, arm1 at +0.3) and forward-down: the box is per arm, not between arms.
+    for push in ([0, -1, 0.3, 0, 0, 0, -1, 0, 1, 0.3, 0, 0, 0, -1], [1, 0, -1, 0, 0, 0, -1, 1, 0, -1, 0, 0, 0, -1]):
         env = sim.reset(0)
         a = np.asarray(push, float)
         fam.setdefault("dual_push_200hz", []).append(drive(env, lambda k, a=a: a, 200, 1.5 * scale, to_face=True))

@@ -437,9 +437,9 @@ def test_hand_eye_views_are_visited_through_the_filter():
     assert len(arm.targets) > 10 and steps.max() <= 3 * 0.02 * CFG.slow_speed_m_s + 1e-9  # slow (≤ 3 clock reads)
 
 
-def test_a_refused_slow_move_raises_and_goes_after_a_recovery():
+def test_a_slow_move_stopped_by_a_reflex_raises_and_goes_after_a_recovery():
     class Refusing(FakeArm):
-        errors = ["Motion planner failed with error code -101"]
+        errors = ["cartesian_reflex"]
 
         def state(self):
             s = super().state()[0]
@@ -452,9 +452,12 @@ def test_a_refused_slow_move_raises_and_goes_after_a_recovery():
     arm = Refusing([0.45, 0.0, 0.3])
     safety = Safety(CFG, clock=Clock(0.02))
     goal = np.array([[0.46, 0, 0.3]]), np.array([[1.0, 0, 0, 0]])
-    with pytest.raises(ArmFault, match="-101"):
+    with pytest.raises(ArmFault, match="cartesian_reflex"):
         safety.drive(arm, *goal, timeout_s=30, sleep=lambda s: None)
     assert arm.stopped
     arm.recover()
     safety.drive(arm, *goal, timeout_s=30, sleep=lambda s: None)
     assert np.linalg.norm(arm.p - goal[0][0]) < 0.002
+    arm.errors = ["Motion planner failed with error code -101"]  # a refused start: recovered in the move
+    safety.drive(arm, goal[0] - [[0.01, 0, 0]], goal[1], timeout_s=30, sleep=lambda s: None)
+    assert arm.errors == []
