@@ -165,7 +165,9 @@ class FrankyArm(Arm):
             gripper_width=width,
             wrench=np.array(s.O_F_ext_hat_K, dtype=np.float64),
             errors=errors + [m for m in self._faults if m not in errors],
-            timestamp=time.monotonic(),
+            # The robot's own clock (FCI message time; sim time in franky-sim): the safety layer's per-second
+            # limits count in it, so a simulator running slower than real time is limited in its own seconds.
+            timestamp=float(s.time.to_sec()),
         )]
 
     @property

@@ -65,10 +65,13 @@ class _Retreat:
 
 
 class Safety:
-    def __init__(self, cfg: SafetyConfig, n_arms: int = 1, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, cfg: SafetyConfig, n_arms: int = 1, clock: Callable[[], float] | None = None):
         self.cfg = cfg
         self.n_arms = n_arms
-        self.clock = clock  # injectable so tests can drive time
+        # Seconds for the per-second limits: by default the arms' own clock (ArmState.timestamp, the robot's
+        # time; sim time in a simulator that may run slower than real time), else the wall clock; injectable so
+        # tests can drive time.
+        self.clock = clock
         self.box_min = np.asarray(cfg.box_min, dtype=np.float64)
         self.box_max = np.asarray(cfg.box_max, dtype=np.float64)
         if self.box_min.shape != (3,) or self.box_max.shape != (3,) or np.any(self.box_min >= self.box_max):
@@ -153,7 +156,7 @@ class Safety:
     def _command(self, states: list[ArmState], goal_p: np.ndarray, goal_q: np.ndarray, grippers: np.ndarray | None,
                  reasons: list[str], hold_action: bool, speed: float, angular: float) -> SafeCommand:
         """The limited command towards goal poses (per arm); grippers None = leave the hands as they are."""
-        now = self.clock()
+        now = self._now(states)
         pos, quat, wrench, hold = self._read_states(states)
         if self._estopped:
             hold.append("e-stop (latched: reset_estop() to move again)")
@@ -188,6 +191,12 @@ class Safety:
         self._remember(now, target_p, target_q)
         return SafeCommand(target_p.copy(), target_q.copy(), out_g if grippers is not None else np.zeros(self.n_arms),
                            False, reasons)
+
+    def _now(self, states: list[ArmState] | None = None) -> float:
+        if self.clock is not None:
+            return self.clock()
+        stamps = [float(s.timestamp) for s in states or [] if np.isfinite(s.timestamp) and s.timestamp > 0]
+        return max(stamps) if stamps else time.monotonic()
 
     def _read_states(self, states: list[ArmState]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """Current poses (the hold pose), wrenches and the reasons the state alone forces a hold."""
@@ -374,7 +383,8 @@ class Safety:
         self._last_grippers = np.zeros(self.n_arms)
         goal_p = np.clip(np.asarray(positions, np.float64).reshape(self.n_arms, 3), self.box_min, self.box_max)
         goal_q = rotations.normalize(np.asarray(quaternions, np.float64).reshape(self.n_arms, 4))
-        deadline = self.clock() + timeout_s
+        wall = self.clock or time.monotonic  # (the deadline is a person's, in wall-clock seconds)
+        deadline = wall() + timeout_s
         pauses = refusals = 0
         while True:
             states = arm.state()
@@ -399,7 +409,7 @@ class Safety:
                 if self._pause_reason:
                     self.resume()
                     pauses += 1
-                if self.clock() <= deadline:
+                if wall() <= deadline:
                     sleep(1.0 / self.cfg.slow_hz)
                     continue
             if cmd.held:
@@ -407,7 +417,7 @@ class Safety:
                 raise ArmFault(f"a slow move was held by the safety layer: {'; '.join(cmd.reasons)}",
                                hint="clear the cause (resume, reset the e-stop, free the arm), then retry")
             arm.move_to(cmd.positions, cmd.quaternions, cmd.grippers)
-            if self.clock() > deadline:
+            if wall() > deadline:
                 arm.stop()
                 raise ArmFault(f"a slow move did not arrive within {timeout_s:.1f} s "
                                f"(at {np.round(pos, 3).tolist()}, going to {np.round(goal_p, 3).tolist()})",
