@@ -13,8 +13,9 @@ Guarantees, whatever the action (huge, NaN, inf), the reported state and the cal
   `max_rotation_rad` (angle) from the current orientation;
 - per second: a target moves from the last command by at most `max_speed_m_s × dt`, or back towards the arm
   (`max_angular_speed_rad_s × dt` in angle, `max_gripper_rate × dt` for the gripper), dt the time since that
-  command (held or not), so a caller faster than the control rate gets proportionally smaller steps; only the
-  first command, or one after the arm was moved from elsewhere (a reset, a hand), starts from the measured pose;
+  command (held or not) on the arms' own clock, so a caller faster than the control rate gets proportionally
+  smaller steps; only the first command, or one after the arm was moved from elsewhere (a reset, a hand),
+  starts from the measured pose;
 - when the arm is inside the box, the target is inside the box, and along each axis it leads the arm by at
   most `approach_lead` × the arm's gap to the face ahead, so an arm that lags its target is not carried past;
 - when the arm is outside the box (pushed there by hand, a teleport, drift), the target is the limited move
@@ -183,14 +184,12 @@ class Safety:
         if not self._moves(pos, quat, target_p, target_q) and any(t is not None for t in self._over_since):
             hold = [r for r in reasons if "external" in r] + ["only motion away from the contact is allowed: holding"]
             return self._hold(now, pos, quat, hold)
-        out_g = self._last_grippers.copy()
+        out_g = np.zeros(self.n_arms)
         if grippers is not None:
             step = self.cfg.max_gripper_rate * dt
-            out_g = np.clip(grippers, self._last_grippers - step, self._last_grippers + step)
-            self._last_grippers = out_g.copy()
+            out_g = self._last_grippers = np.clip(grippers, self._last_grippers - step, self._last_grippers + step)
         self._remember(now, target_p, target_q)
-        return SafeCommand(target_p.copy(), target_q.copy(), out_g if grippers is not None else np.zeros(self.n_arms),
-                           False, reasons)
+        return SafeCommand(target_p.copy(), target_q.copy(), out_g.copy(), False, reasons)
 
     def _now(self, states: list[ArmState] | None = None) -> float:
         if self.clock is not None:
