@@ -1,7 +1,8 @@
 """The safety layer measured at the physics: the simulated robot driven through `env.act` (the filter in the loop)
 at rates up to 1 kHz, with the TCP and the contact force read from MuJoCo's own state in the sim host (the
-`probe` request: every physics tick, not the driver's report). Fails above 5 mm outside the box or 200 ms above
-the force limit. The long sweep over all command families is benchmarks/safety.py.
+`probe` request: every physics tick, not the driver's report). Fails above 5 mm outside the box (out of contact:
+in contact the arm's compliance alone moves the TCP further) or 200 ms above the force limit. The long sweep
+over all command families is benchmarks/safety.py.
 
 Issue 14's findings are here: the 100-Hz push, the pressed-corner replay of a recorded walk, a reset that starts
 outside the box."""
