@@ -36,7 +36,7 @@ class ArmConfig:
 @dataclass
 class SafetyConfig:
     # Workspace box on the *target* end-effector position, base frame (m). The measured TCP may pass a face
-    # by a few mm (tracking lag, contact): benchmarks/safety.py measures it at the physics.
+    # by ~1 mm out of contact and by the arm's compliance in contact: benchmarks/safety.py measures it.
     box_min: list[float] = field(default_factory=lambda: [0.25, -0.30, 0.02])
     box_max: list[float] = field(default_factory=lambda: [0.75, 0.30, 0.60])
     # A normalised action of ±1 moves this much in one control step.
@@ -64,7 +64,7 @@ class SafetyConfig:
     max_torque_nm: float = 10.0
     # Above the limit for this long (a contact the motion away did not relieve), the arm retreats retreat_m /
     # retreat_rad along the wrench; so no limit-level force lasts longer than this plus one control period
-    # and the retreat's own ~50 ms.
+    # and the retreat's own time (≤ 159 ms in all in sim at 10 Hz, once 359 ms on a loaded machine).
     contact_hold_s: float = 0.1
     # Above these the arm retreats at once and then pauses (resume(), or a reset, to go on): a hit this hard
     # is not a grasp or an insertion going slightly wrong. 125 N pressed a held peg into the table (issue 14).
@@ -72,7 +72,7 @@ class SafetyConfig:
     retreat_torque_nm: float = 15.0
     retreat_m: float = 0.01
     retreat_rad: float = 0.05
-    # A retreat that has not arrived in this time ends (the arm is stopped where it is).
+    # A retreat that has not arrived in this time ends (and pauses, after a hard hit).
     retreat_timeout_s: float = 0.5
     # Home/reset motions and calibration moves go through the same filter, at these slower speeds, re-targeted
     # this often (the arm takes a new target at most every robot.arms[].retarget_period_s anyway, and each new
