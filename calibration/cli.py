@@ -220,6 +220,7 @@ def _handeye(cfg: Config, args: argparse.Namespace) -> int:
     from lastr1.calibration.charuco import make_board
     from lastr1.calibration.handeye import collect_views, save_hand_eye, solve_hand_eye
     from lastr1.calibration.intrinsics import load_intrinsics
+    from lastr1.robot.safety import Safety
 
     cam = _camera_cfg(cfg, args.camera)
     mount: Literal["hand", "world"] = args.mount or ("hand" if cam.name.startswith("wrist") else "world")
@@ -241,7 +242,8 @@ def _handeye(cfg: Config, args: argparse.Namespace) -> int:
         with _hardware(ARM_FACTORY, "hand-eye calibration")(cfg) as arm, \
                 _hardware(CAMERA_CLASS, "hand-eye calibration")(cam) as camera:
             hand, images = collect_views(arm, camera, c.handeye_poses, args.arm,
-                                         gripper=1.0 if mount == "world" else -1.0, max_age_ms=cam.max_age_ms)
+                                         gripper=1.0 if mount == "world" else -1.0, max_age_ms=cam.max_age_ms,
+                                         safety=Safety(cfg.robot.safety, arm.n_arms))
         views = out.with_suffix("").with_name(out.stem + "_views")
         _save_views(views, hand, images)
         print(f"views saved in {views} (rerun offline with --views-dir {views})")

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from lastr1.calibration.common import (
     save_yaml,
     timestamp,
 )
+
+if TYPE_CHECKING:
+    from lastr1.robot.safety import Safety
 
 Mount = Literal["hand", "world"]
 
@@ -220,9 +223,12 @@ def collect_views(
     say: Callable[[str], None] = print,
     max_age_ms: float = 200.0,
     settle=wait_settled,
+    safety: Safety | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Visit `poses` (x y z qx qy qz qw, base frame) with `arm.move_to`, or — without poses — let the operator
-    guide the arm by hand and press Enter at each view; returns (base←hand poses, RGB images)."""
+    guide the arm by hand and press Enter at each view; returns (base←hand poses, RGB images). With `safety`
+    (as `lastr1 calibrate handeye` does) every move goes through it at its slow speeds: the poses must then lie
+    inside the workspace box."""
     from tqdm import tqdm
 
     def grab():
@@ -233,6 +239,10 @@ def collect_views(
     hand, images = [], []
     if poses:
         say(f"Moving the arm through {len(poses)} poses; keep clear of the arm. The board must stay in view.")
+        if safety is not None:  # the hand first (a filtered command that stays put), then slow filtered moves
+            cmd = safety.filter(arm.state(), np.tile([0, 0, 0, 0, 0, 0, gripper], arm.n_arms))
+            if not cmd.held:
+                arm.move_to(cmd.positions, cmd.quaternions, cmd.grippers)
         for p in tqdm(poses, desc="hand-eye: views", unit="pose"):
             p = np.asarray(p, np.float64)
             if p.shape != (7,):
@@ -241,7 +251,10 @@ def collect_views(
             xyz = np.stack([s.position for s in arm.state()])
             quat = np.stack([s.quaternion for s in arm.state()])
             xyz[arm_index], quat[arm_index] = p[:3], p[3:]
-            arm.move_to(xyz, quat, np.full(n, gripper))
+            if safety is not None:
+                safety.drive(arm, xyz, quat, timeout_s=30.0)
+            else:
+                arm.move_to(xyz, quat, np.full(n, gripper))
             settle(arm, p[:3], arm_index)
             g, img = grab()
             hand.append(g)

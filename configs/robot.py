@@ -27,21 +27,59 @@ class ArmConfig:
     gripper_open_width: float = 0.08
     # A blocking reset (home move, gripper) that takes longer than this means the arm is stuck.
     reset_timeout_s: float = 15.0
+    # A new target pre-empts the running motion at most this often (a faster caller's latest target waits for
+    # its turn): franky pre-empting a motion at speed carries the arm on far past the new target (49 mm from
+    # 0.2 m/s in sim, issue 14), while targets ≥ 50 ms apart stayed within 2-3 mm of it.
+    retarget_period_s: float = 0.05
 
 
 @dataclass
 class SafetyConfig:
-    # Workspace box on the *target* end-effector position, base frame (m).
+    # Workspace box on the *target* end-effector position, base frame (m). The measured TCP may pass a face
+    # by ~1 mm out of contact and by the arm's compliance in contact: benchmarks/safety.py measures it.
     box_min: list[float] = field(default_factory=lambda: [0.25, -0.30, 0.02])
     box_max: list[float] = field(default_factory=lambda: [0.75, 0.30, 0.60])
     # A normalised action of ±1 moves this much in one control step.
     max_translation_m: float = 0.02
     max_rotation_rad: float = 0.10
-    # External force norm (N) above which motion stops.
+    # The same limits per second, counted from the last command whatever the caller's rate: a caller faster
+    # than task.control_hz gets proportionally smaller steps (a 100-Hz push of full steps left the box by
+    # 17-65 mm, issue 14). 25 % above max_translation_m × 10 Hz, so a 10-Hz loop with jitter (steps ≥ 80 ms
+    # apart) still gets its full step.
+    max_speed_m_s: float = 0.25
+    max_angular_speed_rad_s: float = 1.25
+    # Gripper command (normalised, ±1) change per second: a 10-Hz step can still swing it fully, a 1-kHz
+    # caller needs 80 ms to flip the hand instead of chattering it.
+    max_gripper_rate: float = 25.0
+    # Along each axis the target leads the arm by at most this fraction of the arm's gap to the face ahead:
+    # franky carries an arm pre-empted at speed on past its target (up to ~1.6 × the lead in sim), and the
+    # lead sets the speed, so the arm slows down as it nears a face whatever the caller's rate. At 10 Hz a
+    # full step still reaches 4 cm from a face; the last centimetres take a few more steps.
+    approach_lead: float = 0.5
+    # External force norm (N) (the wrench the environment puts on the hand, base frame, as O_F_ext_hat_K)
+    # above which only motion along that force — away from the contact — is allowed.
     max_force_n: float = 30.0
-    # External torque norm (Nm) at the end effector above which motion stops: half of libfranka's default
-    # Cartesian torque collision threshold (20 Nm), so we stop before the arm's own reflex fires.
+    # External torque norm (Nm) at the end effector, likewise: half of libfranka's default Cartesian torque
+    # collision threshold (20 Nm), so we back off before the arm's own reflex fires.
     max_torque_nm: float = 10.0
+    # Above the limit for this long (a contact the motion away did not relieve), the arm retreats retreat_m /
+    # retreat_rad along the wrench; so no limit-level force lasts longer than this plus one control period
+    # and the retreat's own time (≤ 159 ms in all in sim at 10 Hz, once 359 ms on a loaded machine).
+    contact_hold_s: float = 0.1
+    # Above these the arm retreats at once and then pauses (resume(), or a reset, to go on): a hit this hard
+    # is not a grasp or an insertion going slightly wrong. 125 N pressed a held peg into the table (issue 14).
+    retreat_force_n: float = 60.0
+    retreat_torque_nm: float = 15.0
+    retreat_m: float = 0.01
+    retreat_rad: float = 0.05
+    # A retreat that has not arrived in this time ends (and pauses, after a hard hit).
+    retreat_timeout_s: float = 0.5
+    # Home/reset motions and calibration moves go through the same filter, at these slower speeds, re-targeted
+    # this often (the arm takes a new target at most every robot.arms[].retarget_period_s anyway, and each new
+    # motion is one more chance for franky's planner to fail on a jittery link).
+    slow_speed_m_s: float = 0.1
+    slow_angular_speed_rad_s: float = 0.5
+    slow_hz: float = 20.0
 
 
 @dataclass

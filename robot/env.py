@@ -55,6 +55,8 @@ class RobotEnv:
         self.keys = keys
         self.safety = safety
         self.scene = scene or NoScene()
+        if hasattr(arm, "use_safety"):
+            arm.use_safety(safety)  # the home motion passes the same filter as every action
         self.n_arms = arm.n_arms
         self.action_dim = ACTION_DIM * self.n_arms
         self.camera_names = [c.name for c in cameras]

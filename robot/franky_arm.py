@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from lastr1.errors import require
 from lastr1.robot import rotations
 from lastr1.robot.arm import Arm, ArmState
 from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError
+
+if TYPE_CHECKING:
+    from lastr1.robot.safety import Safety
 
 
 class FrankyArm(Arm):
@@ -59,6 +62,10 @@ class FrankyArm(Arm):
         self._hand_error = ""
         self._hand_thread: threading.Thread | None = None
         self._closing = False
+        self.safety: Safety | None = None  # set: the home motion passes it (use_safety)
+        self._sent: tuple[np.ndarray, np.ndarray] | None = None  # the target of the motion last sent, and when
+        self._sent_at = 0.0
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # a target waiting for its turn
 
     # ---------------------------------------------------------------- connection
 
@@ -139,6 +146,11 @@ class FrankyArm(Arm):
         robot = self._need()
         f = self._franky
         self._check_motion()
+        if not self._faults:
+            try:
+                self._flush()
+            except ArmFault:
+                pass  # recorded in _faults: the state below reports it
         try:
             s = robot.state
             width = float(self._gripper.width)
@@ -153,7 +165,9 @@ class FrankyArm(Arm):
             gripper_width=width,
             wrench=np.array(s.O_F_ext_hat_K, dtype=np.float64),
             errors=errors + [m for m in self._faults if m not in errors],
-            timestamp=time.monotonic(),
+            # The robot's own clock (FCI message time; sim time in franky-sim): the safety layer's per-second
+            # limits count in it, so a simulator running slower than real time is limited in its own seconds.
+            timestamp=float(s.time.to_sec()),
         )]
 
     @property
@@ -165,32 +179,51 @@ class FrankyArm(Arm):
     # ---------------------------------------------------------------- motion
 
     def move_to(self, positions: np.ndarray, quaternions: np.ndarray, grippers: np.ndarray) -> None:
-        robot = self._need()
-        f = self._franky
+        self._need()
         p = np.asarray(positions, dtype=np.float64).reshape(-1)[:3]
         q = np.asarray(quaternions, dtype=np.float64).reshape(-1)[:4]
         if self._faults:
             raise ArmFault(f"{self.cfg.name}: motion aborted earlier: {'; '.join(self._faults)}",
                            hint="call recover() before moving again")
-        motion = f.CartesianMotion(f.Affine(p, q / np.linalg.norm(q)), f.ReferenceType.Absolute)
+        # Pre-empting a motion at speed carries the arm on past the new target (49 mm at 0.2 m/s in sim), so the
+        # same target is sent once, and a new one at most every retarget_period_s: a faster caller's latest
+        # target waits, and goes out with the next call, state() or join() after that.
+        self._pending = (p, q / np.linalg.norm(q))
+        self._flush()
+        self.command_gripper(float(np.asarray(grippers).reshape(-1)[0]))
+
+    def _flush(self, now: bool = False) -> None:
+        """Send the pending target when it is new and its turn has come (or `now`)."""
+        if self._pending is None:
+            return
+        p, q = self._pending
+        t = time.monotonic()
+        if self._sent is not None and not now and t - self._sent_at < self.cfg.retarget_period_s:
+            return
+        self._pending = None
+        if self._sent is not None and _same_pose(self._sent, p, q):
+            return
+        f = self._franky
+        motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
         try:
             try:
-                robot.move(motion, asynchronous=True)
+                self._robot.move(motion, asynchronous=True)
             except (f.ControlException, RuntimeError) as e:
                 if not _preempted(e):
                     raise
-                robot.move(motion, asynchronous=True)
+                self._robot.move(motion, asynchronous=True)
         except f.NetworkException as e:
             raise self._lost(e) from None
         except (f.ControlException, f.CommandException, f.InvalidOperationException, RuntimeError) as e:
             self._faults.append(_first_line(e))
             raise ArmFault(f"{self.cfg.name}: motion refused: {e}", hint="call recover() before moving again") from None
-        self.command_gripper(float(np.asarray(grippers).reshape(-1)[0]))
+        self._sent, self._sent_at = (p.copy(), q.copy()), t
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the running motion to reach its target; False on timeout. Raises ArmFault if it aborted."""
         robot = self._need()
         f = self._franky
+        self._flush(now=True)
         try:
             return bool(robot.join_motion(timeout=timeout))
         except f.NetworkException as e:
@@ -204,6 +237,7 @@ class FrankyArm(Arm):
     def stop(self) -> None:
         robot = self._need()
         f = self._franky
+        self._sent = self._pending = None
         try:
             robot.stop()
             # The stopped motion ends with "preempted"; collect that here so the next move does not raise it.
@@ -235,6 +269,7 @@ class FrankyArm(Arm):
             raise ArmFault(f"{self.cfg.name}: automatic error recovery failed: {why}",
                            hint="check the arm in Desk (user stop released? in the workspace?), then recover there")
         self._faults.clear()
+        self._sent = self._pending = None
 
     def home_pose(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         p = np.array(self.cfg.home_xyz, dtype=np.float64)
@@ -244,6 +279,11 @@ class FrankyArm(Arm):
             yaw = yaw + rng.uniform(-1, 1) * self.cfg.home_noise_yaw
         return p, rotations.from_rpy(np.array([roll, pitch, yaw]))
 
+    def use_safety(self, safety: Safety) -> None:
+        """Send the home motion through this filter (its slow speeds, the box, the contact rules), as every
+        other motion; without one, reset() is a single franky motion straight home."""
+        self.safety = safety
+
     def start_reset(self, rng: np.random.Generator | None = None) -> None:
         """Begin the home motion and open the hand; `finish_reset()` waits for both (MultiArm overlaps arms)."""
         robot = self._need()
@@ -251,6 +291,11 @@ class FrankyArm(Arm):
         p, q = self.home_pose(rng)
         if self._faults or robot.has_errors:
             self.recover()
+        self._sent = self._pending = None  # (a teleport may have moved the arm away from it)
+        if self.safety is not None:
+            self.set_gripper(False, wait=False)
+            self.safety.drive(self, p[None], q[None], self.cfg.reset_timeout_s)
+            return
         motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
         try:
             try:
@@ -270,6 +315,9 @@ class FrankyArm(Arm):
     def finish_reset(self) -> None:
         robot = self._need()
         f = self._franky
+        if self.safety is not None:  # start_reset has arrived already
+            self.wait_gripper(self.cfg.reset_timeout_s)
+            return
         deadline = time.monotonic() + self.cfg.reset_timeout_s
         try:
             done = robot.join_motion(timeout=self.cfg.reset_timeout_s)
@@ -363,6 +411,11 @@ class MultiArm(Arm):
             raise RobotError("MultiArm needs at least one arm")
         self.arms = arms
         self.n_arms = sum(a.n_arms for a in arms)
+        self.safety: Safety | None = None
+
+    def use_safety(self, safety: Safety) -> None:
+        """One filter for all arms: the home motion moves them together through it (FrankyArm.use_safety)."""
+        self.safety = safety
 
     def connect(self) -> None:
         done = []
@@ -420,12 +473,27 @@ class MultiArm(Arm):
                 a.wait_gripper(timeout)
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
+        if self.safety is not None:
+            homes = [a.home_pose(rng) for a in self.arms]
+            for a in self.arms:
+                if a.has_errors:
+                    a.recover()
+                a.set_gripper(False, wait=False)
+            self.safety.drive(self, np.stack([p for p, _ in homes]), np.stack([q for _, q in homes]),
+                              max(a.cfg.reset_timeout_s for a in self.arms))
+            for a in self.arms:
+                a.wait_gripper(a.cfg.reset_timeout_s)
+            return
         # All arms move home at once (a dual-arm reset takes one arm's time) when they can start a reset.
         overlapping = [a for a in self.arms if hasattr(a, "start_reset")]
         for a in overlapping:
             a.start_reset(rng)
         for a in self.arms:
             a.finish_reset() if a in overlapping else a.reset(rng)
+
+
+def _same_pose(sent: tuple[np.ndarray, np.ndarray], p: np.ndarray, q: np.ndarray) -> bool:
+    return bool(np.linalg.norm(sent[0] - p) < 1e-6 and abs(float(sent[1] @ q)) > 1 - 1e-12)
 
 
 def _preempted(e: BaseException) -> bool:

@@ -167,6 +167,10 @@ class SimServer:
         fault("stall", seconds=0.3)."""
         self.call("fault", kind=kind, **kwargs)
 
+    def probe(self, box_min, box_max, max_force_n: float) -> dict:
+        """What the physics did since the last probe (robot/sim/server.py `_Probe`); then watch again."""
+        return self.call("probe", box_min=list(box_min), box_max=list(box_max), max_force_n=float(max_force_n))
+
     # -------------------------------------------------------------- lifetime
 
     def _stderr_tail(self, n: int = 2000) -> str:

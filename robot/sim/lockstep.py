@@ -510,6 +510,5 @@ def make_lockstep_env(cfg: Config, task: SimTask, safety: Safety) -> LockstepEnv
     env = LockstepEnv(cfg, world, arm, arms, cameras, scene, safety)
     # Whatever the safety layer times (the time between two filtered actions, how long a contact lasts) it
     # reads from `Safety.clock`: here the simulated time, or a fast lockstep loop would look like a slow arm.
-    # (setattr: the clock comes with the safety layer's elapsed-time limits, issue 14.)
-    setattr(safety, "clock", env.clock)  # noqa: B010
+    safety.clock = env.clock
     return env
