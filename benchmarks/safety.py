@@ -32,7 +32,7 @@ JUNK = [np.nan, np.inf, -np.inf, 1e9, -1e9, 1e308, -1e308, 3.4e38]
 
 def probe(env) -> dict:
     s = env.cfg.robot.safety
-    return env.sim.host.probe(s.box_min, s.box_max, s.max_force_n)
+    return env.scene.server.probe(s.box_min, s.box_max, s.max_force_n)
 
 
 def drive(env, action, hz: float, seconds: float, settle: float = 0.3, to_face: bool = False) -> dict:
@@ -73,7 +73,7 @@ class Sim:
         self.restarts: list[str] = []
 
     def _make(self):
-        from lastr1.robot.env import make_env
+        from lastr1.robot.factory import make_env
 
         return make_env(self.cfg)
 

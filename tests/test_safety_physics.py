@@ -20,8 +20,8 @@ from sim_helpers import overrides, require_sim
 require_sim()
 
 from lastr1 import configs  # noqa: E402
-from lastr1.robot.env import make_env  # noqa: E402
 from lastr1.robot.errors import ArmFault  # noqa: E402
+from lastr1.robot.factory import make_env  # noqa: E402
 
 MAX_EXCURSION_MM = 5.0
 MAX_FORCE_HOLD_MS = 200.0
@@ -43,7 +43,7 @@ def reset(env, seed: int):
 
 def probe(env) -> dict:
     s = env.cfg.robot.safety
-    return env.sim.host.probe(s.box_min, s.box_max, s.max_force_n)
+    return env.scene.server.probe(s.box_min, s.box_max, s.max_force_n)
 
 
 def drive(env, action, hz: float, seconds: float, settle: float = 0.3, until=None) -> dict:
