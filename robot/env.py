@@ -77,6 +77,7 @@ class RobotEnv:
         self.scene.reset(rng, condition)
         self.arm.reset(rng)
         self.scene.ready()
+        self.safety.new_episode()
         self._moving = False
         return self._fresh_observation(time.monotonic())
 

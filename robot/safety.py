@@ -101,6 +101,14 @@ class Safety:
         self._over_since: list[float | None] = [None] * n_arms  # when each arm's wrench went over the limit
         self._retreat: _Retreat | None = None
 
+    def new_episode(self) -> None:
+        """Forget the last episode's command stream (its last target and time, its gripper command, a contact
+        in progress): the arm was just reset, and what an episode may do must not depend on the one before."""
+        self._last_t = None
+        self._last_grippers = np.zeros(self.n_arms)
+        self._over_since = [None] * self.n_arms
+        self._retreat = None
+
     # ---- operator controls (safe to call from another thread: each is one attribute write) ----
 
     def pause(self) -> None:

@@ -461,3 +461,21 @@ def test_a_slow_move_stopped_by_a_reflex_raises_and_goes_after_a_recovery():
     arm.errors = ["Motion planner failed with error code -101"]  # a refused start: recovered in the move
     safety.drive(arm, goal[0] - [[0.01, 0, 0]], goal[1], timeout_s=30, sleep=lambda s: None)
     assert arm.errors == []
+
+
+def test_a_new_episode_does_not_inherit_the_last_ones_command_stream():
+    """After `new_episode` (RobotEnv.reset calls it) the filter answers as a fresh one: the last episode's
+    command time, target and gripper no longer shape the first step. A simulated reset can take no control
+    time at all, so without it the first step after a reset was granted no motion (and lockstep runs
+    depended on what ran before them)."""
+    home, act = [0.5, 0.0, 0.3], np.array([0.5, -0.5, 0.5, 0.0, 0.0, 0.0, -1.0])
+    frozen = lambda: 7.0  # noqa: E731 — the reset happened at the instant of the last command
+    used, fresh = Safety(CFG, clock=frozen), Safety(CFG, clock=frozen)
+    used.filter([state([0.52, 0.01, 0.31])], np.array([1.0, 0, 0, 0, 0, 0, 1.0]))  # the last episode's end
+    stale = used.filter([state(home)], act)
+    used.new_episode()
+    a, b = used.filter([state(home)], act), fresh.filter([state(home)], act)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    np.testing.assert_array_equal(a.grippers, b.grippers)
+    assert np.linalg.norm(b.positions[0] - home) > 0.005  # a fresh episode's first step moves ...
+    assert np.linalg.norm(stale.positions[0] - b.positions[0]) > 0.005  # ... the inherited stream did not
