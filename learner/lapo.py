@@ -90,6 +90,7 @@ class Decision:
     latent_len: int
     tokens: np.ndarray  # (H·D,) int64 sampled action bins
     rollout_logprob: float  # log π(chunk) as the actor sampled it (a check on the recomputed one)
+    rollout_exit_logprob: float  # log p(exit) likewise
 
 
 @dataclass
@@ -138,7 +139,7 @@ def decision_loss(new: Terms, old: Terms, adv: torch.Tensor, ret: torch.Tensor, 
     l_v = value_loss(new.value, old.value, ret, cfg.value_clip)
     loss = l_pi + cfg.value_weight * l_v
     stats = {"loss": loss, "action": l_a, "exit": l_e, "latent": l_z, "value": l_v,
-             "clip_frac": ((r_a - 1).abs() > hi).float().mean()}
+             "clip_frac": ((r_a > 1 + hi) | (r_a < 1 - lo)).float().mean()}
     return loss, {k: float(v.detach()) for k, v in stats.items()}
 
 

@@ -47,7 +47,7 @@ def decide(policy, images: dict, proprio: np.ndarray, instruction: str, temperat
     d = Decision(slow={c: images[c] for c in policy.cfg.slow_cameras},
                  fast={c: images[c] for c in policy.cfg.fast_cameras}, proprio=np.asarray(proprio, np.float32),
                  chain=chain, latent_len=int(prefix.latent_len), tokens=out.tokens.reshape(-1),
-                 rollout_logprob=float(out.logprob))
+                 rollout_logprob=float(out.logprob), rollout_exit_logprob=float(prefix.exit_logprob))
     return d, out
 
 
