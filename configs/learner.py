@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lastr1.configs.lapo import LapoConfig
+
 
 @dataclass
 class LeRobotFields:
@@ -52,3 +54,5 @@ class LearnerConfig:
     lerobot: LeRobotFields = field(default_factory=LeRobotFields)
     # Stream the learner's curves to rerun (learner/view.py): "" off, "web", "spawn" or a FILE.rrd.
     view: str = ""
+    # On-policy PPO for simulated tasks (`lastr1 lapo`); `lastr1 learner` / `sync` stay BC + Q.
+    lapo: LapoConfig = field(default_factory=LapoConfig)

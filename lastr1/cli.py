@@ -39,6 +39,8 @@ COMMANDS: dict[str, Command] = {
                      "run the robot-side RL actor: robot + policy + link to the learner"),
     "learner": Command("lastr1.learner.cli", "add_learner_arguments", "learner_main",
                        "serve actors: replay buffers, BC + Q updates on LoRA, adapter broadcast"),
+    "lapo": Command("lastr1.learner.cli", "add_lapo_arguments", "lapo_main",
+                    "LAPO (latent-to-action PPO) on the lockstep simulated robot, with held-out evaluations"),
     "sync": Command("lastr1.actor.cli", "add_sync_arguments", "sync_main",
                     "actor and learner in lockstep in one process: a fixed number of updates per transition"),
     "record": Command("lastr1.actor.cli", "add_record_arguments", "record_main",

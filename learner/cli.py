@@ -1,4 +1,4 @@
-"""`lastr1 learner --config …`: serve actors, learn, publish adapters."""
+"""`lastr1 learner --config …`: serve actors, learn, publish adapters; `lastr1 lapo`: on-policy PPO in sim."""
 
 from __future__ import annotations
 
@@ -31,4 +31,25 @@ def learner_main(args: argparse.Namespace) -> int:
         learner.run(stop, max_updates=args.max_updates)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def add_lapo_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--iterations", type=int, default=None, help="PPO iterations (learner.lapo.iterations)")
+    parser.add_argument("--out", default=None, help="output folder (default <run_dir>/lapo)")
+    parser.add_argument("--no-video", action="store_true", help="no MP4 per held-out episode")
+
+
+def lapo_main(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lastr1.learner.lapo_run import run_lapo
+
+    cfg = load_config(args)
+    res = run_lapo(cfg, Path(args.out) if args.out else Path(cfg.run_dir) / "lapo", args.iterations,
+                   video=not args.no_video)
+    print(json.dumps({"held_out_pct": res["evals"], "latent_lengths": res["latent_lengths"],
+                      "steps_per_s": round(res["steps_per_s"], 2)}))
     return 0

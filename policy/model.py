@@ -67,6 +67,9 @@ class Prefix:
     exit_logprob: float  # explore: log softmax(e/T)[exit]; greedy: log σ(e[exit]) (exit confidence)
     value: float  # value head on the chosen <latent_end>
     version: int  # adapter version that produced it
+    # (groups computed × G, d) every latent generated, the dropped groups too: the later exit candidates'
+    # logits read them, so LAPO's teacher-forced pass needs them to score the exit as it was sampled
+    chain: torch.Tensor | None = None
 
 
 @dataclass
@@ -393,6 +396,7 @@ class Policy(nn.Module):
                 exit_logprob=exit_logprob,
                 value=float(self.value_head(ends[g])),
                 version=self.version,
+                chain=torch.stack(latents),
             )
 
     # --- fast system --------------------------------------------------------------------------------------
