@@ -52,6 +52,9 @@ class FrankyArm(Arm):
                 f"gripper hysteresis needs open_at < close_at, got {gripper_open_at} and {gripper_close_at}",
                 hint="set robot.gripper_open_at below robot.gripper_close_at (defaults -0.5 and 0.5)",
             )
+        if cfg.motion_retries < 0:
+            raise RobotError(f"{cfg.name}: motion_retries must be 0 or more, got {cfg.motion_retries}",
+                             hint="set robot.arms[i].motion_retries to 0 (no retry) or more")
         self.cfg = cfg
         self.host = host or cfg.host
         self.close_at, self.open_at = gripper_close_at, gripper_open_at
@@ -295,6 +298,8 @@ class FrankyArm(Arm):
         """Begin the home motion and open the hand; `finish_reset()` waits for both (MultiArm overlaps arms).
         A home motion the planner refuses or a reflex aborts is recovered and started again (_retrying)."""
         self._home = self.home_pose(rng)
+        if self.has_errors:  # an error left from before (the last episode's reflex) is not a failed try
+            self.recover()
         if self.safety is not None:
             self._sent = self._pending = None
             self.set_gripper(False, wait=False)
@@ -496,6 +501,8 @@ class MultiArm(Arm):
         if self.safety is not None:
             homes = [a.home_pose(rng) for a in self.arms]
             for a in self.arms:
+                if a.has_errors:
+                    a.recover()
                 a.set_gripper(False, wait=False)
             safety = self.safety
             _retrying(self.arms, "the home move", lambda: safety.drive(
@@ -519,9 +526,6 @@ def _retrying(arms: list[FrankyArm], what: str, attempt: Callable[[], object],
     A fault with no arm error (a person's pause, a timeout) is raised at once: retrying would not change it."""
     retries = min(a.cfg.motion_retries for a in arms)
     for k in range(retries + 1):
-        for a in arms:  # an error left from before (the last episode's reflex) is not a failed try
-            if k == 0 and a.has_errors:
-                a.recover()
         try:
             (attempt if k == 0 else again or attempt)()
             return

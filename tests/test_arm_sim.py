@@ -15,7 +15,7 @@ from sim_helpers import overrides, require_sim
 require_sim()
 
 from lastr1 import configs  # noqa: E402
-from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound  # noqa: E402
+from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError  # noqa: E402
 from lastr1.robot.franky_arm import FrankyArm  # noqa: E402
 from lastr1.robot.sim.client import SimServer  # noqa: E402
 from lastr1.robot.sim.tasks import PEG_H, PEG_R  # noqa: E402
@@ -188,6 +188,14 @@ def test_a_home_motion_aborted_past_its_retries_raises(arm, server, monkeypatch)
         _reset_hit_by_a_reflex(arm, server)
     assert e.value.hint and arm.has_errors
     arm.recover()
+
+
+def test_negative_motion_retries_is_refused(cfg):
+    from dataclasses import replace
+
+    with pytest.raises(RobotError, match="motion_retries") as e:
+        FrankyArm(replace(cfg.robot.arms[0], motion_retries=-1))
+    assert e.value.hint
 
 
 def test_nothing_listening_is_a_clear_device_not_found(cfg):
