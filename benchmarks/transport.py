@@ -12,6 +12,7 @@ Latency = learner recv() time − actor send() time at 50 Hz. pickle+lz4 does no
 setting and is measured once per CURVE setting (raw images). Default setting = CURVE on, raw images.
 
     python benchmarks/transport.py [--seconds 2.0]   # ~50 s
+    python benchmarks/transport.py --profile on       # ms per transition by stage and thread (CURVE on)
 """
 
 from __future__ import annotations
@@ -224,10 +225,118 @@ def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict
                 p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)))
 
 
+# stage → substrings of "file:function" in cProfile's table
+STAGES = {
+    "spool_write": ["posix.writev"],
+    "zmq_send": ["socket.py:send"],  # on the caller: the waker
+    "zmq_recv": ["recv_multipart"],
+    "encode": ["codec.py:_parts", "codec.py:packb", "{method 'join' of 'bytes' objects}"],
+    "validate": ["messages.py:from_wire", "messages.py:_array", "messages.py:_finite", "messages.py:_images"],
+    "decode": ["codec.py:unpackb", "codec.py:_unpack_array", "codec.py:_pairs"],
+    "idle": ["poll.py:poll", "time.sleep", "lock' objects"],
+}
+
+
+def _profiled(cls, out: str):
+    import cProfile
+
+    run = cls._run
+
+    def wrapped(self):
+        p = cProfile.Profile()
+        p.enable()
+        try:
+            run(self)
+        finally:
+            p.disable()
+            p.dump_stats(out)
+
+    cls._run = wrapped
+
+
+def _stages(path: str, n: int) -> dict:
+    import pstats
+
+    stats = pstats.Stats(path).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values())  # tottime
+    out = {k: 0.0 for k in STAGES}
+    for (file, _, func), v in stats.items():
+        name = f"{os.path.basename(file)}:{func}"
+        for stage, keys in STAGES.items():
+            if any(k in name for k in keys):
+                out[stage] += v[2]
+                break
+    out["other"] = total - sum(out.values())
+    return {k: round(v / n * 1e3, 3) for k, v in out.items()}
+
+
+def _profiled_learner(root: str, curve: bool, tmp: str, conn) -> None:
+    import logging
+
+    from lastr1.transport.learner_link import LearnerLink
+
+    logging.basicConfig(level=logging.ERROR)
+    _profiled(LearnerLink, f"{tmp}/learner_io.prof")
+    link = LearnerLink(_cfg(root, curve, 0))
+    conn.send(link.port)
+    n = 0
+    while not conn.poll():
+        batch = link.recv(0.05)
+        n += len(batch)
+        link.ack(batch)
+    link.close()
+    conn.recv()
+    conn.send(n)
+
+
+def profile(curve: bool, seconds: float) -> dict:
+    """Where a transition's time goes on our wire (raw images): each thread (the actor's caller and I/O thread,
+    the learner's I/O thread) runs under cProfile while the actor sends as fast as the window allows; ms per
+    transition by stage (cProfile's own time: with the profiler's overhead and, on a loaded machine, the waits
+    for the GIL and a core)."""
+    import cProfile
+
+    from lastr1.transport import curve_keys
+    from lastr1.transport.actor_link import ActorLink
+
+    tmp = tempfile.mkdtemp(prefix="lastr1-prof-")
+    root = f"{tmp}/wire"
+    curve_keys.generate(f"{root}/keys", ["actor0"])
+    _profiled(ActorLink, f"{tmp}/actor_io.prof")
+    here, there = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=_profiled_learner, args=(root, curve, tmp, there), daemon=True)
+    proc.start()
+    sender = Ours(root, curve, 0, here.recv(), make_transition())
+    sender.burst(time.time() + 0.5)  # warm-up: handshake, page cache
+    sender.settle()
+    first = sender.link._next_seq
+    p = cProfile.Profile()
+    p.enable()
+    t0 = time.time()
+    sender.burst(t0 + seconds)
+    sender.settle()
+    dt = time.time() - t0
+    p.disable()
+    p.dump_stats(f"{tmp}/actor_main.prof")
+    n = sender.link._next_seq - first
+    sender.close()
+    here.send("stop")
+    total = here.recv()
+    proc.join(10)
+    # The I/O threads' profiles include the warm-up's transitions too: per transition over all they moved.
+    return {
+        "curve": "on" if curve else "off", "transitions_per_s": round(n / dt, 1), "transitions": total,
+        "ms_per_transition": {"actor_caller": _stages(f"{tmp}/actor_main.prof", n),
+                              "actor_io": _stages(f"{tmp}/actor_io.prof", total),
+                              "learner_io": _stages(f"{tmp}/learner_io.prof", total)},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0, help="throughput window per measurement")
     ap.add_argument("--jpeg-quality", type=int, default=90)
+    ap.add_argument("--profile", choices=["on", "off"], help="instead: profile our wire with CURVE on/off, raw images")
     args = ap.parse_args()
     import logging
 
@@ -236,6 +345,10 @@ def main() -> None:
     from lastr1.transport.sockets import tune_malloc
 
     tune_malloc()
+    if args.profile:
+        print(json.dumps({**profile(args.profile == "on", args.seconds), "cpu_count": os.cpu_count(),
+                          "load_avg_1m": round(os.getloadavg()[0], 2)}))
+        return
 
     t = make_transition()
     root = tempfile.mkdtemp(prefix="lastr1-bench-")

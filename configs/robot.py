@@ -31,6 +31,11 @@ class ArmConfig:
     # its turn): franky pre-empting a motion at speed carries the arm on far past the new target (49 mm from
     # 0.2 m/s in sim, issue 14), while targets ≥ 50 ms apart stayed within 2-3 mm of it.
     retarget_period_s: float = 0.05
+    # A home move that franky's planner refuses (Ruckig -110/-111: a starved control PC, a jittery link, right
+    # after a teleport) or a reflex aborts is recovered and started again this many times, each logged, before
+    # ArmFault: franky's users recover and retry, and a reset has no contact to respect (the safety filter still
+    # drives it slowly). Streamed motions are not retried: their reflexes are the env's to report.
+    motion_retries: int = 3
 
 
 @dataclass

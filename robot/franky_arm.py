@@ -14,14 +14,18 @@ gripper number crosses the hysteresis thresholds, never every step.
 
 Errors: a reflex/collision aborts the running motion; `state().errors` then lists the franka::Errors names
 (and the aborted motion's message), `move_to` raises `ArmFault`, and `recover()` runs franky's automatic
-error recovery. Nothing listening at the host → `DeviceNotFound`; a connection that dies → `ConnectionLost`.
+error recovery. A home motion (reset) that the planner refuses or a reflex aborts is recovered and started
+again up to `motion_retries` times, each logged, before ArmFault.
+Nothing listening at the host → `DeviceNotFound`; a connection that dies → `ConnectionLost`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +39,8 @@ from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotE
 if TYPE_CHECKING:
     from lastr1.robot.safety import Safety
 
+log = logging.getLogger(__name__)
+
 
 class FrankyArm(Arm):
     n_arms = 1
@@ -46,6 +52,9 @@ class FrankyArm(Arm):
                 f"gripper hysteresis needs open_at < close_at, got {gripper_open_at} and {gripper_close_at}",
                 hint="set robot.gripper_open_at below robot.gripper_close_at (defaults -0.5 and 0.5)",
             )
+        if cfg.motion_retries < 0:
+            raise RobotError(f"{cfg.name}: motion_retries must be 0 or more, got {cfg.motion_retries}",
+                             hint="set robot.arms[i].motion_retries to 0 (no retry) or more")
         self.cfg = cfg
         self.host = host or cfg.host
         self.close_at, self.open_at = gripper_close_at, gripper_open_at
@@ -66,6 +75,7 @@ class FrankyArm(Arm):
         self._sent: tuple[np.ndarray, np.ndarray] | None = None  # the target of the motion last sent, and when
         self._sent_at = 0.0
         self._pending: tuple[np.ndarray, np.ndarray] | None = None  # a target waiting for its turn
+        self._home: tuple[np.ndarray, np.ndarray] = self.home_pose()  # the home pose of the running reset
 
     # ---------------------------------------------------------------- connection
 
@@ -285,17 +295,26 @@ class FrankyArm(Arm):
         self.safety = safety
 
     def start_reset(self, rng: np.random.Generator | None = None) -> None:
-        """Begin the home motion and open the hand; `finish_reset()` waits for both (MultiArm overlaps arms)."""
+        """Begin the home motion and open the hand; `finish_reset()` waits for both (MultiArm overlaps arms).
+        A home motion the planner refuses or a reflex aborts is recovered and started again (_retrying)."""
+        self._home = self.home_pose(rng)
+        if self.has_errors:  # an error left from before (the last episode's reflex) is not a failed try
+            self.recover()
+        if self.safety is not None:
+            self._sent = self._pending = None
+            self.set_gripper(False, wait=False)
+            p, q = self._home
+            safety = self.safety
+            _retrying([self], "the home move", lambda: safety.drive(self, p[None], q[None], self.cfg.reset_timeout_s))
+            return
+        _retrying([self], "the home motion", self._send_home)
+        self.set_gripper(False, wait=False)
+
+    def _send_home(self) -> None:
         robot = self._need()
         f = self._franky
-        p, q = self.home_pose(rng)
-        if self._faults or robot.has_errors:
-            self.recover()
         self._sent = self._pending = None  # (a teleport may have moved the arm away from it)
-        if self.safety is not None:
-            self.set_gripper(False, wait=False)
-            self.safety.drive(self, p[None], q[None], self.cfg.reset_timeout_s)
-            return
+        p, q = self._home
         motion = f.CartesianMotion(f.Affine(p, q), f.ReferenceType.Absolute)
         try:
             try:
@@ -310,15 +329,22 @@ class FrankyArm(Arm):
             self._faults.append(_first_line(e))
             raise ArmFault(f"{self.cfg.name}: the home motion was refused: {e}",
                            hint="recover() and reset() again") from None
-        self.set_gripper(False, wait=False)
 
     def finish_reset(self) -> None:
-        robot = self._need()
-        f = self._franky
         if self.safety is not None:  # start_reset has arrived already
             self.wait_gripper(self.cfg.reset_timeout_s)
             return
         deadline = time.monotonic() + self.cfg.reset_timeout_s
+        _retrying([self], "the home motion", self._join_home, again=self._resend_home)
+        self.wait_gripper(max(0.1, deadline - time.monotonic()))
+
+    def _resend_home(self) -> None:
+        self._send_home()
+        self._join_home()
+
+    def _join_home(self) -> None:
+        robot = self._need()
+        f = self._franky
         try:
             done = robot.join_motion(timeout=self.cfg.reset_timeout_s)
         except f.NetworkException as e:
@@ -330,7 +356,6 @@ class FrankyArm(Arm):
         if not done:
             raise ArmFault(f"{self.cfg.name}: the home motion did not finish in {self.cfg.reset_timeout_s} s",
                            hint="check the arm is not blocked; raise robot.arms[i].reset_timeout_s if it is just slow")
-        self.wait_gripper(max(0.1, deadline - time.monotonic()))
 
     def reset(self, rng: np.random.Generator | None = None) -> None:
         self.start_reset(rng)
@@ -479,8 +504,10 @@ class MultiArm(Arm):
                 if a.has_errors:
                     a.recover()
                 a.set_gripper(False, wait=False)
-            self.safety.drive(self, np.stack([p for p, _ in homes]), np.stack([q for _, q in homes]),
-                              max(a.cfg.reset_timeout_s for a in self.arms))
+            safety = self.safety
+            _retrying(self.arms, "the home move", lambda: safety.drive(
+                self, np.stack([p for p, _ in homes]), np.stack([q for _, q in homes]),
+                max(a.cfg.reset_timeout_s for a in self.arms)))
             for a in self.arms:
                 a.wait_gripper(a.cfg.reset_timeout_s)
             return
@@ -490,6 +517,26 @@ class MultiArm(Arm):
             a.start_reset(rng)
         for a in self.arms:
             a.finish_reset() if a in overlapping else a.reset(rng)
+
+
+def _retrying(arms: list[FrankyArm], what: str, attempt: Callable[[], object],
+              again: Callable[[], object] | None = None) -> None:
+    """Run `attempt`; when it raises ArmFault with an arm in error (a planner refusal, a reflex), recover every
+    arm in error and run `again` (default: `attempt`), at most robot.arms[].motion_retries times, logging each.
+    A fault with no arm error (a person's pause, a timeout) is raised at once: retrying would not change it."""
+    retries = min(a.cfg.motion_retries for a in arms)
+    for k in range(retries + 1):
+        try:
+            (attempt if k == 0 else again or attempt)()
+            return
+        except ArmFault as e:
+            failed = [a for a in arms if a.has_errors]
+            if not failed or k == retries:
+                raise
+            log.warning("%s failed (%s); recovering and trying again (retry %d of %d)", what, e, k + 1, retries)
+            for a in failed:
+                a.recover()
+            time.sleep(0.1 * (k + 1))  # a starved planner gets a moment (as franky's users do)
 
 
 def _same_pose(sent: tuple[np.ndarray, np.ndarray], p: np.ndarray, q: np.ndarray) -> bool:

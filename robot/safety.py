@@ -376,9 +376,9 @@ class Safety:
               tol_m: float = 0.002, tol_rad: float = 0.01, sleep: Callable[[float], None] = time.sleep) -> None:
         """Move every arm of `arm` to absolute poses (n, 3) / (n, 4) at the slow speeds, re-targeting at
         `slow_hz`, and wait until it is there. A target outside the box ends on the box. A contact the rules
-        retreat from does not end it (three hard hits do), nor does franky's planner refusing a motion (five
-        times do). Raises ArmFault when the filter holds (a person's pause, e-stop, a reflex: recover and retry,
-        as the actor does) or after timeout_s.
+        retreat from does not end it (three hard hits do). Raises ArmFault when the filter holds (a person's pause,
+        e-stop, an arm error: FrankyArm recovers and retries planner refusals and reflexes of its home move) or
+        after timeout_s.
 
         A deliberate slow move (a reset, a calibration view) ends a pause the contact rules set, not one a
         person set, nor an e-stop."""
@@ -392,7 +392,7 @@ class Safety:
         goal_q = rotations.normalize(np.asarray(quaternions, np.float64).reshape(self.n_arms, 4))
         wall = self.clock or time.monotonic  # (the deadline is a person's, in wall-clock seconds)
         deadline = wall() + timeout_s
-        pauses = refusals = 0
+        pauses = 0
         while True:
             states = arm.state()
             pos, quat = self._current(states)
@@ -402,13 +402,6 @@ class Safety:
             cmd = self._command(states, goal_p, goal_q, None, [], False,
                                 self.cfg.slow_speed_m_s, self.cfg.slow_angular_speed_rad_s)
             errors = [e for st in states for e in st.errors]
-            if cmd.held and errors and all("planner" in e for e in errors) and refusals < 5 and not self.stopped:
-                # franky's planner refused a new motion (on a jittery link, right after a teleport): nothing
-                # moved, so recover and try again; a reflex or collision is the caller's to handle.
-                arm.recover()
-                refusals += 1
-                sleep(0.1 * refusals)
-                continue
             pressed = any(t is not None for t in self._over_since) and not self._paused and not errors
             if cmd.held and not self._estopped and ((self._pause_reason and pauses < 3) or pressed):
                 # A hit the arm has retreated from (or a simulator's teleport transient), or a press the contact

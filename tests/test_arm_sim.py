@@ -5,6 +5,7 @@ One sim server for the module (startup ~3 s); the last test kills it on purpose 
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ from sim_helpers import overrides, require_sim
 require_sim()
 
 from lastr1 import configs  # noqa: E402
-from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound  # noqa: E402
+from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotError  # noqa: E402
 from lastr1.robot.franky_arm import FrankyArm  # noqa: E402
 from lastr1.robot.sim.client import SimServer  # noqa: E402
 from lastr1.robot.sim.tasks import PEG_H, PEG_R  # noqa: E402
@@ -156,6 +157,45 @@ def test_reflex_error_is_reported_and_recovered(arm, server):
     assert arm.state()[0].errors == [] and not arm.has_errors
     arm.move_to(s.position[None], s.quaternion[None], np.array([0.0]))
     assert arm.join(timeout=10)
+
+
+def _reset_hit_by_a_reflex(arm, server):
+    """Reset from away from home with a reflex injected while the arm travels home."""
+    arm.reset()
+    s = arm.state()[0]
+    arm.move_to((s.position + [0.0, 0.12, 0.1])[None], s.quaternion[None], np.array([0.0]))
+    assert arm.join(timeout=10)
+    timer = threading.Timer(0.25, lambda: server.fault("reflex", arm=0))
+    timer.start()
+    try:
+        arm.reset()
+    finally:
+        timer.join()
+
+
+def test_a_reflex_during_the_home_motion_is_recovered_and_retried(arm, server, caplog):
+    with caplog.at_level("WARNING", logger="lastr1.robot.franky_arm"):
+        _reset_hit_by_a_reflex(arm, server)
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert retries and "the home motion" in retries[0] and "reflex" in retries[0] and "retry 1 of 3" in retries[0]
+    home, _ = arm.home_pose()
+    assert np.linalg.norm(arm.state()[0].position - home) < 0.01 and not arm.has_errors
+
+
+def test_a_home_motion_aborted_past_its_retries_raises(arm, server, monkeypatch):
+    monkeypatch.setattr(arm.cfg, "motion_retries", 0)
+    with pytest.raises(ArmFault, match="home motion was aborted") as e:
+        _reset_hit_by_a_reflex(arm, server)
+    assert e.value.hint and arm.has_errors
+    arm.recover()
+
+
+def test_negative_motion_retries_is_refused(cfg):
+    from dataclasses import replace
+
+    with pytest.raises(RobotError, match="motion_retries") as e:
+        FrankyArm(replace(cfg.robot.arms[0], motion_retries=-1))
+    assert e.value.hint
 
 
 def test_nothing_listening_is_a_clear_device_not_found(cfg):

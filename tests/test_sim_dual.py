@@ -19,9 +19,6 @@ from lastr1.robot.factory import make_env  # noqa: E402
 from lastr1.robot.keys import Key  # noqa: E402
 
 
-# franky-sim: two real-time arm links and MuJoCo on 2 cores: a starved run can miss the synchronised grasp (see
-# planner errors -110/-111 of franky on a jittery 1 kHz link); one rerun, on a fresh pair of arms.
-@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("kind", ["lockstep", pytest.param("sim", marks=pytest.mark.slow)])
 def test_two_arms_lift_the_bar_together(kind):
     cfg = configs.load("sim_lift_bar", ["--robot.kind", kind, *overrides(4, 2)])

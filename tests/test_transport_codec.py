@@ -183,6 +183,10 @@ def _tamper(t: Transition, **fields) -> bytes:
 @pytest.mark.parametrize("fields, reason", [
     (dict(action=np.full((8, 7), np.nan, np.float32)), "action holds NaN"),
     (dict(latents=np.full((8, 16), np.inf, np.float16)), "latents holds NaN or inf"),
+    (dict(latents=np.where(np.arange(128).reshape(8, 16) == 77, np.float16(-np.inf), np.float16(-65504))),
+     "latents holds NaN or inf"),  # one -inf among the largest finite float16s
+    (dict(latents=np.where(np.arange(128).reshape(8, 16) == 3, np.float16(np.nan), np.float16(1))),
+     "latents holds NaN or inf"),
     (dict(proprio=np.zeros(8, np.float64)), "proprio must be float32"),
     (dict(images={"front": np.zeros((4, 4), np.uint8)}), "images.front must have 3 dimensions"),
     (dict(images={}), "1..8 camera images"),

@@ -144,18 +144,18 @@ def _sized(n: int, c8: int, c16: int, c32: int, ext: int | None = None) -> bytes
     return struct.pack(">BI", c32, n) + t
 
 
-def _parts(obj, out: list) -> None:
+def _parts(obj, out: list, pack) -> None:
     # Emits the msgpack encoding as a list of buffers so big arrays and blobs are copied exactly once, by the
     # final join (msgpack.packb would copy each array twice more, and its buffer growth is slow for MBs).
     if isinstance(obj, dict):
         out.append(_head(0x80, (0xDE, 0xDF), len(obj)))
         for k, v in obj.items():
-            _parts(k, out)
-            _parts(v, out)
+            _parts(k, out, pack)
+            _parts(v, out, pack)
     elif isinstance(obj, (list, tuple)):
         out.append(_head(0x90, (0xDC, 0xDD), len(obj)))
         for v in obj:
-            _parts(v, out)
+            _parts(v, out, pack)
     elif isinstance(obj, np.ndarray):
         a, header = _array_header(obj)
         data = a.reshape(-1).view(np.uint8).data
@@ -163,12 +163,13 @@ def _parts(obj, out: list) -> None:
     elif isinstance(obj, (bytes, bytearray, memoryview)) and len(obj) > 1024:
         out += [_sized(memoryview(obj).nbytes, 0xC4, 0xC5, 0xC6), obj]
     else:
-        out.append(msgpack.packb(obj, default=_default, use_bin_type=True))
+        out.append(pack(obj))
 
 
 def packb(obj) -> bytes:
     out: list = []
-    _parts(obj, out)
+    # One packer for the message's small values: msgpack.packb would build one per key and scalar (~40 a step).
+    _parts(obj, out, msgpack.Packer(default=_default, use_bin_type=True).pack)
     return b"".join(out)
 
 
