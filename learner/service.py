@@ -59,8 +59,9 @@ class Paths:
         return self.root / "tensorboard" / "learner"
 
 
-def transition_row(t, latent_max: int, latent_dim: int) -> dict:
-    """A wire Transition → a replay row (latents padded to L_max; the exit length kept for teacher forcing)."""
+def transition_row(t, latent_max: int, latent_dim: int, slow_cameras: tuple[str, ...] = ()) -> dict:
+    """A wire Transition → a replay row (latents padded to L_max; the exit length kept for teacher forcing;
+    `slow/<camera>` the frame each slow camera's prefix was reasoned from, the step's own when not sent)."""
     z = np.zeros((latent_max, latent_dim), np.float16)
     n = latent_max
     if t.latents is not None and t.latent_len > 0:
@@ -70,6 +71,8 @@ def transition_row(t, latent_max: int, latent_dim: int) -> dict:
     row.update(proprio=np.asarray(t.proprio, np.float32), action=np.asarray(t.action, np.float32), latents=z,
                latent_len=np.int64(n), reward=np.float32(t.reward), terminated=np.bool_(t.terminated),
                truncated=np.bool_(t.truncated), intervention=np.bool_(t.intervention))
+    for c in slow_cameras:
+        row[f"slow/{c}"] = (t.slow_images or t.images).get(c, t.images[c])
     return row
 
 
@@ -144,8 +147,8 @@ class Learner:
             return 0
         p = self.policy
         for t in ts:
-            self.rollout.add(transition_row(t, p.L_max, p.d), stream=f"{t.actor_id}/{t.epoch}/{t.episode}",
-                             step=t.step, final_obs=final_obs(t))
+            row = transition_row(t, p.L_max, p.d, tuple(p.cfg.slow_cameras))
+            self.rollout.add(row, stream=f"{t.actor_id}/{t.epoch}/{t.episode}", step=t.step, final_obs=final_obs(t))
             self.per_actor[t.actor_id] = self.per_actor.get(t.actor_id, 0) + 1
             c = self.trainer.counters
             c.received += 1
