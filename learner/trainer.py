@@ -133,23 +133,33 @@ class Trainer:
 
     # -- the two steps ------------------------------------------------------------------------------------
 
-    def critic_step(self) -> dict:
+    def critic_inputs(self) -> list[tuple]:
+        """The VLA's part of a critic step, once per update: for each of `grad_accum` micro-batches the state
+        features, the executed action, r, terminated, and s′'s features and greedy action. The actor does not
+        step between an update's critic steps, so these are exactly what each of them would recompute; the
+        critic steps then cost only the Q heads (measured: the VLA forward was ~all of a critic step)."""
+        p, out_ = self.policy, []
+        with torch.no_grad():
+            for _ in range(self.lc.grad_accum):
+                b, _ = self.micro_batch()
+                n = len(b)
+                out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
+                out_.append((out.feature[:n], self.executed(b.action), torch.as_tensor(b.reward, dtype=torch.float32),
+                             torch.as_tensor(b.terminated), out.feature[n:], self._pi(out.action_logits[n:])))
+        return out_
+
+    def critic_step(self, inputs: list[tuple] | None = None) -> dict:
         p, lc = self.policy, self.lc
+        inputs = self.critic_inputs() if inputs is None else inputs
         self.opt_critic.zero_grad(set_to_none=True)
         total, q_mean = 0.0, 0.0
-        for _ in range(lc.grad_accum):
-            b, _ = self.micro_batch()
-            n = len(b)
-            with torch.no_grad():
-                out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
-                feat, feat_next = out.feature[:n], out.feature[n:]
-                y = td_target(torch.as_tensor(b.reward, dtype=torch.float32), torch.as_tensor(b.terminated),
-                              p.q_target(feat_next, self._pi(out.action_logits[n:])), lc.gamma)
-            q = p.q(feat, self.executed(b.action))
-            loss = critic_loss(q, y) / lc.grad_accum
+        for feat, a, r, term, feat_next, a_next in inputs:
+            y = td_target(r, term, p.q_target(feat_next, a_next), lc.gamma)  # with the current target heads
+            q = p.q(feat, a)
+            loss = critic_loss(q, y) / len(inputs)
             loss.backward()
             total += float(loss.detach())
-            q_mean += float(q.detach().mean()) / lc.grad_accum
+            q_mean += float(q.detach().mean()) / len(inputs)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.critic_params, lc.grad_clip)
         self.opt_critic.step()
         soft_update(p.q_targets, p.q_heads, lc.tau)
@@ -212,12 +222,14 @@ class Trainer:
         return self.lc.lr * min(1.0, (self.counters.actor_steps + 1) / n) if n > 0 else self.lc.lr
 
     def update(self) -> dict:
-        """2 critic steps, then 1 actor step (the critic-to-actor ratio of D.4); the first
+        """2 critic steps (on one set of VLA features), then 1 actor step (the critic-to-actor ratio of D.4,
+        `critic_updates_per_actor_update`; more critic steps cost only the Q heads); the first
         `critic_only_updates` updates leave the actor out."""
         self.policy.train()
         stats: dict = {}
+        inputs = self.critic_inputs()
         for _ in range(self.lc.critic_updates_per_actor_update):
-            stats.update(self.critic_step())
+            stats.update(self.critic_step(inputs))
         if self.counters.updates >= self.lc.critic_only_updates:
             stats.update(self.actor_step())
         self.policy.eval()

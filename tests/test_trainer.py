@@ -82,8 +82,8 @@ def test_start_threshold_ratio_and_accumulation(setup, tmp_path):
     orig = tr._micro_batch
     tr._micro_batch = lambda: calls.append(1) or orig()
     stats = tr.update()
-    # 2 critic steps + 1 actor step, each over grad_accum micro-batches of 2 demo + 2 rollout rows
-    assert len(calls) == (2 + 1) * cfg.learner.grad_accum
+    # 2 critic steps sharing one set of grad_accum micro-batches (the VLA features), 1 actor step over its own
+    assert len(calls) == (1 + 1) * cfg.learner.grad_accum
     assert (tr.counters.critic_steps, tr.counters.actor_steps, tr.counters.updates) == (2, 1, 1)
     assert {"critic_loss", "actor_loss", "bc_loss", "q"} <= set(stats)
     b, bc, _ = orig()
