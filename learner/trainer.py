@@ -153,8 +153,10 @@ class Trainer:
         inputs = self.critic_inputs() if inputs is None else inputs
         self.opt_critic.zero_grad(set_to_none=True)
         total, q_mean = 0.0, 0.0
+        n_q = p.q_targets.n
+        pick = torch.as_tensor(np.sort(self.rng.choice(n_q, min(lc.q_target_subset, n_q), replace=False)))
         for feat, a, r, term, feat_next, a_next in inputs:
-            y = td_target(r, term, p.q_target(feat_next, a_next), lc.gamma)  # with the current target heads
+            y = td_target(r, term, p.q_target(feat_next, a_next)[pick], lc.gamma)  # the current target heads
             q = p.q(feat, a)
             loss = critic_loss(q, y) / len(inputs)
             loss.backward()

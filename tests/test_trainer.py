@@ -356,3 +356,42 @@ def test_reasoning_stays_trained_on_demo_rows(setup):
     policy.zero_grad(set_to_none=True)
     tr.actor_step()
     assert policy.exit_head.weight.grad is None or policy.exit_head.weight.grad.abs().sum() == 0
+
+
+def test_td_target_takes_the_minimum_over_a_random_pair_of_a_larger_ensemble(tmp_path):
+    """REDQ/RLPD: with 4 heads the target's minimum is over 2 drawn per critic step, not over all 4 (which
+    would be more pessimistic) and not always the same pair."""
+    import itertools
+
+    cfg = make_cfg(grad_accum=1, micro_batch_rollout=8)
+    cfg.policy.q_ensemble = 4
+    policy = policy_for(cfg)
+    perturb_trainables(policy)
+    rng = np.random.default_rng(0)
+    demo = ReplayBuffer(tmp_path / "d", 32)
+    fill(demo, rng, policy, 2, 3, intervention=True)
+    tr = Trainer(cfg, policy, demo, _mixed_rollout(tmp_path, policy))
+    import lastr1.learner.trainer as tm
+
+    ys: list = []
+    orig_loss = tm.critic_loss
+    tm.critic_loss = lambda q, y: ys.append(y.clone()) or orig_loss(q, y)
+    pairs = set()
+    try:
+        for _ in range(8):
+            inputs = tr.critic_inputs()
+            _, _, r, term, feat_next, a_next = inputs[0]
+            with torch.no_grad():
+                q_next = policy.q_target(feat_next, a_next)
+            tr.critic_step(inputs)
+            gamma = cfg.learner.gamma
+            match = [pr for pr in itertools.combinations(range(4), 2)
+                     if torch.allclose(ys[-1], r + gamma * (1 - term.float()) * q_next[list(pr)].min(0).values,
+                                       atol=1e-5)]
+            assert match, "the target is no 2-head minimum"
+            pairs.add(match[0])
+            full = r + gamma * (1 - term.float()) * q_next.min(0).values
+            assert not torch.allclose(ys[-1], full, atol=1e-5) or len(match) > 1
+    finally:
+        tm.critic_loss = orig_loss
+    assert len(pairs) > 1
