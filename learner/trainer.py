@@ -182,7 +182,11 @@ class Trainer:
             b, learn_bc, is_demo = self._micro_batch()
             lens = b.state.latent_len.copy()
             cands = np.arange(p.G, p.L_max + 1, p.G)
-            lens[is_demo] = self.rng.choice(cands, int(is_demo.sum()))  # the warm-up's exit lengths
+            mode = p.cfg.latent_mode
+            if mode == "adaptive":  # the warm-up's exit lengths; fixed: L_max (forward_train enforces it)
+                lens[is_demo] = self.rng.choice(cands, int(is_demo.sum()))
+            elif mode == "fixed":
+                lens[is_demo] = p.L_max
             s = b.state
             out = p.forward_train(self.train_batch(State(s.images, s.proprio, s.latents, lens, s.slow_images)))
             tokens = p.action_targets(b.action)
@@ -195,14 +199,14 @@ class Trainer:
             info["adv"] = float(adv.mean())
             value = F.mse_loss(out.value, q_a)
             loss = loss + lc.w_value * value
-            if is_demo.any():  # reasoning kept trained on the demonstrations' DINOv3 targets (warm-up terms)
+            if is_demo.any() and mode != "off":  # reasoning kept trained on the demos' DINOv3 targets (warm-up terms)
                 m = torch.as_tensor(is_demo, device=out.exit_logits.device)
                 sub = TrainOut(out.action_logits[m], out.feature[m], out.exit_logits[m], out.pred_latents[m],
                                out.value[m])
                 z = torch.as_tensor(s.latents[is_demo], dtype=torch.float32, device=m.device)
                 terms = warmup.losses(p, sub, tokens[m], z, torch.as_tensor(lens[is_demo], device=m.device),
                                       use_latents=True)
-                w_exit = lc.w_exit if p.cfg.latent_mode == "adaptive" else 0.0
+                w_exit = lc.w_exit if mode == "adaptive" else 0.0
                 loss = loss + lc.w_latent * terms["latent"] + w_exit * terms["exit"]
                 info.update(latent_loss=float(terms["latent"].detach()), exit_loss=float(terms["exit"].detach()))
             info.update(actor_loss=float(loss.detach()), value_loss=float(value.detach()))
