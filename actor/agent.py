@@ -40,6 +40,7 @@ class Decision:
     value: float  # the value head on the chosen <latent_end>
     logprob: float  # log π of the chunk in use (sum over its tokens)
     exit_probs: np.ndarray | None = None  # p(<latent_end>) at each candidate length computed for the prefix
+    slow_images: dict | None = None  # the slow cameras' frames the prefix in use was reasoned from
 
 
 class Agent:
@@ -66,6 +67,7 @@ class Agent:
         self._latents: np.ndarray | None = None
         self._exits: np.ndarray | None = None
         self._chunk: np.ndarray | None = None
+        self._slow: dict | None = None
         self._out: ActOutput | None = None
         self._k = 0  # index of the next action in the chunk
         self._since_reason = 0
@@ -98,8 +100,8 @@ class Agent:
         t0 = time.perf_counter()
         if self._plan_due():
             if self._reason_due():
-                self._prefix = self.policy.reason({c: images[c] for c in self.slow_cameras}, self.instruction,
-                                                  explore=self.explore)
+                self._slow = {c: images[c] for c in self.slow_cameras}
+                self._prefix = self.policy.reason(self._slow, self.instruction, explore=self.explore)
                 self._latents = self._prefix.latents.detach().to("cpu").numpy().astype(np.float16)
                 self._exits = self._prefix.exit_logits.detach().to("cpu").sigmoid().numpy()
                 self._since_reason = 0
@@ -122,7 +124,7 @@ class Agent:
             action=chunk[self._k].copy(), chunk=chunk[idx].copy(), latents=self._latents,
             latent_len=int(prefix.latent_len), version=int(out.version), reasoned=reasoned,
             planned=planned, latency_ms=latency_ms, value=float(prefix.value), logprob=float(out.logprob),
-            exit_probs=self._exits,
+            exit_probs=self._exits, slow_images=self._slow,
         )
         self._k += 1
         self._since_plan += 1

@@ -1,7 +1,7 @@
 """An episode's rules, apart from the loop that times them (actor/loop.py): how it ends, what each step earns.
 
     ended = outcome(keys, stepped=ep.prev is not None, estopped=..., stopping=..., out_of_time=...)
-    ep = Episode(n, seed, condition, sink, step_penalty=-0.05, success_reward=10.0)
+    ep = Episode(n, seed, condition, sink, step_penalty=-0.05, success_reward=10.0, failure_reward=-2.0)
     ep.observed(obs); ep.executed(obs, t_obs, action, human, decision)      # per tick
     ep.close(ended, final_obs); summary = ep.summary(ended, strict=eval_mode)
 """
@@ -95,9 +95,9 @@ class Episode:
     are known; the episode's outcome lands on its last executed step."""
 
     def __init__(self, number: int, seed: int | None, condition: str, sink: Sink, *, step_penalty: float,
-                 success_reward: float):
+                 success_reward: float, failure_reward: float):
         self.number, self.seed, self.condition, self.sink = number, seed, condition, sink
-        self.step_penalty, self.success_reward = step_penalty, success_reward
+        self.step_penalty, self.success_reward, self.failure_reward = step_penalty, success_reward, failure_reward
         self.prev: StepRecord | None = None  # the last executed step, not yet handed on
         self.steps = 0
         # Control periods not paused by the operator: the time limit counts these, so an arm the safety layer
@@ -132,8 +132,7 @@ class Episode:
             return
         if ended in ("success", "failure"):
             last.terminated = True  # failure too: the operator judged the attempt over, nothing more is earned
-            if ended == "success":
-                last.reward = self.success_reward
+            last.reward = self.success_reward if ended == "success" else self.failure_reward
         else:
             last.truncated = True  # not a terminal state: the learner bootstraps from final_obs
         last.next_obs = final_obs

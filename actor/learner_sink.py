@@ -65,6 +65,7 @@ class TransitionSink(Sink):
             reward=float(s.reward), terminated=bool(s.terminated), truncated=bool(s.truncated), t_obs=s.t_obs,
             next_images=nxt.images if nxt is not None else None,
             next_proprio=nxt.proprio if nxt is not None else None,
+            slow_images=d.slow_images if d is not None else None,
         )
         self.last_seq = self.link.send(t)
         self.sent += 1

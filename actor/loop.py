@@ -14,11 +14,12 @@ sink one step late (after the next action went out), once s′ and whether the e
 step the safety layer held is no step: nothing moved, so the previous step's s′ is simply the next view; it
 still counts toward the time limit, which is measured in control periods.
 
-Episodes end by the success key (terminated, `task.success_reward`), the failure key (terminated: the
-operator judged the attempt over, nothing further is earned in it), the time limit (`truncated`: the state
-was not terminal, the learner bootstraps from the final observation), the reset key mid-episode, an e-stop,
-or a stop request (all `truncated`). Every other step earns `task.step_penalty`. These rules are
-actor/episode.py (`outcome`, `Episode`); this module times them and talks to the robot.
+Episodes end by the success key (terminated, `task.success_reward`), the failure key (terminated,
+`task.failure_reward`: the operator judged the attempt over, nothing further is earned in it), the time
+limit (`truncated`: the state was not terminal, the learner bootstraps from the final observation), the
+reset key mid-episode, an e-stop, or a stop request (all `truncated`). Every other step earns
+`task.step_penalty`. These rules are actor/episode.py (`outcome`, `Episode`); this module times them and
+talks to the robot.
 
 Pause and e-stop act at once from the key watcher thread (`env.pause()` / `env.estop()` stop the arm and
 latch the safety layer), not at the next tick. Paused ticks run no policy and record nothing.
@@ -252,7 +253,7 @@ class Runtime:
             return None
         t = self.cfg.task
         ep = Episode(self.episode, seed, condition, self.sink, step_penalty=t.step_penalty,
-                     success_reward=t.success_reward)
+                     success_reward=t.success_reward, failure_reward=t.failure_reward)
         self.episode += 1
         self._save_episode_counter()
         self.sink.episode_start(ep.number, seed, obs)

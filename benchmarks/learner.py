@@ -1,6 +1,7 @@
 """Learner throughput: updates per second (an update = 2 critic + 1 actor steps, each over `grad_accum`
-micro-steps of 2 demo + 2 rollout samples, as appendix D.4) and peak memory, on the tiny config on CPU by
-default. Prints one JSON line.
+micro-steps of 2 demo + 2 rollout samples, as appendix D.4), where an update's time goes (the VLA forward
+that gives the critic its features, the Q-head steps, the actor step), updates per collected transition
+for one actor at task.control_hz, and peak memory, on the tiny config on CPU by default. One JSON line.
 
     python benchmarks/learner.py [--updates 3] [--config sim_insert_hex] [--policy policy/tiny_cpu] [--image 128]
 """
@@ -59,17 +60,30 @@ def main() -> None:
         fill(rollout, policy, 200, args.image, rng, False)
         tr = Trainer(cfg, policy, demo, rollout)
         tr.update()  # warm-up: allocator, first-call overheads
+        parts = {"critic_features_s": 0.0, "critic_heads_s": 0.0, "actor_s": 0.0}
+        timed = {"critic_inputs": "critic_features_s", "critic_step": "critic_heads_s", "actor_step": "actor_s"}
+        for name, key in timed.items():
+            orig = getattr(tr, name)
+
+            def clocked(*a, _orig=orig, _key=key):
+                t = time.perf_counter()
+                r = _orig(*a)
+                parts[_key] += time.perf_counter() - t
+                return r
+
+            setattr(tr, name, clocked)
         t0 = time.perf_counter()
         for _ in range(args.updates):
             tr.update()
         dt = time.perf_counter() - t0
     lc = cfg.learner
-    per_update = ((lc.critic_updates_per_actor_update + 1) * lc.grad_accum
-                  * (lc.micro_batch_demo + lc.micro_batch_rollout))
+    per_update = 2 * lc.grad_accum * (lc.micro_batch_demo + lc.micro_batch_rollout)  # the critic steps share theirs
     ups = args.updates / dt
     print(json.dumps({
         "updates_per_s": round(ups, 4), "samples_per_s": round(ups * per_update, 2),
         "seconds_per_update": round(dt / args.updates, 2), "samples_per_update": per_update,
+        "updates_per_transition": round(ups / cfg.task.control_hz, 4),  # one actor at control_hz
+        **{k: round(v / args.updates, 3) for k, v in parts.items()},  # seconds per update
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "config": args.policy, "image": args.image, "grad_accum": lc.grad_accum,
         "threads": torch.get_num_threads(), "device": str(policy.device),

@@ -1,13 +1,15 @@
-"""Does the loop learn? The whole study of issue 8 on the simulated robot, on this machine's CPU.
+"""Does Q-guided learning beat behaviour cloning? The study of issues 8 and 15 on the simulated robot, on CPU.
 
 Per seed: scripted demonstrations (≤ 10) and their DINOv3 latent targets, shared by the variants. Per variant
-(adaptive latent CoT, fixed latent length, Action-Only — the paper's Fig. 3/4 baselines) and seed: warm-up,
+(BC + Q with adaptive latent CoT — the default; BC-only, the same demonstrations and interventions with η = 0,
+the HG-DAgger-style baseline; fixed latent length and Action-Only on BC + Q, the paper's Fig. 3/4) and seed:
+warm-up,
 evaluation on held-out seeds, then the actor–learner loop with the scripted operator intervening, paused
 every `--eval-every` minutes for an evaluation of the learner's newest checkpoint (the learner saves on
 SIGTERM and resumes with its replay buffers; the clock counts loop time only, evaluations excluded).
 
-Two modes (`--mode`, reported in the JSON): `async` (the default) runs `lastr1 learner` and `lastr1 actor` side
-by side as deployed, and its minutes are wall-clock loop minutes; `sync` runs `lastr1 sync` (actor/sync.py),
+Two modes (`--mode`, reported in the JSON): `async` runs `lastr1 learner` and `lastr1 actor` side by side as
+deployed, and its minutes are wall-clock loop minutes; `sync` (the default) runs `lastr1 sync` (actor/sync.py),
 `--utd` learner updates per collected transition, on the lockstep robot by default (`--robot`), and its
 minutes are simulated robot minutes (control_hz × 60 transitions each): repeatable, and as fast as the
 machine allows.
@@ -15,13 +17,15 @@ machine allows.
 Every stage is the `lastr1 …` command a lab runs, as its own process, with its log under the run folder.
 A (variant, seed) already finished in `--out` is read back, not re-run: the study can be run piecewise.
 
-    python benchmarks/learning.py                       # 3 variants × 3 seeds × 30 min, 20 held-out rollouts
-    python benchmarks/learning.py --quick               # 3 variants × 1 seed × 6 min, 10 rollouts
+    python benchmarks/learning.py                       # 4 variants × 3 seeds × 15 min (9,000 steps), 20 rollouts
+    python benchmarks/learning.py --quick               # BC + Q and BC-only × 1 seed × 3 min, UTD 0.25, 10 rollouts
     python benchmarks/learning.py --config learning_lift_bar --variants adaptive --seeds 0
-    python benchmarks/learning.py --mode sync --utd 1 --quick
+    python benchmarks/learning.py --mode async --robot sim --variants adaptive   # the deployed loop
 
-Prints one JSON line (the adaptive policy's means over seeds at the top; every variant and seed below) and
-writes `<out>/learning.json` and a PNG of held-out success against loop minutes per variant (`--figure`).
+Prints one JSON line (BC + Q's means over seeds at the top with a 95 % Wilson interval of the pooled held-out
+rollouts, `improvement_points` over its warm-up, `bc_only_points` BC-only's, `q_gain_points` = BC + Q's final
+minus BC-only's, `updates_per_transition` of BC + Q's learner; every variant and seed below) and writes
+`<out>/learning.json` and a PNG of held-out success against loop minutes per variant (`--figure`).
 """
 
 from __future__ import annotations
@@ -35,13 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lastr1.demo import DemoError, Stage, success_pct  # noqa: E402
+from lastr1.demo import DemoError, Stage, success_pct, wilson  # noqa: E402
 
 # What each variant changes; everything else comes from the config.
 VARIANTS = {
     # the paper's policy: warm-up on lengths drawn from {2, 4, 6, 8} (so the exit head learns a choice),
     # adaptive exit at inference, the exit sampled in rollouts
     "adaptive": ["--policy.latent_mode", "adaptive", "--policy.warmup.latent_len", "0"],
+    # the same, η = 0: BC on the same demonstrations and interventions, no Q term (HG-DAgger-style baseline)
+    "bc_only": ["--policy.latent_mode", "adaptive", "--policy.warmup.latent_len", "0", "--learner.eta_q", "0"],
     # Fig. 4(b): always L_max = 8 latents
     "fixed": ["--policy.latent_mode", "fixed"],
     # Fig. 3: no latent reasoning, the acting tower reads the prompt alone
@@ -52,24 +58,29 @@ VARIANTS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="learning", help="config name or YAML (configs/learning.yaml)")
-    ap.add_argument("--variants", default="adaptive,fixed,off")
+    ap.add_argument("--variants", default="adaptive,bc_only,fixed,off", help="the first is the headline")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--demos", type=int, default=10, help="scripted demonstrations per seed (≤ 10)")
-    ap.add_argument("--minutes", type=float, default=30.0, help="actor–learner loop time per run")
-    ap.add_argument("--eval-every", type=float, default=10.0, help="loop minutes between evaluations")
+    ap.add_argument("--minutes", type=float, default=15.0, help="actor–learner loop time per run")
+    ap.add_argument("--eval-every", type=float, default=5.0, help="loop minutes between evaluations")
     ap.add_argument("--eval-rollouts", type=int, default=20)
-    ap.add_argument("--quick", action="store_true", help="1 seed, 6 loop minutes, eval every 3, 10 rollouts")
-    ap.add_argument("--mode", choices=("async", "sync"), default="async",
+    ap.add_argument("--quick", action="store_true",
+                    help="BC + Q and BC-only, 1 seed, 3 loop minutes, 10 rollouts (same keys in the JSON line)")
+    ap.add_argument("--mode", choices=("async", "sync"), default="sync",
                     help="async: learner and actor processes; sync: lockstep, --utd updates per transition")
-    ap.add_argument("--utd", type=float, default=1.0, help="sync: learner updates per collected transition")
+    ap.add_argument("--utd", type=float, default=0.5, help="sync: learner updates per collected transition")
     ap.add_argument("--robot", default=None,
                     help="robot.kind of every stage (default: the config's; lockstep in sync mode)")
     ap.add_argument("--out", default="runs/learning")
     ap.add_argument("--figure", default=None, help="PNG path (default <out>/learning.png)")
     ap.add_argument("overrides", nargs="*", help="--section.key value pairs for every stage (after --)")
     args = ap.parse_args()
-    if args.quick:
-        args.seeds, args.minutes, args.eval_every, args.eval_rollouts = "0", 6.0, 3.0, 10
+    if args.quick:  # ~30 min on one free core: 900 + 450 learner updates of ~1.4 s dominate
+        args.seeds, args.minutes, args.eval_every, args.eval_rollouts = "0", 3.0, 3.0, 10
+        if args.utd == ap.get_default("utd"):
+            args.utd = 0.25
+        if args.variants == ap.get_default("variants"):
+            args.variants = "adaptive,bc_only"
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -152,6 +163,10 @@ def run_variant(args, seed_dir: Path, seed: int, variant: str) -> dict:
     learned = run_dir / "learner" / "checkpoint" / "policy"
     print(f"{variant} seed {seed} -> {run_dir}", flush=True)
     t0 = time.monotonic()
+    shared = seed_dir / "adaptive"  # BC-only differs from it only after the warm-up (η): share warm-up and eval
+    if variant == "bc_only" and (shared / "eval" / "m000" / "results.json").is_file() and not warm.exists():
+        shutil.copytree(shared / "checkpoints" / "warmup", warm)
+        shutil.copytree(shared / "eval" / "m000", run_dir / "eval" / "m000")
     if not (warm / "warmup.json").is_file():  # an interrupted study keeps its finished warm-up
         Stage(run_dir, args.config, "warmup", ["warmup", *base]).run()
 
@@ -227,21 +242,37 @@ def summarise(runs: dict, variants: list[str], seeds: list[int], args) -> dict:
         xs = np.array([runs[(v, s)][key] for s in seeds], float)
         return round(float(xs.mean()), 1), round(float(xs.std()), 1)
 
+    def ci(key, v):  # the seeds' held-out rollouts pooled (each point: eval_rollouts rollouts)
+        n = args.eval_rollouts * len(seeds)
+        return list(wilson(sum(runs[(v, s)][key] for s in seeds) / 100 * args.eval_rollouts, n))
+
     per = {}
     for v in variants:
         per[v] = {k: dict(zip(("mean", "std"), stats(k, v)))
                   for k in ("warmup_success", "final_success", "improvement_points")}
+        per[v]["warmup_success"]["ci95"] = ci("warmup_success", v)
+        per[v]["final_success"]["ci95"] = ci("final_success", v)
         per[v]["seeds"] = {str(s): {k: runs[(v, s)][k] for k in ("warmup_success", "final_success",
                                                                   "improvement_points", "curve", "learner")}
                            for s in seeds}
     head = variants[0]
+    tot = [runs[(head, s)]["learner"] for s in seeds]
+    received = sum(t.get("received") or 0 for t in tot)
+    bc = per.get("bc_only")
     return {"bench": "learning", "config": args.config, "mode": args.mode, "robot": args.robot or "config",
             "utd": args.utd if args.mode == "sync" else None,
             "minutes_are": "simulated robot minutes" if args.mode == "sync" else "wall-clock loop minutes",
             "variant": head,
             "warmup_success": per[head]["warmup_success"]["mean"],
+            "warmup_ci95": per[head]["warmup_success"]["ci95"],
             "final_success": per[head]["final_success"]["mean"],
+            "final_ci95": per[head]["final_success"]["ci95"],
             "improvement_points": per[head]["improvement_points"]["mean"],
+            "bc_only_points": bc["improvement_points"]["mean"] if bc else None,
+            "q_gain_points": round(per[head]["final_success"]["mean"] - bc["final_success"]["mean"], 1)
+            if bc and head != "bc_only" else None,
+            "updates_per_transition": round(sum(t.get("updates") or 0 for t in tot) / received, 3)
+            if received else None,
             "seeds": seeds, "loop_minutes": args.minutes, "eval_every_min": args.eval_every,
             "eval_rollouts": args.eval_rollouts, "demos": args.demos, "variants": per}
 
@@ -252,8 +283,9 @@ def plot(runs: dict, variants: list[str], seeds: list[int], path: Path, args) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = {"adaptive": "LaST-R1 (adaptive latent CoT)", "fixed": "fixed latent length 8",
-             "off": "Action-Only (no latent reasoning)"}
+    names = {"adaptive": "BC + Q, adaptive latent CoT (LaST-R1)", "bc_only": "BC only (η = 0), adaptive",
+             "fixed": "BC + Q, fixed latent length 8",
+             "off": "BC + Q, Action-Only (no latent reasoning)"}
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for v in variants:
         curves = [np.array(runs[(v, s)]["curve"], float) for s in seeds]
@@ -261,14 +293,16 @@ def plot(runs: dict, variants: list[str], seeds: list[int], path: Path, args) ->
         t = np.mean([c[:n, 0] for c in curves], 0)
         y = np.array([c[:n, 1] for c in curves])
         line, = ax.plot(t, y.mean(0), marker="o", label=names.get(v, v))
-        if len(seeds) > 1:
-            ax.fill_between(t, y.mean(0) - y.std(0), y.mean(0) + y.std(0), color=line.get_color(), alpha=0.2)
+        # 95 % Wilson interval of each point's pooled held-out rollouts
+        n = args.eval_rollouts * len(seeds)
+        band = np.array([wilson(k / 100 * args.eval_rollouts, n) for k in y.sum(0)])
+        ax.fill_between(t, band[:, 0], band[:, 1], color=line.get_color(), alpha=0.2)
     ax.set_xlabel(f"robot time (simulated min), synchronous, {args.utd:g} updates per transition"
                   if args.mode == "sync" else "actor–learner loop time (min, 2 CPU cores)")
     ax.set_ylabel(f"held-out success (%), {args.eval_rollouts} rollouts")
     ax.set_ylim(-5, 105)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{args.config}: {len(seeds)} seed(s), mean ± std")
+    ax.set_title(f"{args.config}: {len(seeds)} seed(s), mean, 95 % Wilson band")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

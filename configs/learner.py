@@ -40,8 +40,22 @@ class LearnerConfig:
     # meanwhile); actor_lr_ramp_updates raises the actor's lr linearly from lr/N over its first N steps.
     critic_only_updates: int = 0
     actor_lr_ramp_updates: int = 0
+    # The TD target's minimum is over a random subset of this many of the policy.q_ensemble heads, drawn per
+    # critic step (REDQ/RLPD): a larger ensemble with a 2-head subset curbs overestimation without the full
+    # minimum's pessimism, and the heads are cheap next to the VLA (docs/learning.md §7).
+    q_target_subset: int = 2
     beta_bc: float = 1.0
-    eta_q: float = 0.1
+    # η: weight of the advantage-weighted CE on every row's executed action (0: BC only, the HG-DAgger-style
+    # baseline); λ its temperature in units of the running advantage RMS, w_max its clip (AWAC/CRR).
+    eta_q: float = 1.0
+    awr_temperature: float = 1.0
+    awr_w_max: float = 20.0
+    # Reasoning kept trained during RL, on demonstration rows (their DINOv3 targets): the warm-up's latent
+    # cosine and exit terms, so the latents cannot drift while the acting tower adapts. The value head
+    # (shown in the viewer) regresses min Q(s, a) on every row.
+    w_latent: float = 0.1
+    w_exit: float = 0.1
+    w_value: float = 0.1
     broadcast_every_updates: int = 10
     broadcast_every_s: float = 30.0
     checkpoint_every_updates: int = 50

@@ -81,6 +81,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="how long the actor–learner loop runs")
     parser.add_argument("--eval-rollouts", type=int, default=None, help="rollouts per evaluation")
     parser.add_argument("--skip-baseline", action="store_true", help="do not evaluate the warm-up policy")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="one seed for the scene draws, the warm-up and the learner (default: the config's)")
     parser.add_argument("--view", action="store_true", help="watch the RL loop and the evaluations live in rerun's "
                         "web viewer (actor, record, eval: http://<this machine>:9090; learner: 9091)")
 
@@ -89,6 +91,8 @@ def demo_main(args: argparse.Namespace) -> int:
     from lastr1.demo import run_demo
 
     cfg = load_config(args)
+    if args.seed is not None:  # as benchmarks/learning.py: evaluation scenes never repeat a training draw
+        cfg.robot.sim.seed = cfg.policy.warmup.seed = cfg.learner.seed = args.seed
 
     def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C, so every running stage is stopped
         raise KeyboardInterrupt

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ _BOOK = {
     "obs_only": Field((), "bool"),
 }
 IMG = "img/"  # an image field is `img/<camera>`
+SLOW = "slow/"  # `slow/<camera>`: the frame the step's prefix was reasoned from (exact training context)
 # Every row's fields beside its images; the observation ones are all that observation-only rows hold.
 OBS_FIELDS = ("proprio",)
 LATENT_FIELDS = ("latents", "latent_len")
@@ -67,6 +68,9 @@ class State:
     proprio: np.ndarray  # (B, P) float32, robot units
     latents: np.ndarray  # (B, L_max, d) float16, padded past latent_len
     latent_len: np.ndarray  # (B,) int64
+    # camera → (B, H, W, 3): the frames the step's prefix (KV cache, latents) was reasoned from, which with
+    # policy.kappa > 1 are older than `images`; a row without `slow/<camera>` fields lends its own images
+    slow_images: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.proprio)
@@ -307,9 +311,15 @@ class ReplayBuffer:
 
     def _state(self, obs_pos: np.ndarray, latent_pos: np.ndarray) -> State:
         images = {name[len(IMG):]: np.array(self.arrays[name][obs_pos]) for name in self.spec if name.startswith(IMG)}
+        slow = dict(images)
+        own = self.arrays["obs_only"][obs_pos]  # a final observation: reasoned afresh from itself
+        for name in self.spec:
+            if name.startswith(SLOW):
+                c = name[len(SLOW):]
+                slow[c] = np.where(own[:, None, None, None], images[c], self.arrays[name][obs_pos])
         return State(images=images, proprio=np.array(self.arrays["proprio"][obs_pos]),
                      latents=np.array(self.arrays["latents"][latent_pos]),
-                     latent_len=np.array(self.arrays["latent_len"][latent_pos]))
+                     latent_len=np.array(self.arrays["latent_len"][latent_pos]), slow_images=slow)
 
     def count(self, field: str) -> int:
         """How many sampleable rows have a true `field` (e.g. `intervention`)."""

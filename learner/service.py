@@ -63,8 +63,9 @@ class Paths:
         return self.root / "tensorboard" / "learner"
 
 
-def transition_row(t, latent_max: int, latent_dim: int) -> dict:
-    """A wire Transition → a replay row (latents padded to L_max; the exit length kept for teacher forcing)."""
+def transition_row(t, latent_max: int, latent_dim: int, slow_cameras: tuple[str, ...] = ()) -> dict:
+    """A wire Transition → a replay row (latents padded to L_max; the exit length kept for teacher forcing;
+    `slow/<camera>` the frame each slow camera's prefix was reasoned from, the step's own when not sent)."""
     z = np.zeros((latent_max, latent_dim), np.float16)
     n = latent_max
     if t.latents is not None and t.latent_len > 0:
@@ -74,6 +75,8 @@ def transition_row(t, latent_max: int, latent_dim: int) -> dict:
     row.update(proprio=np.asarray(t.proprio, np.float32), action=np.asarray(t.action, np.float32), latents=z,
                latent_len=np.int64(n), reward=np.float32(t.reward), terminated=np.bool_(t.terminated),
                truncated=np.bool_(t.truncated), intervention=np.bool_(t.intervention))
+    for c in slow_cameras:
+        row[f"slow/{c}"] = (t.slow_images or t.images).get(c, t.images[c])
     return row
 
 
@@ -203,7 +206,7 @@ class Learner:
         chunk from the steps after it (learner/chunks.py), held out of sampling until that is final."""
         p = self.policy
         stream = f"{t.actor_id}/{t.epoch}/{t.episode}"
-        row = transition_row(t, p.L_max, p.d)
+        row = transition_row(t, p.L_max, p.d, tuple(p.cfg.slow_cameras))
         human = t.intervention and t.action.shape[0] == 1
         if human:
             row["action"] = np.repeat(np.asarray(t.action, np.float32), p.H, 0)

@@ -1,6 +1,7 @@
 """One learner update as appendix D.4 describes it: 2 critic steps then 1 actor step, each accumulated over
 16 micro-steps of (2 demo/intervention + 2 rollout) samples, AdamW without weight decay, gradients clipped
-at 1.0; critic on the Q heads only, actor on the LoRA adapters and the new small modules only.
+at 1.0; critic on the Q heads only, actor on the LoRA adapters, the new small modules and the value head.
+The losses and why they are these: learner/losses.py and docs/learning.md.
 
 The demo/intervention stream is the union of the recorded demonstrations (their own buffer) and the rollout
 buffer's intervention rows (indexed, not copied, so their images are on disk once). Each row is teacher-
@@ -20,9 +21,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lastr1.errors import Lastr1Error
-from lastr1.learner.losses import actor_loss, critic_loss, expected_action, soft_update, td_target
+from lastr1.learner.losses import (
+    RunningScale,
+    actor_loss,
+    advantage_weights,
+    critic_loss,
+    greedy_action,
+    soft_update,
+    td_target,
+)
 from lastr1.learner.replay import Batch, ReplayBuffer, State, concat
 
 if TYPE_CHECKING:
@@ -61,7 +71,7 @@ class Trainer:
         self.rng = np.random.default_rng(self.lc.seed if seed is None else seed)
         torch.manual_seed(self.lc.seed if seed is None else seed)
         groups = policy.parameter_groups()
-        self.actor_params = groups["lora"] + groups["new"]
+        self.actor_params = groups["lora"] + groups["new"] + groups["value"]
         self.critic_params = groups["critic"]
         if not self.actor_params or not self.critic_params:
             raise LearnerError("the policy exposes no trainable LoRA/head parameters to the learner")
@@ -69,6 +79,7 @@ class Trainer:
         self.opt_critic = torch.optim.AdamW(self.critic_params, lr=self.lc.critic_lr,
                                             weight_decay=self.lc.weight_decay)
         self.counters = Counters()
+        self.adv_scale = RunningScale()
         self.instruction = cfg.task.instruction
 
     # -- sampling ----------------------------------------------------------------------------------------
@@ -81,8 +92,9 @@ class Trainer:
     def _demo_pool_size(self) -> int:
         return len(self.demo) + self.rollout.count("intervention")
 
-    def _sample_demo(self, n: int) -> Batch:
-        """n rows of the demo/intervention stream, drawn in proportion to the two sources' sizes."""
+    def _sample_demo(self, n: int) -> tuple[Batch, int]:
+        """n rows of the demo/intervention stream, drawn in proportion to the two sources' sizes; the first
+        k of them (returned) are recorded demonstrations."""
         n_demo = len(self.demo)
         pool_i = self.rollout.sampleable()
         pool_i = pool_i[self.rollout.arrays["intervention"][pool_i].astype(bool)] if pool_i.size else pool_i
@@ -96,71 +108,123 @@ class Trainer:
             parts.append(self.demo.sample(self.rng, k))
         if n - k:
             parts.append(self.rollout.sample(self.rng, n - k, where=pool_i))
-        return concat(parts)
+        return concat(parts), k
 
     def micro_batch(self) -> tuple[Batch, np.ndarray]:
         """The demo-stream rows then the rollout rows, and which of them BC learns from: every demo-stream
         row and any rollout row a human produced."""
-        d = self._sample_demo(self.lc.micro_batch_demo)
+        return self._micro_batch()[:2]
+
+    def _micro_batch(self) -> tuple[Batch, np.ndarray, np.ndarray]:
+        """`micro_batch` plus which rows are recorded demonstrations (their latents are DINOv3 targets)."""
+        d, n_demo = self._sample_demo(self.lc.micro_batch_demo)
         r = self.rollout.sample(self.rng, self.lc.micro_batch_rollout)
-        return concat([d, r]), np.concatenate([np.ones(len(d), bool), r.intervention])
+        is_demo = np.zeros(len(d) + len(r), bool)
+        is_demo[:n_demo] = True
+        return concat([d, r]), np.concatenate([np.ones(len(d), bool), r.intervention]), is_demo
 
     def train_batch(self, s: State) -> TrainBatch:
-        """The policy's teacher-forced input for states `s` (the same frames feed the slow and fast cameras)."""
+        """The policy's teacher-forced input for states `s`: the slow cameras see the frames the prefix was
+        reasoned from (`State.slow_images`), the fast ones the step's own."""
         from lastr1.policy import TrainBatch
 
-        return TrainBatch(slow_images=s.images, instructions=[self.instruction] * len(s), fast_images=s.images,
+        return TrainBatch(slow_images=s.slow_images, instructions=[self.instruction] * len(s), fast_images=s.images,
                           proprio=s.proprio, latents=s.latents.astype(np.float32), latent_len=s.latent_len)
+
+    def executed(self, action) -> torch.Tensor:
+        """What Q reads: the normalised action executed at the step, the chunk's first (B, H, D) → (B, D)."""
+        return self.policy.normalize_action(np.asarray(action)[:, 0])
 
     # -- the two steps ------------------------------------------------------------------------------------
 
-    def critic_step(self) -> dict:
+    def critic_inputs(self) -> list[tuple]:
+        """The VLA's part of a critic step, once per update: for each of `grad_accum` micro-batches the state
+        features, the executed action, r, terminated, and s′'s features and greedy action. The actor does not
+        step between an update's critic steps, so these are exactly what each of them would recompute; the
+        critic steps then cost only the Q heads (measured: the VLA forward was ~all of a critic step)."""
+        p, out_ = self.policy, []
+        with torch.no_grad():
+            for _ in range(self.lc.grad_accum):
+                b, _ = self.micro_batch()
+                n = len(b)
+                out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
+                out_.append((out.feature[:n], self.executed(b.action), torch.as_tensor(b.reward, dtype=torch.float32),
+                             torch.as_tensor(b.terminated), out.feature[n:], self._pi(out.action_logits[n:])))
+        return out_
+
+    def critic_step(self, inputs: list[tuple] | None = None) -> dict:
         p, lc = self.policy, self.lc
+        inputs = self.critic_inputs() if inputs is None else inputs
         self.opt_critic.zero_grad(set_to_none=True)
         total, q_mean = 0.0, 0.0
-        for _ in range(lc.grad_accum):
-            b, _ = self.micro_batch()
-            n = len(b)
-            with torch.no_grad():
-                out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
-                feat, feat_next = out.feature[:n], out.feature[n:]
-                a_next = expected_action(out.action_logits[n:], p.bin_centres)
-                y = td_target(torch.as_tensor(b.reward, dtype=torch.float32), torch.as_tensor(b.terminated),
-                              p.q_target(feat_next, a_next), lc.gamma)
-            q = p.q(feat, p.normalize_action(b.action))
-            loss = critic_loss(q, y) / lc.grad_accum
+        n_q = p.q_targets.n
+        pick = torch.as_tensor(np.sort(self.rng.choice(n_q, min(lc.q_target_subset, n_q), replace=False)))
+        for feat, a, r, term, feat_next, a_next in inputs:
+            y = td_target(r, term, p.q_target(feat_next, a_next)[pick], lc.gamma)  # the current target heads
+            q = p.q(feat, a)
+            loss = critic_loss(q, y) / len(inputs)
             loss.backward()
             total += float(loss.detach())
-            q_mean += float(q.detach().mean()) / lc.grad_accum
+            q_mean += float(q.detach().mean()) / len(inputs)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.critic_params, lc.grad_clip)
         self.opt_critic.step()
         soft_update(p.q_targets, p.q_heads, lc.tau)
         self.counters.critic_steps += 1
         return {"critic_loss": total, "q": q_mean, "critic_grad_norm": float(grad_norm)}
 
+    def _pi(self, logits: torch.Tensor) -> torch.Tensor:
+        """The policy's greedy executed action from its chunk logits (B, H·D, K) → (B, D)."""
+        return greedy_action(logits[:, : self.policy.D], self.policy.bin_centres)
+
     def actor_step(self) -> dict:
+        from lastr1.policy import TrainOut, warmup
+
         p, lc = self.policy, self.lc
         self.opt_actor.zero_grad(set_to_none=True)
-        total, bc, q_pi = 0.0, 0.0, 0.0
+        sums: dict[str, float] = {}
         for _ in range(lc.grad_accum):
-            b, learn_bc = self.micro_batch()
-            out = p.forward_train(self.train_batch(b.state))
+            b, learn_bc, is_demo = self._micro_batch()
+            lens = b.state.latent_len.copy()
+            cands = np.arange(p.G, p.L_max + 1, p.G)
+            mode = p.cfg.latent_mode
+            if mode == "adaptive":  # the warm-up's exit lengths; fixed: L_max (forward_train enforces it)
+                lens[is_demo] = self.rng.choice(cands, int(is_demo.sum()))
+            elif mode == "fixed":
+                lens[is_demo] = p.L_max
+            s = b.state
+            out = p.forward_train(self.train_batch(State(s.images, s.proprio, s.latents, lens, s.slow_images)))
             tokens = p.action_targets(b.action)
-            a_pi = expected_action(out.action_logits, p.bin_centres)
-            loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(learn_bc),
-                                    p.q(out.feature.detach(), a_pi), lc.beta_bc, lc.eta_q)
+            with torch.no_grad():
+                feat = out.feature.detach()
+                q_a = p.q(feat, self.executed(b.action)).min(0).values
+                adv = q_a - p.q(feat, self._pi(out.action_logits)).min(0).values
+                w = advantage_weights(adv, self.adv_scale.update(adv), lc.awr_temperature, lc.awr_w_max)
+            loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(learn_bc), w, p.D, lc.beta_bc, lc.eta_q)
+            info["adv"] = float(adv.mean())
+            value = F.mse_loss(out.value, q_a)
+            loss = loss + lc.w_value * value
+            if is_demo.any() and mode != "off":  # reasoning kept trained on the demos' DINOv3 targets (warm-up terms)
+                m = torch.as_tensor(is_demo, device=out.exit_logits.device)
+                sub = TrainOut(out.action_logits[m], out.feature[m], out.exit_logits[m], out.pred_latents[m],
+                               out.value[m])
+                z = torch.as_tensor(s.latents[is_demo], dtype=torch.float32, device=m.device)
+                terms = warmup.losses(p, sub, tokens[m], z, torch.as_tensor(lens[is_demo], device=m.device),
+                                      use_latents=True)
+                w_exit = lc.w_exit if mode == "adaptive" else 0.0
+                loss = loss + lc.w_latent * terms["latent"] + w_exit * terms["exit"]
+                info.update(latent_loss=float(terms["latent"].detach()), exit_loss=float(terms["exit"].detach()))
+            info.update(actor_loss=float(loss.detach()), value_loss=float(value.detach()))
             (loss / lc.grad_accum).backward()
-            total += float(loss.detach()) / lc.grad_accum
-            bc += info["bc"] / lc.grad_accum
-            q_pi += info["q_pi"] / lc.grad_accum
+            for k, v in info.items():
+                sums[k] = sums.get(k, 0.0) + v / lc.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.actor_params, lc.grad_clip)
         lr = self.actor_lr()
         for g in self.opt_actor.param_groups:
             g["lr"] = lr
         self.opt_actor.step()
         self.counters.actor_steps += 1
-        return {"actor_loss": total, "bc_loss": bc, "q_pi": q_pi, "actor_grad_norm": float(grad_norm),
-                "actor_lr": lr}
+        return {**{k if k != "bc" else "bc_loss": v for k, v in sums.items()}, "adv_scale": self.adv_scale.value,
+                "actor_grad_norm": float(grad_norm), "actor_lr": lr}
 
     def actor_lr(self) -> float:
         """lr, ramped linearly over the first `actor_lr_ramp_updates` actor steps (from lr/N)."""
@@ -168,12 +232,14 @@ class Trainer:
         return self.lc.lr * min(1.0, (self.counters.actor_steps + 1) / n) if n > 0 else self.lc.lr
 
     def update(self) -> dict:
-        """2 critic steps, then 1 actor step (the critic-to-actor ratio of D.4); the first
+        """2 critic steps (on one set of VLA features), then 1 actor step (the critic-to-actor ratio of D.4,
+        `critic_updates_per_actor_update`; more critic steps cost only the Q heads); the first
         `critic_only_updates` updates leave the actor out."""
         self.policy.train()
         stats: dict = {}
+        inputs = self.critic_inputs()
         for _ in range(self.lc.critic_updates_per_actor_update):
-            stats.update(self.critic_step())
+            stats.update(self.critic_step(inputs))
         if self.counters.updates >= self.lc.critic_only_updates:
             stats.update(self.actor_step())
         self.policy.eval()
@@ -203,6 +269,7 @@ class Trainer:
         torch.save({"actor": self.opt_actor.state_dict(), "critic": self.opt_critic.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
         state = {"counters": self.counters.__dict__, "np_rng": self.rng.bit_generator.state,
+                 "adv_sq": self.adv_scale.sq,
                  "buffers": {"demo": self.demo.committed, "rollout": self.rollout.committed}}
         (tmp / "learner.json").write_text(json.dumps(state, indent=1))
         _fsync_tree(tmp)
@@ -241,6 +308,7 @@ class Trainer:
         state = json.loads((path / "learner.json").read_text())
         self.counters = Counters(**state["counters"])
         self.rng.bit_generator.state = state["np_rng"]
+        self.adv_scale.sq = float(state.get("adv_sq", 1.0))
 
 
 GENERATION, LINK = "checkpoint-", "checkpoint"

@@ -18,6 +18,12 @@ import torch
 from lastr1.policy.errors import PolicyError
 
 _MIN_RANGE = 1e-4
+# Proprio z-scores: a dimension the demonstrations held constant (the gripper width, a quaternion component)
+# has std ~0, and a floor of 1e-6 made a 1 mm change z = 1000. The floor is in robot units (metres, unit
+# quaternion, metres of gripper opening): 1 cm, so that change is z = 0.1; and z is clipped, so any state far
+# outside the demonstrations (exploration, a person's correction) stays an input the tower has seen the scale of.
+PROPRIO_STD_FLOOR = 1e-2
+PROPRIO_Z_CLIP = 5.0
 
 
 @dataclass
@@ -51,7 +57,13 @@ class NormStats:
             q01, q99 = np.quantile(actions, 0.01, axis=0).tolist(), np.quantile(actions, 0.99, axis=0).tolist()
         else:
             raise PolicyError(f"unknown action_range {action_range!r}", hint='use "full" or "demo_quantiles"')
-        return cls(q01, q99, proprio.mean(0).tolist(), np.maximum(proprio.std(0), 1e-6).tolist())
+        return cls(q01, q99, proprio.mean(0).tolist(), np.maximum(proprio.std(0), PROPRIO_STD_FLOOR).tolist())
+
+    def proprio_z(self, proprio: torch.Tensor) -> torch.Tensor:
+        """Robot-unit proprio (B, P) → clipped z-scores; the floor applies to stats saved before it existed."""
+        mean = torch.as_tensor(self.proprio_mean, dtype=proprio.dtype, device=proprio.device)
+        std = torch.as_tensor(self.proprio_std, dtype=proprio.dtype, device=proprio.device).clamp_min(PROPRIO_STD_FLOOR)
+        return ((proprio - mean) / std).clamp(-PROPRIO_Z_CLIP, PROPRIO_Z_CLIP)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1)

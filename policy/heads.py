@@ -40,7 +40,7 @@ class QEnsemble(nn.Module):
 
     def __init__(self, feature_dim: int, action_numel: int, hidden: int = 256, n: int = 2):
         super().__init__()
-        self.action_numel = action_numel
+        self.action_numel, self.n = action_numel, n
         self.heads = nn.ModuleList(_q_mlp(feature_dim + action_numel, hidden) for _ in range(n))
 
     def forward(self, feature: torch.Tensor, action_norm: torch.Tensor) -> torch.Tensor:

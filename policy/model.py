@@ -171,7 +171,8 @@ class Policy(nn.Module):
             nn.init.eye_(self.wrist_proj.weight)
             nn.init.zeros_(self.wrist_proj.bias)
         self.value_head = ValueHead(d).to(**f32)
-        self.q_heads = QEnsemble(d_act, self.H * self.D, cfg.q_hidden, cfg.q_ensemble).to(**f32)
+        # Q reads the executed action only (D numbers): a transition's reward and s′ are those of one step.
+        self.q_heads = QEnsemble(d_act, self.D, cfg.q_hidden, cfg.q_ensemble).to(**f32)
         self.q_targets = self.q_heads.frozen_copy()
         self._inject_lora()
         self.set_stats(stats or NormStats.identity(self.D, proprio_dim))
@@ -229,8 +230,6 @@ class Policy(nn.Module):
                               f"proprio dims; this policy has {self.D} / {self.proprio_dim}")
         self.stats = stats
         self.action_tokenizer = ActionTokenizer(stats, self.cfg.n_bins)
-        self._proprio_mean = torch.tensor(stats.proprio_mean, dtype=torch.float32, device=self.device)
-        self._proprio_std = torch.tensor(stats.proprio_std, dtype=torch.float32, device=self.device)
         self.bin_centres = torch.tensor(self.action_tokenizer.centres, device=self.device)  # normalised units
 
     # --- inputs -------------------------------------------------------------------------------------------
@@ -312,7 +311,7 @@ class Policy(nn.Module):
             raise PolicyError(f"proprio must be (B, {self.proprio_dim}), got {tuple(p.shape)}")
         if not torch.isfinite(p).all():
             raise PolicyError("proprio contains NaN or inf", hint="check the arm state reader")
-        toks.append(self.proprio_proj((p - self._proprio_mean) / self._proprio_std)[:, None])
+        toks.append(self.proprio_proj(self.stats.proprio_z(p))[:, None])
         segments.append(("text", 1))
         return torch.cat(toks, 1).to(self.dtype), segments
 

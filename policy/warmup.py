@@ -42,8 +42,8 @@ class WarmupResult:
 class DemoSet:
     """(episode, step) samples of the demonstrations, served as `TrainBatch`es."""
 
-    def __init__(self, episodes, policy, latent_len: int, use_latents: bool, instruction: str):
-        self.episodes, self.policy = episodes, policy
+    def __init__(self, episodes, policy, latent_len: int, use_latents: bool, instruction: str, kappa: int = 1):
+        self.episodes, self.policy, self.kappa = episodes, policy, max(1, int(kappa))
         self.latent_len, self.use_latents, self.instruction = latent_len, use_latents, instruction
         self.index = [(e, t) for e, ep in enumerate(episodes) for t in range(len(ep))]
 
@@ -55,13 +55,17 @@ class DemoSet:
 
         p = self.policy
         eps = [(self.episodes[e], t) for e, t in (self.index[i] for i in rows)]
+        # Stale-prefix pairs, as the robot acts: the slow cameras (and latents) from a frame 0 … κ−1 steps older
+        # than the fast cameras, proprio and action (LaST0's mixed operating frequencies).
+        slow_t = [max(0, t - int(o)) for (_, t), o in zip(eps, rng.integers(0, self.kappa, len(eps)))]
         cands = np.arange(p.G, p.L_max + 1, p.G)
         lens = np.full(len(eps), self.latent_len) if self.latent_len else rng.choice(cands, len(eps))
         z = np.zeros((len(eps), p.L_max, p.d), np.float32)
         if self.use_latents:
-            z[:] = np.stack([ep.latent_targets[t][: p.L_max] for ep, t in eps]).astype(np.float32)
+            z[:] = np.stack([ep.latent_targets[ts][: p.L_max] for (ep, _), ts in zip(eps, slow_t)])
         batch = TrainBatch(
-            slow_images={c: np.stack([ep.images[c][t] for ep, t in eps]) for c in p.cfg.slow_cameras},
+            slow_images={c: np.stack([ep.images[c][ts] for (ep, _), ts in zip(eps, slow_t)])
+                         for c in p.cfg.slow_cameras},
             instructions=[ep.instruction or self.instruction for ep, _ in eps],
             fast_images={c: np.stack([ep.images[c][t] for ep, t in eps]) for c in p.cfg.fast_cameras},
             proprio=np.stack([ep.proprio[t] for ep, t in eps]).astype(np.float32),
@@ -139,7 +143,7 @@ def warmup(cfg: Config, dataset: str | Path | None = None, out: str | Path | Non
     mode = cfg.policy.latent_mode
     latent_len = policy.L_max if mode == "fixed" else wc.latent_len
     w_exit = 0.0 if mode != "adaptive" else wc.w_exit  # no exit to learn when the length is set or zero
-    data = DemoSet(episodes, policy, latent_len, use_latents, cfg.task.instruction)
+    data = DemoSet(episodes, policy, latent_len, use_latents, cfg.task.instruction, kappa=cfg.policy.kappa)
     groups = policy.parameter_groups()
     params = groups["lora"] + groups["new"]
     opt = torch.optim.AdamW(params, lr=wc.lr, weight_decay=wc.weight_decay)

@@ -40,6 +40,16 @@ def test_schedule_reason_every_kappa_plan_every_n(policy):
     assert [p for _, p in log] == [t % 2 == 0 for t in range(12)]
 
 
+def test_each_decision_names_the_frame_its_prefix_was_reasoned_from(policy):
+    """Defect 1 (actor side): with κ = 4 steps 1–3 act on the prefix of step 0's front frame; the decision
+    carries that frame (it travels as Transition.slow_images) so the learner trains on the same context."""
+    agent = Agent(policy, INSTRUCTION, kappa=4, replan_every=1, explore=False)
+    for t in range(8):
+        d = agent.step(*_obs(t))
+        assert d.slow_images is not None
+        assert np.array_equal(d.slow_images["front"], _obs(t - t % 4)[0]["front"])
+
+
 def test_chunk_is_followed_between_replans(policy):
     agent = Agent(policy, INSTRUCTION, kappa=8, replan_every=4, explore=True)
     d0 = agent.step(*_obs(0))

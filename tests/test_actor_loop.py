@@ -204,11 +204,11 @@ def test_success_rewards_the_last_executed_step_and_chains_next_obs(tmp_path):
     assert "pause" not in env.log and sink.ends == [s]
 
 
-def test_failure_terminates_without_the_success_reward(tmp_path):
+def test_failure_terminates_with_the_failure_reward(tmp_path):
     rt, sink = _runtime(tmp_path, MemoryEnv(keys={2: [Key.RESET, Key.FAILURE]}))
     s = _episode(rt)
     assert (s.outcome, s.success, s.steps) == ("failure", False, 2)
-    assert [t.reward for t in sink.steps] == [-0.05, -0.05]
+    assert [t.reward for t in sink.steps] == [-0.05, rt.cfg.task.failure_reward]
     assert sink.steps[-1].terminated and not sink.steps[-1].truncated
 
 

@@ -152,7 +152,7 @@ def test_loop_interventions_episodes_versions_and_reload(world, tmp_path):
             assert len(ts) <= MAX_STEPS and last.next_images is not None and last.next_proprio is not None
             assert last.reward == pytest.approx(cfg.task.step_penalty)
         else:
-            assert last.reward in (pytest.approx(cfg.task.success_reward), pytest.approx(cfg.task.step_penalty))
+            assert last.reward in (pytest.approx(cfg.task.success_reward), pytest.approx(cfg.task.failure_reward))
         assert all(t.reward == pytest.approx(cfg.task.step_penalty) for t in ts[:-1])
         for t in ts:
             # A human step is sent at once with its executed action alone; the learner assembles its chunk.
@@ -378,10 +378,10 @@ def test_operator_keys_pause_estop_reset_success_failure_on_a_terminal(world, tm
         type_("r")  # the person says it is safe: the e-stop clears and the next episode starts
         wait(lambda: len(recs) > sum(e.steps for e in ends) + 2)
         assert not env.safety.estopped
-        type_("f")  # failure: terminated, no success reward
+        type_("f")  # failure: terminated, the failure reward
         wait(lambda: len(ends) == 3)
         assert ends[2].outcome == "failure" and recs[-1].terminated
-        assert recs[-1].reward == pytest.approx(cfg.task.step_penalty)
+        assert recs[-1].reward == pytest.approx(cfg.task.failure_reward)
         t.join(10)
         assert [r.step for r in recs] == [*range(ends[0].steps), *range(ends[1].steps), *range(ends[2].steps)]
     finally:

@@ -16,7 +16,7 @@ def test_demo_runs_every_stage_and_says_where_its_files_are(tmp_path):
     run = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "lastr1.cli", "demo", "--run-dir", str(run), "--demos", "1", "--minutes", "0.6",
-         "--eval-rollouts", "1", "--skip-baseline", *overrides(7),
+         "--eval-rollouts", "1", "--skip-baseline", "--seed", "3", *overrides(7),
          "--transport.port", str(free_port()),
          "--policy.warmup.steps", "20", "--learner.start_after", "30", "--learner.grad_accum", "1",
          "--learner.broadcast_every_updates", "1", "--task.max_episode_steps", "30"],
@@ -41,6 +41,9 @@ def test_demo_runs_every_stage_and_says_where_its_files_are(tmp_path):
     assert results["n_rollouts"] == 1 and results["policy"]["version"] >= 2
     summary = json.loads((run / "demo_summary.json").read_text())
     assert "final_success" in summary and str(run) in out.stdout
+    lo, hi = summary["final_ci95"]  # one rollout: the Wilson interval is wide, and printed beside the rate
+    assert 0 <= lo <= summary["final_success"] <= hi <= 100 and hi - lo > 50
+    assert "(95 %, Wilson)" in out.stdout
 
 
 @pytest.mark.timeout(900)

@@ -48,3 +48,14 @@ def test_one_run_has_no_spread_and_a_missing_condition_leaves_the_run_average_al
     assert s["average"]["per_run"] == [25.0, 100.0]
     assert s["average"]["std"] == pytest.approx((2 * 37.5**2) ** 0.5)  # sample std of 25 and 100: 53.03
     assert s["original"]["mean"] == 75.0
+
+
+def test_wilson_interval_against_published_values():
+    """95 % Wilson score intervals (Newcombe 1998, table I: 0/20 → 0–16.1 %, 10/20 → 29.9–70.1 %); unlike the
+    normal approximation they are not empty at 0 % or 100 %."""
+    from lastr1.demo import wilson
+
+    assert wilson(0, 20) == (0.0, 16.1)
+    assert wilson(10, 20) == (29.9, 70.1)
+    assert wilson(20, 20) == (83.9, 100.0)
+    assert wilson(0, 0) == (0.0, 100.0)

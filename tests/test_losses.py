@@ -1,6 +1,15 @@
 import torch
 
-from lastr1.learner.losses import actor_loss, bc_loss, critic_loss, expected_action, soft_update, td_target
+from lastr1.learner.losses import (
+    RunningScale,
+    actor_loss,
+    advantage_weights,
+    bc_loss,
+    critic_loss,
+    expected_action,
+    soft_update,
+    td_target,
+)
 
 
 def test_td_target_by_hand():
@@ -56,24 +65,72 @@ def test_bc_only_on_masked_rows_and_actor_loss_combines():
     torch.testing.assert_close(bc, torch.log(torch.tensor(4.0)))
     bc.backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
-    q_pi = torch.tensor([[1.0, 3.0], [2.0, 1.0]])
-    loss, info = actor_loss(torch.zeros(2, 3, 4), tokens, mask, q_pi, beta=2.0, eta=0.5)
-    # min_j Q = [1, 1] → mean 1, divided by mean |Q| = 1
-    torch.testing.assert_close(loss, 2.0 * torch.log(torch.tensor(4.0)) - 0.5 * 1.0)
-    assert info["q_pi"] == 1.0
-    empty, _ = actor_loss(torch.zeros(2, 3, 4), tokens, torch.tensor([False, False]), q_pi, 1.0, 1.0)
-    assert float(empty) == -1.0
+    w = torch.tensor([2.0, 0.0])
+    loss, info = actor_loss(torch.zeros(2, 3, 4), tokens, mask, w, executed=1, beta=2.0, eta=0.5)
+    # BC: log 4 on row 0; AW: mean(2·log 4, 0·log 4) = log 4
+    torch.testing.assert_close(loss, 2.0 * torch.log(torch.tensor(4.0)) + 0.5 * torch.log(torch.tensor(4.0)))
+    assert abs(info["awr"] - float(torch.log(torch.tensor(4.0)))) < 1e-6
 
 
-def test_q_term_is_scale_free_but_its_gradient_follows_q():
-    """Q ×100 (bigger rewards) leaves the actor's loss and its pull unchanged; the gradient still points up Q."""
-    tokens, mask = torch.zeros(2, 3, dtype=torch.long), torch.tensor([False, False])
-    grads = []
-    for k in (1.0, 100.0):
-        a = torch.tensor([0.2, -0.4], requires_grad=True)
-        q_pi = k * torch.stack([3.0 * a + 1.0, 2.0 * a + 2.0])  # (J=2, B=2): min is the second head here
-        loss, _ = actor_loss(torch.zeros(2, 3, 4), tokens, mask, q_pi, beta=1.0, eta=1.0)
+def test_aw_term_reads_only_the_executed_tokens():
+    """Defect 2 (actor side): only the executed step's tokens have an outcome; the rest get no gradient."""
+    logits = torch.zeros(1, 6, 4, requires_grad=True)
+    loss, _ = actor_loss(logits, torch.zeros(1, 6, dtype=torch.long), torch.tensor([False]), torch.ones(1),
+                         executed=2, beta=1.0, eta=1.0)
+    loss.backward()
+    assert logits.grad[0, :2].abs().sum() > 0 and logits.grad[0, 2:].abs().sum() == 0
+
+
+def _extreme_mass(objective: str, steps: int = 300, bc: float = 1.0, eta: float = 1.0) -> tuple[float, int]:
+    """One token, 64 bins, a demo at bin 32, a critic whose Q rises with the action (Q = 3a, as the sim's
+    critic roughly does along its push direction). Returns the mass on the top bin and the argmax after
+    `steps` Adam steps of CE(demo) + the Q term of `objective`."""
+    torch.manual_seed(0)
+    k = 64
+    centres = -1 + (2 * torch.arange(k) + 1) / k
+    logits = torch.zeros(1, 1, k, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    demo = torch.tensor([[32]])
+    scale = RunningScale()
+    for _ in range(steps):
+        if objective == "expected":  # the replaced objective: −η Q(E[bin centre]) / |Q|
+            q = 3.0 * expected_action(logits, centres)
+            q_term = q.mean() / q.abs().mean().detach().clamp_min(1e-3)
+            loss = bc * bc_loss(logits, demo, torch.tensor([True])) - eta * q_term
+        else:  # executed actions near the demo (exploration ±3 bins), weighted by their advantage
+            executed = torch.randint(29, 36, (16, 1))
+            q_a = 3.0 * centres[executed[:, 0]]
+            adv = q_a - 3.0 * centres[logits.detach()[0, 0].argmax()]
+            w = advantage_weights(adv, scale.update(adv), 1.0, 20.0)
+            loss = bc * bc_loss(logits, demo, torch.tensor([True]))
+            aw, _ = actor_loss(logits.expand(16, 1, k), executed, torch.zeros(16, dtype=torch.bool), w, 1, 0.0, eta)
+            loss = loss + aw
+        opt.zero_grad()
         loss.backward()
-        grads.append(a.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
-    assert (grads[0] < 0).all()  # descending the loss raises Q
+        opt.step()
+    p = logits.detach()[0, 0].softmax(-1)
+    return float(p[-1]), int(p.argmax())
+
+
+def test_q_push_on_the_expected_bin_ran_to_the_extreme_bin_but_awr_stays_on_executed_actions():
+    """Defect 3: on rollout rows (no BC) maximising Q at the *expected* bin centre collapses the token onto
+    the extreme bin, an action nobody executed; the advantage-weighted CE moves the argmax to the best of
+    the executed actions and leaves the extreme bin empty."""
+    mass, argmax = _extreme_mass("expected", bc=0.0)
+    assert argmax == 63, (mass, argmax)
+    mass, argmax = _extreme_mass("awr", bc=0.0)
+    assert 32 < argmax <= 35 and mass < 0.005, (mass, argmax)
+
+
+def test_advantage_scale_is_a_running_rms_not_a_batch_mean():
+    """Defect 3: one near-constant 4-row batch must not set the step size: the scale moves by ~1 % per batch."""
+    s = RunningScale(decay=0.99)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        s.update(torch.randn(4, generator=g) * 2.0)
+    assert abs(s.value - 2.0) < 0.3
+    before = s.value
+    s.update(torch.full((4,), 1e-4))
+    assert s.value > 0.99 * before
+    w = advantage_weights(torch.tensor([1e-4, -1e-4, 100.0]), s.value, 1.0, 20.0)
+    assert abs(float(w[0]) - 1.0) < 1e-3 and float(w[2]) == 20.0  # tiny advantages: ~1; clipped at w_max

@@ -63,7 +63,7 @@ def test_adapter_export_load_reproduces_outputs_exactly():
     assert a_pre.value == b_pre.value and b_pre.version == 7
     assert np.array_equal(a.tokens, b.tokens) and a.logprob == b.logprob and torch.equal(a.feature, b.feature)
     assert not torch.equal(before.feature, b.feature)  # the adapter really changed the fresh policy
-    feat, act = torch.randn(3, trained.d_act), torch.rand(3, trained.H, trained.D) * 2 - 1
+    feat, act = torch.randn(3, trained.d_act), torch.rand(3, trained.D) * 2 - 1
     assert torch.equal(trained.q(feat, act), fresh.q(feat, act))
 
 
@@ -103,7 +103,7 @@ def test_checkpoint_round_trip(tmp_path):
     a = p.act(p.reason({"front": o["front"]}, INSTRUCTION), {"wrist": o["wrist"]}, o["proprio"])
     b = q.act(q.reason({"front": o["front"]}, INSTRUCTION), {"wrist": o["wrist"]}, o["proprio"])
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.action, b.action)
-    feat, act = torch.randn(2, p.d_act), torch.zeros(2, p.H, p.D)
+    feat, act = torch.randn(2, p.d_act), torch.zeros(2, p.D)
     assert torch.equal(p.q_target(feat, act), q.q_target(feat, act))
     # a checkpoint of another build is refused with a reason, not half-loaded
     import json
@@ -161,7 +161,7 @@ def test_learner_helpers():
     pi.sum().backward()
     assert logits.grad is not None
     assert torch.allclose(p.chunk_logprob(logits.detach(), tokens), torch.zeros(2))
-    q = p.q(torch.randn(2, p.d_act), pi.detach())
+    q = p.q(torch.randn(2, p.d_act), pi.detach()[:, 0])  # Q reads the executed action
     assert q.shape == (p.cfg.q_ensemble, 2)
     # soft update moves targets toward the online heads by τ
     t0 = [t.clone() for t in p.q_targets.parameters()]

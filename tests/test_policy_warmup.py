@@ -72,3 +72,29 @@ def test_warmup_needs_latent_targets_or_says_how_to_skip_them(tmp_path):
     rc = main(["warmup", "--config", "policy/tiny_cpu", "--no-latent-loss", "--run_dir", str(tmp_path),
                "--policy.warmup.steps", "2", "--policy.warmup.batch_size", "2"])
     assert rc == 0 and (tmp_path / "checkpoints" / "warmup" / "trainable.safetensors").is_file()
+
+
+def test_warmup_trains_stale_prefix_pairs(tmp_path):
+    """Defect 1 (warm-up): with κ = 4 the robot acts three steps in four on a prefix reasoned from an older
+    front frame; the warm-up's pairs show the slow cameras (and latent targets) 0 … κ−1 steps older than
+    the fast cameras and the action, never newer, and κ = 1 keeps them together."""
+    from policy_helpers import tiny_policy
+
+    from lastr1.policy.warmup import DemoSet
+    from lastr1.transport.demo_store import load_dataset
+
+    _demos(tmp_path / "demos", n_episodes=1, steps=8)
+    eps = load_dataset(tmp_path / "demos")
+    ep = eps[0]
+    p = tiny_policy()
+    rows = np.repeat(np.arange(8), 20)
+    for kappa, allowed in ((4, range(4)), (1, range(1))):
+        batch, _, z, _ = DemoSet(eps, p, 8, True, INSTRUCTION, kappa=kappa).batch(rows, np.random.default_rng(0))
+        offsets = []
+        for i, t in enumerate(rows):
+            (ts,) = [s for s in range(8) if np.array_equal(ep.images["front"][s], batch.slow_images["front"][i])]
+            assert np.array_equal(batch.fast_images["wrist"][i], ep.images["wrist"][t])
+            assert np.allclose(z[i].numpy(), ep.latent_targets[ts][:8], atol=1e-2)
+            offsets.append(t - ts)
+        assert set(offsets) <= set(allowed)
+        assert set(offsets) == ({0} if kappa == 1 else {0, 1, 2, 3})

@@ -50,6 +50,7 @@ def transitions(draw):
         latent_len=0 if lat is None else draw(st.integers(0, lat.shape[0])), reward=draw(finite),
         terminated=draw(st.booleans()), truncated=draw(st.booleans()), t_obs=draw(finite),
         next_images={c: draw(img) for c in cams} if last else None, next_proprio=draw(f32((p,))) if last else None,
+        slow_images={cams[0]: draw(img)} if draw(st.booleans()) else None,
         actor_id=draw(names), epoch=draw(u63), seq=draw(u63), t_sent=draw(finite),
     )
 

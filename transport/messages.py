@@ -124,6 +124,9 @@ class Transition:
     t_obs: float  # time.time() when the observation was captured
     next_images: dict[str, np.ndarray] | None = None
     next_proprio: np.ndarray | None = None
+    # The slow cameras' frames the step's prefix was reasoned from (older than `images` when policy.kappa > 1),
+    # so the learner trains on the context the robot acted on; None: this step's own images.
+    slow_images: dict[str, np.ndarray] | None = None
     actor_id: str = ""
     epoch: int = 0  # identifies the actor's seq stream; new when its spool is created
     seq: int = -1
@@ -145,7 +148,8 @@ class Transition:
             action=arr(self.action, np.float32), latents=arr(self.latents, np.float16),
             latent_len=int(self.latent_len), reward=float(self.reward), terminated=bool(self.terminated),
             truncated=bool(self.truncated), t_obs=float(self.t_obs), next_images=imgs(self.next_images),
-            next_proprio=arr(self.next_proprio, np.float32), actor_id=self.actor_id, epoch=int(self.epoch),
+            next_proprio=arr(self.next_proprio, np.float32), slow_images=imgs(self.slow_images),
+            actor_id=self.actor_id, epoch=int(self.epoch),
             seq=int(self.seq), t_sent=float(self.t_sent),
         )
 
@@ -154,6 +158,8 @@ class Transition:
         d["images"] = _wire_images(self.images, jpeg_quality)
         if self.next_images is not None:
             d["next_images"] = _wire_images(self.next_images, jpeg_quality)
+        if self.slow_images is not None:
+            d["slow_images"] = _wire_images(self.slow_images, jpeg_quality)
         d["reward"] = float(self.reward)
         return d
 
@@ -175,13 +181,18 @@ class Transition:
             if set(next_images) != set(images):
                 _fail(f"next_images cameras {sorted(next_images)} differ from images {sorted(images)}")
             _array(next_proprio, "next_proprio", np.float32, proprio.shape, finite=True)
+        slow = d.get("slow_images")
+        if slow is not None:
+            _images(slow, "slow_images")
+            if not set(slow) <= set(images):
+                _fail(f"slow_images cameras {sorted(slow)} are not among images {sorted(images)}")
         return cls(
             episode=_int(d, "episode"), step=_int(d, "step"), policy_version=_int(d, "policy_version"),
             intervention=_bool(d, "intervention"), images=images, proprio=proprio,
             action=_array(d["action"], "action", np.float32, ((1, MAX_CHUNK), (1, MAX_ACTION_DIM)), finite=True),
             latents=latents, latent_len=_int(d, "latent_len", 0, 0 if latents is None else latents.shape[0]),
             reward=_float(d, "reward"), terminated=_bool(d, "terminated"), truncated=_bool(d, "truncated"),
-            t_obs=_float(d, "t_obs"), next_images=next_images, next_proprio=next_proprio,
+            t_obs=_float(d, "t_obs"), next_images=next_images, next_proprio=next_proprio, slow_images=slow,
             actor_id=_str(d, "actor_id"), epoch=_int(d, "epoch"), seq=_int(d, "seq"), t_sent=_float(d, "t_sent"),
         )
 
@@ -401,7 +412,7 @@ _HEARTBEAT_ONLY = {"actor": ("next_seq", "first_unacked", "unacked", "spool_byte
                    "learner": ("received", "committed", "refused")}
 # Fields a sender may leave out, with the value they then take.
 _OPTIONAL: dict[str, dict[str, Any]] = {
-    "transition": {"next_images": None, "next_proprio": None},
+    "transition": {"next_images": None, "next_proprio": None, "slow_images": None},
     "heartbeat": {"next_seq": 0, "first_unacked": 0, "unacked": 0, "spool_bytes": 0, "received": -1, "committed": -1,
                   "shapes": None, "refused": ""},
 }
