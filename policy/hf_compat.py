@@ -111,6 +111,14 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 _GET_IT = "download the whole folder, e.g. `hf download Qwen/Qwen3-VL-4B-Instruct --local-dir FOLDER`"
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON file of a model folder, or a PolicyError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PolicyError(f"cannot read {path}: {e}", hint=_GET_IT) from None
+
+
 def read_model_config(folder: str | Path) -> dict:
     """config.json of a Qwen3-VL folder, checked to be one: a missing file, a text-only Qwen3 or any other
     architecture is a PolicyError naming the file."""
@@ -118,10 +126,7 @@ def read_model_config(folder: str | Path) -> dict:
     if not path.is_file():
         raise PolicyError(f"policy.model {str(folder)!r} is neither 'tiny' nor a folder with a Qwen3-VL config.json",
                           hint=f"{_GET_IT}, or use --policy.model tiny")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise PolicyError(f"cannot read {path}: {e}", hint=_GET_IT) from None
+    d = _read_json(path)
     kind = d.get("model_type")
     if kind != MODEL_TYPE:
         what = ("a text-only language model (no vision tower)" if kind in ("qwen3", "qwen2", "qwen3_moe")
@@ -325,10 +330,7 @@ def read_preprocessor(folder: str | Path) -> dict:
     if not path.is_file():
         raise PolicyError(f"{folder} has no {PREPROCESSOR_FILE} (how the model's images are resized and patched)",
                           hint=f"copy it from the model's download: {_GET_IT}")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise PolicyError(f"cannot read {path}: {e}", hint=_GET_IT) from None
+    d = _read_json(path)
     out: dict[str, Any] = {}
     size = d.get("size") or {}
     if "shortest_edge" in size:
