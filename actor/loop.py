@@ -45,7 +45,7 @@ from lastr1.actor.episode import Episode, EpisodeSummary, Outcome, Sink, outcome
 from lastr1.actor.status import ActorStatus
 from lastr1.actor.timing import RateKeeper, Window
 from lastr1.errors import Lastr1Error
-from lastr1.robot.errors import ArmFault, StaleFrameError
+from lastr1.robot.errors import ArmFault, RobotError, StaleFrameError
 from lastr1.robot.keys import Key
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class Runtime:
         self.episode = self._first_episode()
         self.total_steps = 0
         self.paused = False
+        self._last_hold = ""
         self.estopped = False
         self._env_lock = threading.RLock()  # the key watcher's stop vs the loop's act/observe
         self._watcher: _KeyWatcher | None = None
@@ -211,7 +212,20 @@ class Runtime:
                 if s is None:
                     break
                 done.append(s)
+                self._check_progress(done)
         return done
+
+    STUCK_EPISODES = 5
+
+    def _check_progress(self, done: list[EpisodeSummary]) -> None:
+        """Episodes that all ran out of time without one executed step mean an arm held throughout (a pause or
+        fault nothing clears): stop and say why rather than spin (a learning run once did for 25 minutes)."""
+        last = done[-self.STUCK_EPISODES:]
+        if len(last) == self.STUCK_EPISODES and all(s.steps == 0 and s.outcome == "time_limit" for s in last):
+            raise RobotError(
+                f"{self.STUCK_EPISODES} episodes in a row ran out of time without one executed step; the last "
+                f"hold: {self._last_hold or 'none reported'}",
+                hint="clear the cause (resume after a hard hit, reset the e-stop, recover the arm) and start again")
 
     @contextlib.contextmanager
     def session(self):
@@ -342,7 +356,8 @@ class Runtime:
             if self.agent is not None:
                 self.agent.interrupt()
             if info.reasons or info.faults:
-                log.warning("step held: %s", "; ".join(info.reasons + info.faults))
+                self._last_hold = "; ".join(info.reasons + info.faults)
+                log.warning("step held: %s", self._last_hold)
             self._emit(ep.number, ep.steps)
             return
         self.work_ms.add((time.monotonic() - t_tick) * 1e3)

@@ -103,7 +103,12 @@ class Safety:
 
     def new_episode(self) -> None:
         """Forget the last episode's command stream (its last target and time, its gripper command, a contact
-        in progress): the arm was just reset, and what an episode may do must not depend on the one before."""
+        in progress): the arm was just reset, and what an episode may do must not depend on the one before.
+        A pause the contact rules set ends here too (the reset moved the arm away from the contact, as `drive`
+        does): a person's pause and an e-stop do not. Without this a lockstep reset, which does not pass
+        `drive`, left every later episode held at 0 steps (a learning run stalled for 25 minutes)."""
+        if self._pause_reason and not self._estopped:
+            self.resume()
         self._last_t = None
         self._last_grippers = np.zeros(self.n_arms)
         self._over_since = [None] * self.n_arms

@@ -17,7 +17,7 @@ from lastr1.actor.episode import Sink, outcome
 from lastr1.actor.loop import Runtime
 from lastr1.configs.robot import SafetyConfig
 from lastr1.configs.schema import Config
-from lastr1.robot.errors import ArmFault, StaleFrameError
+from lastr1.robot.errors import ArmFault, RobotError, StaleFrameError
 from lastr1.robot.interfaces import Observation, StepInfo
 from lastr1.robot.keys import Key, KeySource
 from lastr1.robot.safety import Safety
@@ -315,3 +315,19 @@ def test_episode_numbers_continue_across_runtimes(tmp_path):
     assert [s.episode for s in rt.run(max_episodes=2)] == [0, 1]
     rt, _ = _runtime(tmp_path, MemoryEnv(), max_steps=1)
     assert rt.run(max_episodes=1)[0].episode == 2
+
+
+def test_an_arm_held_for_whole_episodes_stops_the_run_with_the_reason(tmp_path):
+    """Episodes that all run out of time without one executed step (a pause nothing clears) end the run with
+    the last hold's reason, instead of spinning: a learning run once spun for 25 minutes that way."""
+    env = MemoryEnv(hold=set(range(1, 10_000)))
+    rt, sink = _runtime(tmp_path, env, max_steps=3)
+    with pytest.raises(RobotError, match="5 episodes in a row.*last hold: held"):
+        rt.run(max_episodes=20)
+    assert len(rt.episodes) == Runtime.STUCK_EPISODES and not sink.steps
+
+
+def test_a_held_episode_between_working_ones_is_no_reason_to_stop(tmp_path):
+    env = MemoryEnv(hold=set(range(1, 13)))  # the first four episodes (3 attempts each) are held throughout
+    rt, sink = _runtime(tmp_path, env, max_steps=3)
+    assert len(rt.run(max_episodes=7)) == 7 and sink.steps

@@ -481,3 +481,30 @@ def test_a_new_episode_does_not_inherit_the_last_ones_command_stream():
     np.testing.assert_array_equal(a.grippers, b.grippers)
     assert np.linalg.norm(b.positions[0] - home) > 0.005  # a fresh episode's first step moves ...
     assert np.linalg.norm(stale.positions[0] - b.positions[0]) > 0.005  # ... the inherited stream did not
+
+
+def test_a_new_episode_ends_a_contact_pause_but_not_a_persons_or_an_estop():
+    """A hard hit pauses the filter; the reset that follows (RobotEnv.reset → new_episode) ends that pause, as a
+    slow home move through `drive` does. A person's pause and a latched e-stop survive it."""
+    p = np.array([0.5, 0.0, 0.1])
+    hit = [0.0, 0.0, 125.0, 0, 0, 0]
+
+    def paused_by_a_hit() -> Safety:
+        s = Safety(CFG, clock=Clock())
+        back = s.filter([state(p, wrench=hit)], [0, 0, -1, 0, 0, 0, 0]).positions[0]
+        assert s.filter([state(back)], [0, 0, 1, 0, 0, 0, 0]).held and s.paused
+        return s
+
+    s = paused_by_a_hit()
+    s.new_episode()
+    assert not s.paused and not s.filter([state(p)], [0, 0, 1, 0, 0, 0, 0]).held
+
+    s = Safety(CFG, clock=Clock())
+    s.pause()
+    s.new_episode()
+    assert s.paused and s.filter([state(p)], [0, 0, 1, 0, 0, 0, 0]).held
+
+    s = paused_by_a_hit()
+    s.estop()
+    s.new_episode()
+    assert s.filter([state(p)], [0, 0, 1, 0, 0, 0, 0]).held
