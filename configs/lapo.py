@@ -16,7 +16,10 @@ class LapoConfig:
     trajectories: int = 32
     mini_batch: int = 8
     epochs: int = 1  # PPO epochs over each iteration's batch
-    workers: int = 1  # local rollout processes (environments are split across them)
+    workers: int = 1  # rollout workers (environments are split across them): local processes, or Ray actors
+    # "" : the workers are local processes; "local": Ray actors on a Ray instance started here (a try-out);
+    # "auto", "ray://head:10001", ...: Ray actors on that cluster (`--address`; needs `pip install 'lastr1[ray]'`)
+    ray_address: str = ""
     temperature: float = 1.0  # action-token sampling temperature at rollout; the exit's is policy.exit_temperature
     success_reward: float = 5.0  # at the last chunk of a successful trajectory, 0 elsewhere
     gamma: float = 0.99

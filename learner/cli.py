@@ -39,6 +39,9 @@ def add_lapo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="PPO iterations (learner.lapo.iterations)")
     parser.add_argument("--out", default=None, help="output folder (default <run_dir>/lapo)")
     parser.add_argument("--no-video", action="store_true", help="no MP4 per held-out episode")
+    parser.add_argument("--address", default=None, metavar="auto|ray://HOST:10001|local",
+                        help="run the learner.lapo.workers rollout workers as Ray actors on this cluster ('local': a "
+                        "Ray instance started here); the same as --learner.lapo.ray_address (default: local processes)")
 
 
 def lapo_main(args: argparse.Namespace) -> int:
@@ -48,6 +51,8 @@ def lapo_main(args: argparse.Namespace) -> int:
     from lastr1.learner.lapo_run import run_lapo
 
     cfg = load_config(args)
+    if args.address is not None:
+        cfg.learner.lapo.ray_address = args.address
     res = run_lapo(cfg, Path(args.out) if args.out else Path(cfg.run_dir) / "lapo", args.iterations,
                    video=not args.no_video)
     print(json.dumps({"held_out_pct": res["evals"], "latent_lengths": res["latent_lengths"],

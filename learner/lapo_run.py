@@ -3,11 +3,12 @@
     lastr1 lapo --config sim_insert_hex --robot.kind lockstep --policy.checkpoint runs/x/warmup --iterations 50
 
 Per iteration: `learner.lapo.trajectories` on-policy trajectories (fresh training seeds) from
-`learner.lapo.workers` processes, then one PPO update (learner/lapo.py). Every `eval_every` iterations, and at
-the start and the end, `lastr1 eval`'s evaluation of the current weights on the same fixed held-out initial
-states (greedy decoding, an MP4 per episode, results.json / rollouts.csv / summary.csv) under
-<out>/eval/iter<NNNN>/. Writes <out>/curve.jsonl (one line per iteration), <out>/latent_lengths.json (the
-sampled latent lengths of the first and the last iteration: the paper's Fig. 9) and <out>/policy.
+`learner.lapo.workers` workers (local processes; Ray actors with `--address`: learner/rollouts_ray.py), then
+one PPO update (learner/lapo.py). Every `eval_every` iterations, and at the start and the end, `lastr1 eval`'s
+evaluation of the current weights on the same fixed held-out initial states (greedy decoding, an MP4 per
+episode, results.json / rollouts.csv / summary.csv) under <out>/eval/iter<NNNN>/. Writes <out>/curve.jsonl
+(one line per iteration), <out>/latent_lengths.json (the sampled latent lengths of the first and the last
+iteration: the paper's Fig. 9) and <out>/policy.
 `policy.latent_mode: off` runs the Action-Only + PPO baseline.
 """
 
@@ -56,13 +57,13 @@ def run_lapo(cfg: Config, out: Path, iterations: int | None = None, video: bool 
     opt = lapo.make_optimizer(policy, c)
     gen = torch.Generator().manual_seed(c.seed)
     curve: list[dict] = []
-    evals = {0: held_out(cfg, policy, out / "eval" / "iter0000", video)}
     lengths: dict[str, dict[int, int]] = {}
-    pool = Rollouts(cfg, policy)
+    pool = Rollouts(cfg, policy)  # first: a missing ray or an unreachable cluster fails before any evaluation
     steps = 0
     t_roll = 0.0
-    t0 = time.process_time()
     try:
+        evals = {0: held_out(cfg, policy, out / "eval" / "iter0000", video)}
+        t0 = time.process_time()
         for it in range(1, n_it + 1):
             seeds = [TRAIN_SEED_BASE + c.seed * 1_000_000 + (it - 1) * c.trajectories + k
                      for k in range(c.trajectories)]

@@ -1,29 +1,38 @@
-"""On-policy trajectories for LAPO from lockstep simulated robots, in this process or in N worker processes.
+"""On-policy trajectories for LAPO from lockstep simulated robots: in this process, in N local worker
+processes, or in N Ray actors on a cluster.
 
-    pool = Rollouts(cfg, policy)                      # cfg.learner.lapo.workers processes (1: in process)
+    pool = Rollouts(cfg, policy)                      # cfg.learner.lapo.workers workers (1: in process)
     trajs = pool.collect(seeds, policy.export_adapter(v))
     pool.close()
+
+Where the workers run is picked in one place, `start_workers`: `learner.lapo.ray_address` "" keeps them local
+(processes, or this process for one worker), anything else puts them on Ray (learner/rollouts_ray.py, imported
+only then). Every backend takes the same job, an adapter blob and a list of seeds per worker, and answers a
+list of trajectories or the exception its worker raised; `Rollouts` raises that as one named LapoError.
 
 A decision reasons (latents and exit sampled at policy.exit_temperature across the candidates), samples one
 action chunk at lapo.temperature and executes it whole; the episode ends as `lastr1 eval` ends it: the scene's
 success or failure key (the scripted judge), or task.max_episode_steps.
 Reward: lapo.success_reward at the last decision of a successful trajectory, 0 elsewhere. With the lockstep
-robot an episode costs CPU time only, and a seed gives the same initial state in any worker.
+robot an episode costs CPU time only, and a seed gives the same trajectory in any worker on any backend: the
+initial state is drawn from it, and so is the sampling (torch's generator is seeded with it for the episode).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import torch
 
 from lastr1.learner.lapo import Decision, LapoError
 from lastr1.robot.keys import Key
 
 if TYPE_CHECKING:
     from lastr1.configs.schema import Config
+    from lastr1.policy.adapter import AdapterBlob
 
 
 @dataclass
@@ -52,49 +61,101 @@ def decide(policy, images: dict, proprio: np.ndarray, instruction: str, temperat
 
 
 def rollout(cfg: Config, policy, env, seed: int) -> Trajectory:
+    """One episode from `seed`'s initial state, its sampling seeded by `seed` too (the caller's torch
+    generator is left as it was)."""
     lapo = cfg.learner.lapo
-    obs = env.reset(seed=seed)
-    ds: list[Decision] = []
-    steps, success, ended = 0, False, False
-    while not ended:
-        d, out = decide(policy, obs.images, obs.proprio, cfg.task.instruction, lapo.temperature)
-        ds.append(d)
-        for a in out.action:
-            obs, _ = env.step(a)
-            steps += 1
-            keys = env.keys.poll()
-            success = Key.SUCCESS in keys
-            ended = success or Key.FAILURE in keys or steps >= cfg.task.max_episode_steps
-            if ended:
-                break
+    cuda = [policy.device] if policy.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        obs = env.reset(seed=seed)
+        ds: list[Decision] = []
+        steps, success, ended = 0, False, False
+        while not ended:
+            d, out = decide(policy, obs.images, obs.proprio, cfg.task.instruction, lapo.temperature)
+            ds.append(d)
+            for a in out.action:
+                obs, _ = env.step(a)
+                steps += 1
+                keys = env.keys.poll()
+                success = Key.SUCCESS in keys
+                ended = success or Key.FAILURE in keys or steps >= cfg.task.max_episode_steps
+                if ended:
+                    break
     rewards = [0.0] * len(ds)
     rewards[-1] = lapo.success_reward * success
     return Trajectory(seed, ds, rewards, success, steps, [d.latent_len for d in ds])
 
 
-class Rollouts:
-    """Collects trajectories for given seeds with given adapter weights, split across `workers` processes."""
+def work(cfg: Config, policy, env, blob: AdapterBlob, seeds: list[int]) -> list[Trajectory]:
+    """What a worker does with one job: take the adapter, roll out each seed."""
+    policy.load_adapter(blob)
+    return [rollout(cfg, policy, env, s) for s in seeds]
 
-    def __init__(self, cfg: Config, policy, workers: int | None = None):
+
+# --- where the workers run --------------------------------------------------------------------------------------
+
+
+class Workers(Protocol):
+    """`n` rollout workers. `run` hands worker i the seeds `parts[i]` with the adapter `blob` (None only in
+    process) and returns, per worker, its trajectories or the exception it raised; `close` ends them."""
+
+    n: int
+    where: str  # what the workers are, for the error a failure raises
+    hint: str  # how to see a failure up close
+
+    def run(self, blob: AdapterBlob | None, parts: list[list[int]]) -> list[list[Trajectory] | BaseException]: ...
+
+    def close(self) -> None: ...
+
+
+def start_workers(cfg: Config, policy, n: int) -> Workers:
+    """The one place a backend is picked: Ray actors when `learner.lapo.ray_address` is set, else local
+    processes (this process itself for one worker)."""
+    address = cfg.learner.lapo.ray_address
+    if address:
+        from lastr1.learner.rollouts_ray import RayWorkers  # imports Ray only now
+
+        return RayWorkers(cfg, policy, max(n, 1), address)
+    if n <= 1:
+        return InProcess(cfg, policy)
+    return LocalProcesses(cfg, policy, n)
+
+
+class InProcess:
+    """One worker: this process, with the policy as it is (the blob is its own export, so it is not loaded).
+    A failure raises here as itself."""
+
+    n, where, hint = 1, "this process", ""
+
+    def __init__(self, cfg: Config, policy):
+        from lastr1.robot.factory import make_env
+
         self.cfg, self.policy = cfg, policy
-        n = cfg.learner.lapo.workers if workers is None else workers
-        if cfg.robot.kind != "lockstep":
-            raise LapoError(f"LAPO needs robot.kind lockstep, not {cfg.robot.kind!r}",
-                            hint="on-policy batches in real time would take hours: add --robot.kind lockstep")
-        self._env = None
-        self._procs: list = []
-        self._pipes: list = []
-        if n <= 1:
-            from lastr1.robot.factory import make_env
+        self.env = make_env(cfg)
 
-            self._env = make_env(cfg)
-            return
+    def run(self, blob: AdapterBlob | None, parts: list[list[int]]) -> list[list[Trajectory] | BaseException]:
+        return [[rollout(self.cfg, self.policy, self.env, s) for s in part] for part in parts]
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class LocalProcesses:
+    """`n` spawned processes on this machine, each with the starting policy (a checkpoint under run_dir) and
+    its own lockstep env; jobs and results cross a pipe."""
+
+    hint = "run with learner.lapo.workers 1 to see the error in this process"
+
+    def __init__(self, cfg: Config, policy, n: int):
         from pathlib import Path
 
         from lastr1.policy.checkpoint import save_policy
 
+        self.n, self.where = n, f"{n} local processes"
         start = save_policy(policy, Path(cfg.run_dir) / "lapo" / "worker_policy")
         ctx = mp.get_context("spawn")  # torch and MuJoCo do not survive a fork
+        self._procs: list = []
+        self._pipes: list = []
         for _ in range(n):
             a, b = ctx.Pipe()
             p = ctx.Process(target=_worker, args=(cfg, str(start), b), daemon=True)
@@ -102,48 +163,83 @@ class Rollouts:
             self._procs.append(p)
             self._pipes.append(a)
 
-    def collect(self, seeds: list[int], blob=None) -> list[Trajectory]:
-        """Trajectories for `seeds`, in that order, under `blob` (the in-process policy as it is if None)."""
-        if self._env is not None:
-            return [rollout(self.cfg, self.policy, self._env, s) for s in seeds]
-        blob = blob or self.policy.export_adapter(self.policy.version)
-        parts = [seeds[i :: len(self._pipes)] for i in range(len(self._pipes))]
+    def run(self, blob: AdapterBlob | None, parts: list[list[int]]) -> list[list[Trajectory] | BaseException]:
         for pipe, part in zip(self._pipes, parts):
             pipe.send((blob, part))
-        got: dict[int, Trajectory] = {}
-        for pipe in self._pipes:
-            res = pipe.recv()
-            if isinstance(res, BaseException):
-                raise LapoError(f"a rollout worker failed: {res!r}", hint="run with learner.lapo.workers 1 to see "
-                                "the error in this process")
-            got.update({t.seed: t for t in res})
-        return [got[s] for s in seeds]
+        res: list[list[Trajectory] | BaseException] = []
+        for pipe, p in zip(self._pipes, self._procs):  # every answer is read, so none is left for the next job
+            try:
+                res.append(pipe.recv())
+            except (EOFError, OSError):
+                res.append(RuntimeError(f"worker process {p.pid} exited (code {p.exitcode})"))
+        return res
 
     def close(self) -> None:
         for pipe in self._pipes:
-            pipe.send(None)
+            try:
+                pipe.send(None)
+            except OSError:  # that worker is gone already
+                pass
         for p in self._procs:
             p.join(timeout=30)
-        if self._env is not None:
-            self._env.close()
+            if p.is_alive():
+                p.kill()
 
 
 def _worker(cfg: Config, start: str, pipe) -> None:
-    import torch
-
-    from lastr1.policy.checkpoint import load_policy
-    from lastr1.robot.factory import make_env
-
     torch.set_num_threads(1)  # N workers share the cores
-    policy = load_policy(start, device=cfg.policy.device)
-    env = make_env(cfg)
+    env = None
+    try:
+        from lastr1.policy.checkpoint import load_policy
+        from lastr1.robot.factory import make_env
+
+        policy = load_policy(start, device=cfg.policy.device)
+        env = make_env(cfg)
+        broken: Exception | None = None
+    except Exception as e:  # answered to every job, so the parent names it
+        broken = e
     try:
         while (job := pipe.recv()) is not None:
             blob, seeds = job
             try:
-                policy.load_adapter(blob)
-                pipe.send([rollout(cfg, policy, env, s) for s in seeds])
+                if broken is not None:
+                    raise broken
+                pipe.send(work(cfg, policy, env, blob, seeds))
             except Exception as e:  # reported to the parent, which raises it by name
                 pipe.send(e)
     finally:
-        env.close()
+        if env is not None:
+            env.close()
+
+
+# --- the pool -----------------------------------------------------------------------------------------------------
+
+
+class Rollouts:
+    """Collects trajectories for given seeds with given adapter weights, split across `workers` workers
+    (`start_workers` picks where they run)."""
+
+    def __init__(self, cfg: Config, policy, workers: int | None = None):
+        self.cfg, self.policy = cfg, policy
+        n = cfg.learner.lapo.workers if workers is None else workers
+        if cfg.robot.kind != "lockstep":
+            raise LapoError(f"LAPO needs robot.kind lockstep, not {cfg.robot.kind!r}",
+                            hint="on-policy batches in real time would take hours: add --robot.kind lockstep")
+        self.workers = start_workers(cfg, policy, n)
+
+    def collect(self, seeds: list[int], blob: AdapterBlob | None = None) -> list[Trajectory]:
+        """Trajectories for `seeds`, in that order, under `blob` (the in-process policy as it is if None)."""
+        if blob is None and not isinstance(self.workers, InProcess):
+            blob = self.policy.export_adapter(self.policy.version)
+        n = self.workers.n
+        parts = [seeds[i::n] for i in range(n)]
+        got: dict[int, Trajectory] = {}
+        for res in self.workers.run(blob, parts):
+            if isinstance(res, BaseException):
+                raise LapoError(f"a rollout worker ({self.workers.where}) failed: {type(res).__name__}: {res}",
+                                hint=self.workers.hint)
+            got.update({t.seed: t for t in res})
+        return [got[s] for s in seeds]
+
+    def close(self) -> None:
+        self.workers.close()

@@ -136,3 +136,36 @@ def test_one_ppo_iteration_lowers_the_surrogate_loss():
     with torch.no_grad():
         after, _ = lapo.decision_loss(lapo.terms(policy, ds, c.temperature, INSTRUCTION), old, adv, ret, c, "adaptive")
     assert after.item() < before.item() - 1e-3
+
+
+def test_ray_workers_without_ray_say_which_extra_and_local_ones_never_import_it(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    from lastr1 import configs
+    from lastr1.errors import MissingDependency
+    from lastr1.learner.rollouts import Rollouts
+
+    cfg = configs.load("sim_insert_hex", ["--robot.kind", "lockstep", "--run_dir", str(tmp_path),
+                                          "--learner.lapo.ray_address", "auto"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # a learner box without the [ray] extra
+    with pytest.raises(MissingDependency, match=r"(?s)lastr1 lapo --address.*pip install 'lastr1\[ray\]'"):
+        Rollouts(cfg, tiny_policy())
+    # The local path (processes) imports nothing of Ray.
+    code = ("import sys; import lastr1.learner.cli, lastr1.learner.lapo_run, lastr1.learner.rollouts; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_lapo_address_sets_the_ray_address(monkeypatch):
+    from lastr1 import cli
+    from lastr1.learner import lapo_run
+
+    got = []
+    monkeypatch.setattr(lapo_run, "run_lapo", lambda cfg, out, iterations, video: got.append(cfg) or {
+        "evals": {}, "latent_lengths": {}, "steps_per_s": 0.0})
+    base = ["lapo", "--config", "sim_insert_hex", "--robot.kind", "lockstep", "--no-video"]
+    assert cli.main(base) == 0 and got[-1].learner.lapo.ray_address == ""
+    assert cli.main([*base, "--address", "ray://head:10001"]) == 0
+    assert got[-1].learner.lapo.ray_address == "ray://head:10001"
+    assert cli.main([*base, "--learner.lapo.ray_address", "auto"]) == 0 and got[-1].learner.lapo.ray_address == "auto"

@@ -1,13 +1,18 @@
-"""LAPO on the lockstep robot: trajectories from worker processes, the PPO iterations, the held-out evaluations
-in `lastr1 eval`'s formats, and the Action-Only baseline."""
+"""LAPO on the lockstep robot: trajectories from worker processes and from Ray actors, the PPO iterations, the
+held-out evaluations in `lastr1 eval`'s formats, and the Action-Only baseline."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from policy_helpers import tiny_cfg
+from policy_helpers import perturb_trainables, tiny_cfg
 from sim_helpers import require_sim
 
 require_sim()
@@ -63,3 +68,68 @@ def test_action_only_rollouts_have_no_latents_and_pay_reward_at_the_end(tmp_path
         assert all(not d.chain.any() for d in t.decisions)
         assert t.rewards[:-1] == [0.0] * (len(t.rewards) - 1) and t.rewards[-1] == 5.0 * t.success
         assert 1 <= t.steps <= 12 and len(t.decisions) == int(np.ceil(t.steps / 8))
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _same_trajectory(a, b) -> None:
+    """What the lockstep robot did is identical; the policy's floats agree to 1e-5 (another process)."""
+    assert (a.seed, a.steps, a.success, a.rewards, a.latent_lens) == (b.seed, b.steps, b.success, b.rewards,
+                                                                      b.latent_lens)
+    assert len(a.decisions) == len(b.decisions)
+    for x, y in zip(a.decisions, b.decisions):
+        np.testing.assert_array_equal(x.tokens, y.tokens)
+        for cam in {**x.slow, **x.fast}:
+            np.testing.assert_array_equal({**x.slow, **x.fast}[cam], {**y.slow, **y.fast}[cam])
+        np.testing.assert_array_equal(x.proprio, y.proprio)
+        np.testing.assert_allclose(x.chain, y.chain, atol=1e-5)
+        np.testing.assert_allclose([x.rollout_logprob, x.rollout_exit_logprob],
+                                   [y.rollout_logprob, y.rollout_exit_logprob], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ray_workers_give_the_in_process_trajectories_and_name_a_worker_error(tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'lastr1[ray]')")
+    from lastr1.learner.lapo import LapoError
+    from lastr1.policy.checkpoint import open_policy
+
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    policy = open_policy(cfg)
+    rcfg = copy.deepcopy(cfg)
+    rcfg.learner.lapo.ray_address, rcfg.learner.lapo.workers = "local", 2  # `lastr1 lapo --address local`
+    assert not ray.is_initialized()
+    pool = Rollouts(rcfg, policy)  # the starting weights go to the actors now ...
+    try:
+        assert ray.is_initialized() and len({i["pid"] for i in pool.workers.info}) == 2
+        perturb_trainables(policy, seed=1)  # ... so these reach them only through the blob
+        blob = policy.export_adapter(1)
+        seeds = [3, 4, 5]  # worker 0 rolls out 3 and 5, worker 1 rolls out 4
+        remote = pool.collect(seeds, blob)
+        local_pool = Rollouts(cfg, policy, workers=1)
+        try:
+            local = local_pool.collect(seeds)
+        finally:
+            local_pool.close()
+        assert [t.seed for t in remote] == seeds
+        for a, b in zip(remote, local):
+            _same_trajectory(a, b)
+        # A worker's error is raised here by name, with the worker's own message.
+        with pytest.raises(LapoError, match=r"2 Ray actors at local\) failed: AdapterError: .*sha256") as e:
+            pool.collect([6], dataclasses.replace(blob, sha256="0" * 64))
+        assert "learner.lapo.workers 1" in str(e.value)
+        pids = [i["pid"] for i in pool.workers.info]
+    finally:
+        pool.close()
+    # close() ended the actors and the Ray instance it had started.
+    assert not ray.is_initialized()
+    deadline = time.monotonic() + 20
+    while any(map(_running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, pids)), pids
