@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import pickle
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -270,6 +271,35 @@ def _stages(path: str, n: int) -> dict:
     return {k: round(v / n * 1e3, 3) for k, v in out.items()}
 
 
+def _clocks(threads: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """name → (s on a core, s runnable but waiting for a core) of the given native thread ids and, summed, of
+    ZeroMQ's I/O threads ("zmq_io": they do the CURVE encryption; pyzmq's gc context, idle, has one too), from
+    Linux's schedstat; {} where there is none."""
+    ids = {name: [tid] for name, tid in threads.items()}
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().startswith("ZMQbg/IO"):
+                    ids.setdefault("zmq_io", []).append(int(tid))
+        out = {}
+        for name, tids in ids.items():
+            run = wait = 0.0
+            for tid in tids:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    r, w = f.read().split()[:2]
+                run, wait = run + int(r) / 1e9, wait + int(w) / 1e9
+            out[name] = (run, wait)
+        return out
+    except OSError:
+        return {}
+
+
+def _per_transition(before: dict, after: dict, n: int, prefix: str) -> dict:
+    return {f"{prefix}_{k}": {"run": round((after[k][0] - v[0]) / n * 1e3, 3),
+                              "wait": round((after[k][1] - v[1]) / n * 1e3, 3)}
+            for k, v in before.items() if k in after}
+
+
 def _profiled_learner(root: str, curve: bool, tmp: str, conn) -> None:
     import logging
 
@@ -278,22 +308,27 @@ def _profiled_learner(root: str, curve: bool, tmp: str, conn) -> None:
     logging.basicConfig(level=logging.ERROR)
     _profiled(LearnerLink, f"{tmp}/learner_io.prof")
     link = LearnerLink(_cfg(root, curve, 0))
+    threads = {"io": link._thread.native_id or 0}
+    before = _clocks(threads)
     conn.send(link.port)
     n = 0
     while not conn.poll():
         batch = link.recv(0.05)
         n += len(batch)
         link.ack(batch)
+    cpu = _per_transition(before, _clocks(threads), max(n, 1), "learner")
     link.close()
     conn.recv()
-    conn.send(n)
+    conn.send((n, cpu))
 
 
 def profile(curve: bool, seconds: float) -> dict:
     """Where a transition's time goes on our wire (raw images): each thread (the actor's caller and I/O thread,
     the learner's I/O thread) runs under cProfile while the actor sends as fast as the window allows; ms per
     transition by stage (cProfile's own time: with the profiler's overhead and, on a loaded machine, the waits
-    for the GIL and a core)."""
+    for the GIL and a core). cpu_ms_per_transition says which is which, per thread: "run" on a core, "wait"
+    runnable but waiting for one (ZeroMQ's I/O threads included: they encrypt). A thread whose run + wait
+    is ~1/transitions_per_s is the bottleneck; if none's is, the machine's cores are."""
     import cProfile
 
     from lastr1.transport import curve_keys
@@ -310,6 +345,12 @@ def profile(curve: bool, seconds: float) -> dict:
     sender.burst(time.time() + 0.5)  # warm-up: handshake, page cache
     sender.settle()
     first = sender.link._next_seq
+    threads = {"caller": threading.get_native_id(), "io": sender.link._thread.native_id or 0}
+    from zmq.utils.garbage import gc
+
+    if gc.is_alive():  # pyzmq releases the actor's zero-copy sends on this thread
+        threads["zmq_gc"] = gc.thread.native_id or 0
+    clocks = _clocks(threads)
     p = cProfile.Profile()
     p.enable()
     t0 = time.time()
@@ -319,9 +360,10 @@ def profile(curve: bool, seconds: float) -> dict:
     p.disable()
     p.dump_stats(f"{tmp}/actor_main.prof")
     n = sender.link._next_seq - first
+    cpu = _per_transition(clocks, _clocks(threads), n, "actor")
     sender.close()
     here.send("stop")
-    total = here.recv()
+    total, learner_cpu = here.recv()
     proc.join(10)
     # The I/O threads' profiles include the warm-up's transitions too: per transition over all they moved.
     return {
@@ -329,6 +371,8 @@ def profile(curve: bool, seconds: float) -> dict:
         "ms_per_transition": {"actor_caller": _stages(f"{tmp}/actor_main.prof", n),
                               "actor_io": _stages(f"{tmp}/actor_io.prof", total),
                               "learner_io": _stages(f"{tmp}/learner_io.prof", total)},
+        # The actor's threads over the measured burst, the learner's over its life (warm-up included).
+        "cpu_ms_per_transition": {**cpu, **learner_cpu},
     }
 
 

@@ -24,7 +24,8 @@ class TransportConfig:
     max_message_bytes: int = 64 * 1024**2
     max_weights_bytes: int = 2 * 1024**3
     # Transitions waiting in memory for the actor's I/O thread (~25 s at 10 Hz); beyond it `send` writes to
-    # the spool itself instead of dropping.
+    # the spool itself instead of dropping. The I/O thread also keeps up to this many spooled, not yet sent
+    # ones in memory; a longer backlog is re-read from the spool.
     send_queue: int = 256
     # Unacknowledged transitions are kept on disk (<spool_dir>/<actor_id>/) so an actor restart or a learner
     # outage loses nothing; 4 GiB ≈ 6,800 raw transitions ≈ 11 min of a 10 Hz actor with the learner down.

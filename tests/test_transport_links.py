@@ -494,6 +494,26 @@ def test_a_minimal_foreign_actor_from_the_docs(tmp_path, keydir, closing):
         assert seen["heartbeat"]["role"] == "learner" and seen["heartbeat"]["epoch"] == 9
 
 
+def test_a_backlog_beyond_send_queue_waits_on_disk_and_arrives_whole(tmp_path, closing):
+    """Unsent transitions are sent from memory up to send_queue of them; the rest of a long backlog (learner
+    down) is held only in the spool and re-read from it: memory stays bounded and nothing is lost or doubled.
+    The images are big enough (> 64 KiB a message) that pyzmq sends them without a copy."""
+    port = free_port()
+    cfg = make_cfg(tmp_path, port=port, send_queue=8)
+    actor = ActorLink(cfg, "actor0")
+    closing(actor)
+    for i in range(60):  # nobody listening
+        actor.send(step(i, side=160))
+    until(lambda: actor.backlog().queued == 0 and actor.backlog().unacked == 60, what="all spooled")
+    assert sum(o.mem is not None for o in list(actor._unacked.values())) <= cfg.send_queue
+    with LearnerLink(cfg, port=port) as learner:
+        got = collect(learner, 60)
+        assert sorted(t.seq for t in got) == list(range(60))
+        assert all((t.images["front"] == t.seq % 256).all() for t in got)  # from memory or disk, the right bytes
+        assert actor.wait_acked(5)
+    actor.close()
+
+
 def test_close_spools_everything_send_accepted(tmp_path):
     """close() with no learner and no patience: every accepted transition is on disk for the next start."""
     from lastr1.transport.spool import Spool
