@@ -526,3 +526,53 @@ def test_close_spools_everything_send_accepted(tmp_path):
     assert spool.seqs() == seqs and spool.next_seq == 60
     assert decode(spool.read(59), 1 << 20).images["front"].shape == (64, 64, 3)
     spool.close()
+
+
+def _full_spool(tmp_path, closing) -> tuple[ActorLink, list[int]]:
+    """An actor (no learner) whose spool is full, with one transition held for want of room and more queued
+    behind it: the I/O thread is kept out of its queue while the queue fills and the spool fills past it."""
+    from lastr1.transport.errors import SpoolFull
+
+    actor = ActorLink(make_cfg(tmp_path, port=free_port(), spool_max_bytes=20_000, send_queue=4), "actor0")
+    closing(actor)
+    gate, take = threading.Lock(), actor._take_queue
+
+    def gated():
+        with gate:
+            take()
+
+    with gate:
+        actor._take_queue = gated
+        accepted = []
+        with pytest.raises(SpoolFull):  # 4 queued, then straight to the spool until it is full
+            for i in range(200):
+                accepted.append(actor.send(step(i)))
+        assert actor._queue.qsize() == 4
+    until(lambda: actor._held_n > 0, what="the I/O thread holding a transition the spool has no room for")
+    assert not actor._queue.empty()
+    return actor, accepted
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the thread's CPU time from /proc")
+def test_a_full_spool_waits_for_acks_without_spinning(tmp_path, closing):
+    """With the spool full and transitions queued the I/O thread waits for acknowledgements; it used to poll
+    with a zero timeout and spin at ~98 % of a core."""
+    actor, _ = _full_spool(tmp_path, closing)
+    stat = Path(f"/proc/self/task/{actor._thread.native_id}/schedstat")
+    ns0, t0 = int(stat.read_text().split()[0]), time.monotonic()
+    time.sleep(1.0)
+    busy = (int(stat.read_text().split()[0]) - ns0) / 1e9 / (time.monotonic() - t0)
+    assert busy < 0.1, f"the I/O thread ran {busy:.0%} of the time while waiting"
+
+
+def test_close_with_a_full_spool_loses_nothing_send_accepted(tmp_path, closing):
+    """close() with the spool full writes what send() accepted past the limit (they used to be dropped, the
+    queued ones without a word) and the next start finds every one of them."""
+    from lastr1.transport.spool import Spool
+
+    actor, accepted = _full_spool(tmp_path, closing)
+    actor.close(timeout_s=0.0)
+    spool = Spool(tmp_path / "spool/actor0", 10**9, actor.cfg.spool_segment_bytes)
+    assert spool.seqs() == accepted
+    assert decode(spool.read(accepted[-1]), 1 << 20).step == accepted[-1]
+    spool.close()

@@ -247,8 +247,8 @@ class ActorLink:
                 if self._closing.is_set() and deadline is None:
                     deadline = now + self.close_timeout_s
                 timeout = min(self._next_hb, next_scan, deadline or 1e18) - now
-                if not self._queue.empty() or self._spilled:
-                    timeout = 0
+                if (not self._queue.empty() or self._spilled) and not self._held:
+                    timeout = 0  # (with the spool full, waiting for the acks that free it: not a busy loop)
                 poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._to_send else 0))
                 events = dict(poller.poll(int(max(0.0, timeout) * 1000)))
                 if self._waker.rx in events:
@@ -271,9 +271,10 @@ class ActorLink:
                     break
             while not (self._queue.empty() and not self._spilled) and not self._held:
                 self._take_queue()  # close(): whatever send() accepted reaches the spool
+            self._spool_past_limit()
         finally:
             if self._held:
-                log.error("%d transitions could not be written to the full spool %s and are LOST",
+                log.error("%d transitions could not be written to the spool %s and are LOST",
                           len(self._held), self._spool.root)
             if self._unacked:
                 log.info("%d unacknowledged transitions stay in the spool %s and are resent next time",
@@ -310,6 +311,25 @@ class ActorLink:
             # 0.6 MB copy. A longer backlog (learner down) is re-read from the spool instead, so the actor's
             # memory stays bounded (by twice send_queue transitions, with the queue).
             self._track(seq, payload if len(self._to_send) < self.cfg.send_queue else None)
+
+    def _spool_past_limit(self) -> None:
+        """close() with the spool full: what send() accepted (held, still queued: at most send_queue + a few)
+        goes to the spool past its limit rather than nowhere, said once, and is resent next time."""
+        rest = list(self._held)
+        while True:
+            try:
+                seq, payload, t = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            rest.append((seq, payload if payload is not None else encode(t, self.cfg.jpeg_quality)))
+        if not rest:
+            return
+        for seq, payload in rest:
+            self._spool.append(seq, payload, over_limit=True)
+            self._track(seq, None)
+        self._held = []
+        log.warning("closing with the spool full: %d accepted transitions written past transport.spool_max_bytes "
+                    "(%s) so none is lost; they are resent when the actor starts again", len(rest), self._spool.root)
 
     def _spool_append(self, seq: int, payload: bytes) -> bool:
         try:

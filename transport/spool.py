@@ -139,11 +139,12 @@ class Spool:
         with self._lock:
             return sorted(self._index)
 
-    def append(self, seq: int, payload) -> None:
+    def append(self, seq: int, payload, over_limit: bool = False) -> None:
+        """`over_limit`: write even past max_bytes (the actor's close(): what send() accepted must not be lost)."""
         n = memoryview(payload).nbytes
         err = None
         with self._lock:
-            if self.bytes_used + HEADER.size + n > self.max_bytes:
+            if not over_limit and self.bytes_used + HEADER.size + n > self.max_bytes:
                 raise SpoolFull(
                     f"the spool {self.root} holds {self.bytes_used / 1e6:.0f} MB of unacknowledged transitions "
                     f"(limit transport.spool_max_bytes = {self.max_bytes / 1e6:.0f} MB): the learner has not "
