@@ -43,7 +43,7 @@ def reset(env, seed: int):
 
 def probe(env) -> dict:
     s = env.cfg.robot.safety
-    return env.scene.server.probe(s.box_min, s.box_max, s.max_force_n)
+    return env.scene.probe(s.box_min, s.box_max, s.max_force_n)
 
 
 def drive(env, action, hz: float, seconds: float, settle: float = 0.3, until=None) -> dict:

@@ -35,7 +35,7 @@ from lastr1.robot.camera import Camera, Frame
 from lastr1.robot.env import RobotEnv
 from lastr1.robot.errors import ArmFault, DeviceNotFound, StaleFrameError
 from lastr1.robot.interfaces import Observation
-from lastr1.robot.sim.scene import TCP_OFFSET
+from lastr1.robot.sim.scene import TCP_OFFSET, Probe
 from lastr1.robot.sim.world import SimScene
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def _approach(v: np.ndarray, e: np.ndarray, vmax: float, amax: float, dt: float)
 
 class World:
     """The MuJoCo model and data of one task, its arms' controllers and what a sim server would answer
-    (scene, reset, pin, fault, ...), in process. `advance()` is the only thing that moves time."""
+    (scene, reset, pin, fault, probe, ...), in process. `advance()` is the only thing that moves time."""
 
     proc = None  # no server process (what the fleet watches of a `sim` robot's SimServer)
 
@@ -154,6 +154,7 @@ class World:
         self._stalled_until = -1.0
         self.dropped: dict[str, float] = {}
         self._renderers: dict = {}
+        self._probe: Probe | None = None
         lc = cfg.robot.lockstep
         kp, kr, z = lc.stiffness_n_per_m, lc.stiffness_nm_per_rad, lc.damping_ratio
         self._gains = (kp, kr, 2 * z * math.sqrt(kp * lc.mass_kg), 2 * z * math.sqrt(kr * lc.inertia))
@@ -208,6 +209,13 @@ class World:
     def unpin(self) -> None:
         self._pins.clear()
 
+    def probe(self, box_min, box_max, max_force_n: float) -> dict:
+        """What the physics did since the last probe (scene.Probe: every physics step, the TCP from MuJoCo's own
+        state against the box, the contact force on each arm against the limit); then watch again. The sim
+        server's `probe` request, answered here."""
+        old, self._probe = self._probe, Probe(self.base, box_min, box_max, max_force_n)
+        return old.report(self.data, self.ix) if old is not None else {}
+
     def fault(self, kind: str, arm: int = 0, camera: str = "", seconds: float = 0.3,
               error: str = "cartesian_reflex") -> None:
         if kind == "reflex":
@@ -258,6 +266,9 @@ class World:
             self.mj.mj_step(self.model, self.data)
             for arm, (name, offset) in self._pins.items():
                 self.scene_mod.place_in_hand(self.data, self.ix, arm, name, offset)
+            if self._probe is not None:
+                self._probe.step(self.data, self.ix,
+                                 self.scene_mod.contact_forces(self.mj, self.model, self.data, self.ix, self.n))
         if self.cfg.robot.sim.wrench_from_contacts:
             # Once at the end: the safety layer reads the latest estimate once per control period anyway.
             self.wrench = self.scene_mod.contact_wrenches(self.mj, self.model, self.data, self.ix, self.n)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 import numpy as np
@@ -200,6 +201,26 @@ def contact_wrenches(mj, m, d, ix: SimpleNamespace, n: int) -> np.ndarray:
     return out
 
 
+def contact_forces(mj, m, d, ix: SimpleNamespace, n: int) -> np.ndarray:
+    """(n,) the norm of the contact force on each arm: `contact_wrenches`' force, without its torques and
+    vectorised (~8× faster with a grasped peg's ~30 contacts), for measuring every physics step."""
+    out = np.zeros((n, 3))
+    if d.ncon == 0:
+        return np.zeros(n)
+    con = d.contact
+    r1, r2 = ix.robot_of_body[m.geom_bodyid[con.geom1]], ix.robot_of_body[m.geom_bodyid[con.geom2]]
+    keep = np.flatnonzero(r1 != r2)
+    local, buf = np.zeros((keep.size, 3)), np.zeros(6)
+    for j, k in enumerate(keep):
+        mj.mj_contactForce(m, d, int(k), buf)
+        local[j] = buf[:3]
+    f = np.einsum("kji,kj->ki", con.frame[keep].reshape(-1, 3, 3), local)  # world frame, geom1 on geom2
+    for r, sign in ((r1[keep], -1.0), (r2[keep], 1.0)):
+        mine = r >= 0
+        np.add.at(out, r[mine], sign * f[mine])
+    return np.linalg.norm(out, axis=1)
+
+
 def reset_objects(d, ix: SimpleNamespace, objects: dict, fixtures: dict) -> None:
     """Objects and fixtures teleported to their poses (xyzw); unused objects wait off the table."""
     for k, name in enumerate(ix.free):
@@ -219,3 +240,45 @@ def object_poses(qpos, mpos, mquat, ix: SimpleNamespace) -> tuple[dict, dict]:
     objects = {n: [*qpos[qa : qa + 3].tolist(), *xyzw(qpos[qa + 3 : qa + 7])] for n, (qa, _) in ix.free.items()}
     fixtures = {n: [*mpos[i].tolist(), *xyzw(mquat[i])] for n, i in ix.mocap.items()}
     return objects, fixtures
+
+
+class Probe:
+    """What the physics did, per arm, since it started (both simulated robots measure with it, every physics
+    step, from MuJoCo's own state and not from what a driver reports): the TCP's worst distance outside a box
+    (base frame), the peak contact force on the arm, and the longest run of simulated time above a force limit.
+    The force is the norm of `contact_wrenches`' force on each arm: the sim server refreshes it every 10 physics
+    ticks, the lockstep robot every step (`contact_forces`)."""
+
+    def __init__(self, bases: Sequence, lo, hi, max_force_n: float):
+        n = len(bases)
+        self.bases = [np.asarray(b, np.float64) for b in bases]
+        self.lo, self.hi, self.limit = np.asarray(lo, np.float64), np.asarray(hi, np.float64), float(max_force_n)
+        self.excursion = np.zeros(n)
+        self.peak_force = np.zeros(n)
+        self.longest = np.zeros(n)
+        self.since: list[float | None] = [None] * n
+        self.ticks = 0
+
+    def step(self, d, ix: SimpleNamespace, force: np.ndarray | None) -> None:
+        """One physics step: `force` (n,) the contact force on each arm now (None: no estimate, taken as 0)."""
+        self.ticks += 1
+        t = float(d.time)
+        for i, base in enumerate(self.bases):
+            p = tcp(d, ix.hand_body[i])[0] - base
+            self.excursion[i] = max(self.excursion[i], float(np.linalg.norm(p - np.clip(p, self.lo, self.hi))))
+            f = float(force[i]) if force is not None else 0.0
+            self.peak_force[i] = max(self.peak_force[i], f)
+            if f > self.limit:
+                since = self.since[i]
+                if since is None:
+                    since = self.since[i] = t
+                self.longest[i] = max(self.longest[i], t - since)
+            else:
+                self.since[i] = None
+
+    def report(self, d, ix: SimpleNamespace) -> dict:
+        """{"excursion_m", "force_hold_s", "peak_force_n": per arm; "ticks"; "tcp": per arm xyz + xyzw now}."""
+        poses = [tcp(d, ix.hand_body[i]) for i in range(len(self.bases))]
+        return {"excursion_m": self.excursion.tolist(), "force_hold_s": self.longest.tolist(),
+                "peak_force_n": self.peak_force.tolist(), "ticks": self.ticks,
+                "tcp": [[*(p - b).tolist(), *q.tolist()] for (p, q), b in zip(poses, self.bases)]}

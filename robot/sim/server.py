@@ -61,7 +61,7 @@ class Host:
         self._tick = 0
         self._snapshot_job: tuple | None = None
         self._snapshot_lock = threading.Lock()
-        self._probe: _Probe | None = None
+        self._probe: scene.Probe | None = None
 
     # ------------------------------------------------------------ building
 
@@ -122,7 +122,7 @@ class Host:
         if (self.cfg.wrench_from_contacts or self._probe is not None) and self._tick % 10 == 0:
             self._update_wrenches()
         if self._probe is not None:
-            self._probe.step(self)
+            self._probe.step(self.data, self.ix, getattr(self, "contact_force", None))
 
     def in_sim(self, fn, wait: bool = True, timeout: float = 5.0):
         done, box = threading.Event(), list[object]()
@@ -233,11 +233,12 @@ class Host:
 
     def op_probe(self, box_min: list, box_max: list, max_force_n: float) -> dict:
         """Measured from MuJoCo's own state every physics tick, not from what the driver reports."""
-        new = _Probe(self, np.asarray(box_min, float), np.asarray(box_max, float), float(max_force_n))
+        bases = [self.task.robot_positions[i] for i in range(len(self.robots))]
+        new = scene.Probe(bases, box_min, box_max, max_force_n)
 
         def swap():
             old, self._probe = self._probe, new
-            return old.report(self) if old is not None else {}
+            return old.report(self.data, self.ix) if old is not None else {}
 
         return self.in_sim(swap)
 
@@ -257,44 +258,6 @@ class Host:
         else:
             raise ValueError(f"unknown fault {kind!r}: reflex, camera_drop or stall")
         return {}
-
-
-class _Probe:
-    """Per-arm worst case since it started: the TCP's distance outside the box (base frame) and the longest
-    run of sim time with the contact force on the arm above a limit."""
-
-    def __init__(self, host: Host, lo: np.ndarray, hi: np.ndarray, max_force_n: float):
-        n = len(host.robots)
-        self.lo, self.hi, self.limit = lo, hi, max_force_n
-        self.base = [np.asarray(host.task.robot_positions[i], float) for i in range(n)]
-        self.excursion = np.zeros(n)
-        self.peak_force = np.zeros(n)
-        self.longest = np.zeros(n)
-        self.since: list[float | None] = [None] * n
-        self.ticks = 0
-
-    def step(self, host: Host) -> None:
-        self.ticks += 1
-        t = float(host.data.time)
-        force = getattr(host, "contact_force", None)
-        for i in range(len(self.base)):
-            p = scene.tcp(host.data, host.ix.hand_body[i])[0] - self.base[i]
-            self.excursion[i] = max(self.excursion[i], float(np.linalg.norm(p - np.clip(p, self.lo, self.hi))))
-            f = float(force[i]) if force is not None else 0.0
-            self.peak_force[i] = max(self.peak_force[i], f)
-            if f > self.limit:
-                since = self.since[i]
-                if since is None:
-                    since = self.since[i] = t
-                self.longest[i] = max(self.longest[i], t - since)
-            else:
-                self.since[i] = None
-
-    def report(self, host: Host) -> dict:
-        tcp = [scene.tcp(host.data, host.ix.hand_body[i]) for i in range(len(self.base))]
-        return {"excursion_m": self.excursion.tolist(), "force_hold_s": self.longest.tolist(),
-                "peak_force_n": self.peak_force.tolist(), "ticks": self.ticks,
-                "tcp": [[*(p - b).tolist(), *q.tolist()] for (p, q), b in zip(tcp, self.base)]}
 
 
 def _serve(sock: socket.socket, host: Host, ops: set[str] | None) -> None:

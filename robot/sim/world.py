@@ -87,6 +87,12 @@ class SimScene:
         states = states if states is not None else self.arm.state()
         return self.expert.action(self.state(), states)
 
+    def probe(self, box_min, box_max, max_force_n: float) -> dict:
+        """What the physics did since the last probe, measured every physics step from MuJoCo's own state (per
+        arm: worst TCP excursion outside the box, longest time above the force, peak force, TCP pose now: see
+        scene.Probe); then watch again. The same on both simulated robots."""
+        return self.server.probe(box_min, box_max, max_force_n)
+
     def after_act(self, action: np.ndarray) -> None:
         self.operator.executed(action)
 
