@@ -321,7 +321,10 @@ class ActorLink:
                 seq, payload, t = self._queue.get_nowait()
             except queue.Empty:
                 break
-            rest.append((seq, payload if payload is not None else encode(t, self.cfg.jpeg_quality)))
+            if payload is None:
+                assert t is not None, "a queued step carries its bytes or its transition"
+                payload = encode(t, self.cfg.jpeg_quality)
+            rest.append((seq, payload))
         if not rest:
             return
         for seq, payload in rest:
