@@ -295,13 +295,10 @@ class ActorLink:
         self._held_n = 0
         self._full = None
         for _ in range(_TAKE):
-            try:
-                seq, payload, t = self._queue.get_nowait()
-            except queue.Empty:
+            got = self._next_queued()
+            if got is None:
                 return
-            if payload is None:
-                assert t is not None, "a queued step carries its bytes or its transition"
-                payload = encode(t, self.cfg.jpeg_quality)
+            seq, payload = got
             if not self._spool_append(seq, payload):
                 self._held.append((seq, payload))
                 self._held_n = len(self._held)
@@ -312,19 +309,23 @@ class ActorLink:
             # memory stays bounded (by twice send_queue transitions, with the queue).
             self._track(seq, payload if len(self._to_send) < self.cfg.send_queue else None)
 
+    def _next_queued(self) -> tuple[int, bytes] | None:
+        """The next step send() queued, encoded (JPEG is encoded here, off the control thread)."""
+        try:
+            seq, payload, t = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if payload is None:
+            assert t is not None, "a queued step carries its bytes or its transition"
+            payload = encode(t, self.cfg.jpeg_quality)
+        return seq, payload
+
     def _spool_past_limit(self) -> None:
         """close() with the spool full: what send() accepted (held, still queued: at most send_queue + a few)
         goes to the spool past its limit rather than nowhere, said once, and is resent next time."""
         rest = list(self._held)
-        while True:
-            try:
-                seq, payload, t = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if payload is None:
-                assert t is not None, "a queued step carries its bytes or its transition"
-                payload = encode(t, self.cfg.jpeg_quality)
-            rest.append((seq, payload))
+        while (got := self._next_queued()) is not None:
+            rest.append(got)
         if not rest:
             return
         for seq, payload in rest:
