@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from lastr1.errors import require
 from lastr1.learner.lapo import LapoError
-from lastr1.learner.rollouts import Trajectory, work
+from lastr1.learner.trajectory import Trajectory, work
 
 if TYPE_CHECKING:
     from lastr1.configs.schema import Config
