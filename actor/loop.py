@@ -242,6 +242,7 @@ class Runtime:
             yield self
 
     RESET_TRIES = 3
+    RESET_BACKOFF_PERIODS = 10
 
     def _reset(self, seed, condition: str, stop: threading.Event):
         """Home and a new scene. A refused or unfinished home motion (a reflex, a blocked path, a slow
@@ -257,6 +258,10 @@ class Runtime:
                             attempt, self.RESET_TRIES, str(e).splitlines()[0])
                 with self._env_lock:
                     self.env.recover()
+                if self.clock is None:
+                    # A starved PC refuses plans in bursts (franky's planner, Ruckig -110/-111, when the arm's state
+                    # comes late): give the burst time to pass, 10 control periods more each try.
+                    stop.wait(attempt * self.RESET_BACKOFF_PERIODS / self.cfg.task.control_hz)
         return None
 
     def run_episode(self, seed: int | None, stop: threading.Event, budget: int | None = None,
