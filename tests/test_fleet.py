@@ -125,7 +125,8 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
     finally:
         rep = fleet.stop(timeout_s=60)
     actors, learner = rep.actors, rep.learner
-    assert actors["actor0"].state == "done" and actors["actor1"].state == "done", (actors["actor0"].error, actors["actor1"].error)
+    assert actors["actor0"].state == "done" and actors["actor1"].state == "done", (
+        actors["actor0"].error, actors["actor1"].error)
     # actor1 came back once; actor0 was never touched (on a starved machine its arm may still fail on its own —
     # e.g. a home motion that times out — and then the fleet restarts it too, with the error named)
     assert actors["actor1"].restarts == 1, rep
