@@ -57,12 +57,16 @@ class SafeCommand:
     reasons: list[str] = field(default_factory=list)  # why it held, or what was clipped
 
 
+_RETREAT_LEGS = 3  # at most 3 × retreat_m (or retreat_rad) away from a contact before a pause or carrying on
+
+
 @dataclass
 class _Retreat:
     positions: np.ndarray
     quaternions: np.ndarray
     until: float
     pause: str  # why to pause once it is done; "" = carry on
+    legs: int = 1  # retreat_m steps taken so far (another while the force is still over the limit)
 
 
 class Safety:
@@ -335,6 +339,19 @@ class Safety:
             return None
         arrived = np.all(np.linalg.norm(pos - r.positions, axis=1) < 0.002)
         if arrived or now >= r.until:
+            pressed = [i for i in range(self.n_arms) if np.linalg.norm(wrench[i, :3]) > c.max_force_n
+                       or np.linalg.norm(wrench[i, 3:]) > c.max_torque_nm]
+            if pressed and r.legs < _RETREAT_LEGS:
+                # Still over the limit where the leg ended (pressed in deeper than retreat_m): another leg along
+                # the force now, before any pause — a pause holds the arm where it is, so it must not hold it
+                # pressed (a property test found 0.5 s over the limit that way).
+                rp, rq = r.positions.copy(), r.quaternions.copy()
+                for i in pressed:
+                    rp[i], rq[i] = self._retreat_pose(pos[i], quat[i], wrench[i])
+                self._retreat = r = _Retreat(rp, rq, now + c.retreat_timeout_s, r.pause, r.legs + 1)
+                self._remember(now, r.positions, r.quaternions)
+                return SafeCommand(r.positions.copy(), r.quaternions.copy(), self._last_grippers.copy(), False,
+                                   reasons + [f"still over the limit: retreating {c.retreat_m * 1000:.0f} mm more"])
             self._retreat = None
             if r.pause:
                 self._paused, self._pause_reason = True, r.pause

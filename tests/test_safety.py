@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -342,6 +342,7 @@ def test_a_hard_hit_retreats_at_once_then_pauses_with_a_message():
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31), hz=st.sampled_from([10.0, 50.0, 1000.0]))
+@example(seed=385, hz=10.0)  # found by CI: a hard hit's 10-mm retreat ended still over the limit, then paused there
 def test_no_limit_level_force_lasts(seed, hz):
     """A table at z = 0.1 as a spring (5 kN/m, force up) and an arm that reaches half its target each
     period: whatever the actions (mostly down), the force is over the limit no longer than contact_hold_s
