@@ -239,7 +239,30 @@ def _mixed_rollout(tmp_path, policy):
     return buf
 
 
-def test_critic_step_regresses_the_td_target_computed_independently(setup, tmp_path):
+def _spy(monkeypatch, tr: Trainer, loss: str, grab) -> tuple[list, list]:
+    """The trainer's own step, watched: each micro-batch it samples, and what `grab` takes from each call of
+    the loss `loss` (patched where the trainer looks it up)."""
+    import lastr1.learner.trainer as tm
+
+    batches: list = []
+    taken: list = []
+    sample, real = tr._micro_batch, getattr(tm, loss)
+
+    def watched_sample():
+        m = sample()
+        batches.append(m[0])
+        return m
+
+    def watched_loss(*a):
+        taken.append(grab(*a))
+        return real(*a)
+
+    monkeypatch.setattr(tr, "_micro_batch", watched_sample)
+    monkeypatch.setattr(tm, loss, watched_loss)
+    return batches, taken
+
+
+def test_critic_step_regresses_the_td_target_computed_independently(setup, tmp_path, monkeypatch):
     """The trainer's own critic step: y = r + γ(1 − terminated)·min_j Q̄_j(s′, π(s′)), truncated rows still
     bootstrapping, recomputed here from the sampled rows (a zero or otherwise wrong target fails)."""
     cfg, policy, demo, _ = setup
@@ -247,19 +270,9 @@ def test_critic_step_regresses_the_td_target_computed_independently(setup, tmp_p
     rollout = _mixed_rollout(tmp_path, policy)
     perturb_trainables(policy)
     tr = Trainer(cfg, policy, demo, rollout)
-    seen: list = []
-    orig_mb = tr._micro_batch
-    tr._micro_batch = lambda: (lambda m: seen.append(m[0]) or m)(orig_mb())
-    import lastr1.learner.trainer as tm
-
-    ys: list = []
-    orig_loss = tm.critic_loss
-    tm.critic_loss = lambda q, y: ys.append(y.clone()) or orig_loss(q, y)
-    try:
-        targets = {k: v.clone() for k, v in policy.q_targets.state_dict().items()}
-        tr.critic_step()
-    finally:
-        tm.critic_loss = orig_loss
+    seen, ys = _spy(monkeypatch, tr, "critic_loss", lambda q, y: y.clone())
+    targets = {k: v.clone() for k, v in policy.q_targets.state_dict().items()}
+    tr.critic_step()
     policy.q_targets.load_state_dict(targets)  # the y were computed before the soft update
     assert len(ys) == cfg.learner.grad_accum
     assert any(b.terminated.any() for b in seen) and any(b.truncated.any() for b in seen)
@@ -275,25 +288,15 @@ def test_critic_step_regresses_the_td_target_computed_independently(setup, tmp_p
         torch.testing.assert_close(y, torch.tensor(expected), atol=1e-4, rtol=0)
 
 
-def test_bc_mask_is_demo_stream_rows_and_human_rollout_rows(setup, tmp_path):
+def test_bc_mask_is_demo_stream_rows_and_human_rollout_rows(setup, tmp_path, monkeypatch):
     """The trainer's own actor step: BC learns from every demo/intervention-stream row and, among the rollout
     rows, exactly those a person produced (marked here by their reward, not by the trainer's flags)."""
     cfg, policy, demo, _ = setup
     cfg.learner.micro_batch_rollout = 8
     rollout = _mixed_rollout(tmp_path, policy)
     tr = Trainer(cfg, policy, demo, rollout)
-    seen: list = []
-    orig_mb = tr._micro_batch
-    tr._micro_batch = lambda: (lambda m: seen.append(m[0]) or m)(orig_mb())
-    import lastr1.learner.trainer as tm
-
-    masks: list = []
-    orig = tm.actor_loss
-    tm.actor_loss = lambda logits, tokens, mask, *a: masks.append(mask.clone()) or orig(logits, tokens, mask, *a)
-    try:
-        tr.actor_step()
-    finally:
-        tm.actor_loss = orig
+    seen, masks = _spy(monkeypatch, tr, "actor_loss", lambda logits, tokens, mask, *a: mask.clone())
+    tr.actor_step()
     nd = cfg.learner.micro_batch_demo
     for b, m in zip(seen, masks):
         human = np.isclose(b.reward[nd:], -0.06)
