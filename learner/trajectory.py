@@ -65,13 +65,15 @@ def rollout(cfg: Config, policy, env, seed: int) -> Trajectory:
             d, out = decide(policy, obs.images, obs.proprio, cfg.task.instruction, lapo.temperature)
             ds.append(d)
             for a in out.action:
-                obs, _ = env.step(a)
+                env.act(a)  # the chunk runs whole: frames are rendered only where the next one is decided
                 steps += 1
                 keys = env.keys.poll()
                 success = Key.SUCCESS in keys
                 ended = success or Key.FAILURE in keys or steps >= cfg.task.max_episode_steps
                 if ended:
                     break
+            if not ended:
+                obs = env.observe()
     rewards = [0.0] * len(ds)
     rewards[-1] = lapo.success_reward * success
     return Trajectory(seed, ds, rewards, success, steps, [d.latent_len for d in ds])

@@ -92,6 +92,30 @@ def _same_trajectory(a, b) -> None:
                                    [y.rollout_logprob, y.rollout_exit_logprob], atol=1e-5)
 
 
+def test_a_trajectory_renders_frames_only_where_a_chunk_is_decided(tmp_path, monkeypatch):
+    """Each chunk runs whole, so the cameras render once per decision; the trajectory is the one a loop that
+    observed every step would have produced (frames of the scene as it is when the chunk is decided)."""
+    from lastr1.learner.trajectory import rollout
+    from lastr1.policy.checkpoint import open_policy
+    from lastr1.robot.factory import make_env
+
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.task.max_episode_steps = 20
+    policy = open_policy(cfg)
+    with make_env(cfg) as env:
+        renders: list[str] = []
+        real_render = env.world.render
+        monkeypatch.setattr(env.world, "render", lambda name: renders.append(name) or real_render(name))
+        lean = rollout(cfg, policy, env, 5)
+        assert lean.steps == 20 and len(lean.decisions) == 3
+        assert len(renders) == len(lean.decisions) * len(env.cameras)
+        real_act = env.act
+        monkeypatch.setattr(env, "act", lambda a: (real_act(a), env.observe())[0])  # every step observed
+        _same_trajectory(lean, rollout(cfg, policy, env, 5))
+        assert len(renders) > 20 * len(env.cameras)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_workers_give_the_in_process_trajectories_and_name_a_worker_error(tmp_path):
