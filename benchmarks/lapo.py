@@ -9,6 +9,9 @@ latent_mode); without them both start from fresh tiny random policies, which onl
     python benchmarks/lapo.py --warmup runs/w/warmup --warmup-off runs/w_off/warmup --seeds 0,1,2 --iterations 40
     python benchmarks/lapo.py --quick        # 1 seed, 1 iteration, 2 trajectories, 2 held-out rollouts
 
+A (variant, seed) that finished in `--out` (its result.json) is read back, not re-run: the study can be run in
+pieces. `--address auto` rolls out on a Ray cluster (`lastr1 lapo --address`).
+
 Prints one JSON line: improvement_points (adaptive: mean over seeds of final − initial held-out success, in
 points) with its 95 % t-interval half-width, action_only_points likewise, steps_per_s (control steps of
 rollout per wall-clock second, both variants), CPU seconds, and the latent-length histograms of the first and
@@ -24,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+KEPT = ("evals", "curve", "latent_lengths", "steps_per_s")  # what a run leaves in result.json and lapo.json
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,6 +39,8 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--trajectories", type=int, default=None, help="per iteration (learner.lapo.trajectories)")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--address", default="",
+                    help="Ray cluster for the rollout workers (`lastr1 lapo --address`; default local processes)")
     ap.add_argument("--eval-rollouts", type=int, default=20)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--max-steps", type=int, default=None, help="task.max_episode_steps")
@@ -61,13 +68,21 @@ def main() -> None:
             over += ["--learner.lapo.trajectories", str(args.trajectories)] if args.trajectories else []
             over += ["--learner.lapo.workers", str(args.workers)] if args.workers else []
             over += ["--task.max_episode_steps", str(args.max_steps)] if args.max_steps else []
+            over += ["--learner.lapo.ray_address", args.address] if args.address else []
             cfg = configs.load(args.config, over)
-            res = run_lapo(cfg, Path(cfg.run_dir) / "lapo", args.iterations, video=False)
+            done = Path(cfg.run_dir) / "result.json"
+            if done.is_file():  # the study runs in pieces: a finished (variant, seed) is read back
+                print(f"{variant} seed {seed}: done before, read back from {done}", flush=True)
+                res = json.loads(done.read_text())
+                res["evals"] = {int(k): v for k, v in res["evals"].items()}
+            else:
+                res = run_lapo(cfg, Path(cfg.run_dir) / "lapo", args.iterations, video=False)
+                done.write_text(json.dumps({k: res[k] for k in KEPT}, default=str))
             runs[variant].append(res)
     report = summarise(runs, seeds, args, time.process_time() - t_cpu)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lapo.json").write_text(json.dumps({**report, "runs": {v: [{k: r[k] for k in ("evals", "curve",
-                                   "latent_lengths", "steps_per_s")} for r in rs] for v, rs in runs.items()}},
+    (out / "lapo.json").write_text(json.dumps({**report, "runs": {v: [{k: r[k] for k in KEPT} for r in rs]
+                                                                     for v, rs in runs.items()}},
                                               indent=1, default=str))
     plot(runs, out / "lapo.png")
     print(json.dumps(report))
