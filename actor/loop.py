@@ -45,6 +45,7 @@ from lastr1.actor.episode import Episode, EpisodeSummary, Outcome, Sink, outcome
 from lastr1.actor.status import ActorStatus
 from lastr1.actor.timing import RateKeeper, Window
 from lastr1.errors import Lastr1Error
+from lastr1.files import save_json
 from lastr1.robot.errors import ArmFault, RobotError, StaleFrameError
 from lastr1.robot.keys import Key
 
@@ -155,14 +156,9 @@ class Runtime:
             return 0
 
     def _save_episode_counter(self) -> None:
-        import json
-        import os
-
         f = self._state_file()
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"next_episode": self.episode}))
-        os.replace(tmp, f)
+        save_json(f, {"next_episode": self.episode})
 
     # --- operator keys ----------------------------------------------------------------------------------
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from lastr1.errors import Lastr1Error, require
+from lastr1.files import write_atomic
 
 
 class CalibrationError(Lastr1Error):
@@ -31,10 +31,7 @@ def save_yaml(path: str | Path, data: dict, header: str = "") -> Path:
     text = "".join(f"# {line}\n" for line in header.splitlines()) + yaml.safe_dump(
         _plain(data), sort_keys=False, default_flow_style=None, width=120
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)
 
 
 def load_yaml(path: str | Path, kind: str) -> dict:

@@ -20,7 +20,6 @@ ignored after a crash (their transitions were not yet acknowledged, so the actor
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lastr1.errors import Lastr1Error
+from lastr1.files import save_json
 
 META = "meta.json"
 
@@ -187,9 +187,7 @@ class ReplayBuffer:
             "held": sorted(self.held),
             "extra": self.extra,
         }
-        tmp = self.root / (META + ".tmp")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, self.root / META)
+        save_json(self.root / META, meta)  # after the arrays' flush: the index never names rows not on disk
         self.committed = self.total
 
     # -- adding ------------------------------------------------------------------------------------------

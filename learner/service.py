@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lastr1.files import save_json
 from lastr1.learner.chunks import HumanChunks
 from lastr1.learner.demos import fill_demo_buffer
 from lastr1.learner.replay import ReplayBuffer
 from lastr1.learner.schema import Schema
 from lastr1.learner.trainer import LearnerError, Trainer, checkpoints, kill_point, latest_checkpoint
-from lastr1.transport.dedup import save_json
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter

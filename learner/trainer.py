@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lastr1.errors import Lastr1Error
+from lastr1.files import fsync_dir, fsync_tree
 from lastr1.learner.losses import (
     RunningScale,
     actor_loss,
@@ -272,10 +273,10 @@ class Trainer:
                  "adv_sq": self.adv_scale.sq,
                  "buffers": {"demo": self.demo.committed, "rollout": self.rollout.committed}}
         (tmp / "learner.json").write_text(json.dumps(state, indent=1))
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         kill_point("written")
         os.replace(tmp, path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         kill_point("renamed")
         link = folder / LINK
         if link.is_symlink() or not link.exists():
@@ -287,7 +288,7 @@ class Trainer:
             if old != path:
                 shutil.rmtree(old)
                 kill_point("pruned")
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return path
 
     def load(self, path: str | Path) -> None:
@@ -340,19 +341,3 @@ def checkpoints(folder: str | Path) -> list[Path]:
 def latest_checkpoint(folder: str | Path) -> Path | None:
     found = checkpoints(folder)
     return found[-1] if found else None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(dirpath, name), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))

@@ -216,7 +216,7 @@ def test_a_killed_actor_resends_its_spool_after_restart(tmp_path, keydir, closin
 LEARNER_PEER = textwrap.dedent("""
     import json, os, signal, sys
     from lastr1.configs.transport import TransportConfig
-    from lastr1.transport.dedup import save_json
+    from lastr1.files import save_json
     from lastr1.transport.learner_link import LearnerLink
     cfg = TransportConfig(**json.loads(sys.argv[1]))
     store, die_at, how, total = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])

@@ -9,10 +9,6 @@ MAX_EPOCHS × WINDOW seqs per actor, ~12 bytes each in the saved JSON."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 STATE_VERSION = 1
 WINDOW = 1 << 16  # well above any honest backlog: a 64 GiB spool of 1 MiB transitions
 MAX_EPOCHS = 8
@@ -120,15 +116,3 @@ class Dedup:
 
     def copy(self) -> Dedup:
         return Dedup.from_dict(self.to_dict())
-
-
-def save_json(path: str | Path, obj: dict, fsync: bool = True) -> None:
-    """Atomic: a crash leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -33,8 +33,9 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from lastr1.configs.transport import TransportConfig
+from lastr1.files import save_json
 from lastr1.transport import curve_keys
-from lastr1.transport.dedup import Dedup, save_json
+from lastr1.transport.dedup import Dedup
 from lastr1.transport.errors import InvalidMessage, TransportError
 from lastr1.transport.messages import (
     MAX_U63,

@@ -24,7 +24,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lastr1.transport.dedup import save_json
+from lastr1.files import save_json
 from lastr1.transport.errors import SpoolFull
 
 log = logging.getLogger(__name__)
