@@ -24,7 +24,8 @@ A (variant, seed) already finished in `--out` is read back, not re-run: the stud
 
 Prints one JSON line (BC + Q's means over seeds at the top with a 95 % Wilson interval of the pooled held-out
 rollouts, `improvement_points` over its warm-up, `bc_only_points` BC-only's, `q_gain_points` = BC + Q's final
-minus BC-only's, `updates_per_transition` of BC + Q's learner; every variant and seed below) and writes
+minus BC-only's, each difference with Newcombe's 95 % interval of the pooled rollouts (`…_ci95`),
+`updates_per_transition` of BC + Q's learner; every variant and seed below) and writes
 `<out>/learning.json` and a PNG of held-out success against loop minutes per variant (`--figure`).
 """
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lastr1.demo import DemoError, Stage, success_pct, wilson  # noqa: E402
+from lastr1.demo import DemoError, Stage, difference_interval, success_pct, wilson  # noqa: E402
 
 # What each variant changes; everything else comes from the config.
 VARIANTS = {
@@ -246,12 +247,18 @@ def summarise(runs: dict, variants: list[str], seeds: list[int], args) -> dict:
         n = args.eval_rollouts * len(seeds)
         return list(wilson(sum(runs[(v, s)][key] for s in seeds) / 100 * args.eval_rollouts, n))
 
+    def diff(a: tuple[str, str], b: tuple[str, str]):  # Newcombe's interval of two pooled success rates
+        n = args.eval_rollouts * len(seeds)
+        k = [sum(runs[(v, s)][key] for s in seeds) / 100 * args.eval_rollouts for key, v in (a, b)]
+        return list(difference_interval(k[0], n, k[1], n))
+
     per = {}
     for v in variants:
         per[v] = {k: dict(zip(("mean", "std"), stats(k, v)))
                   for k in ("warmup_success", "final_success", "improvement_points")}
         per[v]["warmup_success"]["ci95"] = ci("warmup_success", v)
         per[v]["final_success"]["ci95"] = ci("final_success", v)
+        per[v]["improvement_points"]["ci95"] = diff(("final_success", v), ("warmup_success", v))
         per[v]["seeds"] = {str(s): {k: runs[(v, s)][k] for k in ("warmup_success", "final_success",
                                                                   "improvement_points", "curve", "learner")}
                            for s in seeds}
@@ -268,8 +275,11 @@ def summarise(runs: dict, variants: list[str], seeds: list[int], args) -> dict:
             "final_success": per[head]["final_success"]["mean"],
             "final_ci95": per[head]["final_success"]["ci95"],
             "improvement_points": per[head]["improvement_points"]["mean"],
+            "improvement_ci95": per[head]["improvement_points"]["ci95"],
             "bc_only_points": bc["improvement_points"]["mean"] if bc else None,
             "q_gain_points": round(per[head]["final_success"]["mean"] - bc["final_success"]["mean"], 1)
+            if bc and head != "bc_only" else None,
+            "q_gain_ci95": diff(("final_success", head), ("final_success", "bc_only"))
             if bc and head != "bc_only" else None,
             "updates_per_transition": round(sum(t.get("updates") or 0 for t in tot) / received, 3)
             if received else None,

@@ -148,15 +148,8 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
     stage("eval-final", "eval", "--policy.checkpoint", str(learned), "--rollouts", str(rollouts),
           "--out", str(run_dir / "eval" / "final"), *watch).run()
 
-    summary: dict = {"run_dir": str(run_dir), "minutes": round((time.monotonic() - t_start) / 60, 1)}
-    for name in ("warmup", "final"):
-        f = run_dir / "eval" / name / "results.json"
-        if f.is_file():
-            res = json.loads(f.read_text())
-            pct, n = success_pct(res), int(res.get("n_rollouts") or 0)
-            summary[f"{name}_success"] = pct
-            if pct is not None:
-                summary[f"{name}_ci95"] = list(wilson(pct / 100 * n, n))
+    summary = {"run_dir": str(run_dir), "minutes": round((time.monotonic() - t_start) / 60, 1),
+               **eval_summary(run_dir / "eval")}
     (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print("\nfiles:")
     for label, p in [("config", config), ("demonstrations", run_dir / cfg.learner.demo_dir),
@@ -164,21 +157,66 @@ def run_demo(cfg: Config, run_dir: Path, *, demos: int, minutes: float, rollouts
                      ("evaluations (JSON, CSV, PNG, MP4)", run_dir / "eval"),
                      ("TensorBoard", run_dir / "tensorboard"), ("logs", run_dir / "logs")]:
         print(f"  {label:<36} {p}")
-    print("\n" + "  ".join(f"{k}: {v:.0f} % [{summary[k[:-7] + 'ci95'][0]:.0f}, "
-                            f"{summary[k[:-7] + 'ci95'][1]:.0f}] (95 %, Wilson)"
-                            for k, v in summary.items() if k.endswith("success") and v is not None))
+    print("\n" + summary_line(summary))
     return summary
+
+
+def eval_summary(evals: Path) -> dict:
+    """Success of the warm-up and the final evaluation with their Wilson intervals and the change between them
+    with Newcombe's interval, from `lastr1 eval`'s results.json under evals/warmup and evals/final."""
+    summary: dict = {}
+    for name in ("warmup", "final"):
+        f = evals / name / "results.json"
+        if f.is_file():
+            res = json.loads(f.read_text())
+            pct, n = success_pct(res), int(res.get("n_rollouts") or 0)
+            summary[f"{name}_success"] = pct
+            if pct is not None:
+                summary[f"{name}_ci95"] = list(wilson(pct / 100 * n, n))
+                summary[f"{name}_rollouts"] = n
+    if summary.get("warmup_success") is not None and summary.get("final_success") is not None:
+        nw, nf = summary["warmup_rollouts"], summary["final_rollouts"]
+        summary["change_points"] = summary["final_success"] - summary["warmup_success"]
+        summary["change_ci95"] = list(difference_interval(summary["final_success"] / 100 * nf, nf,
+                                                          summary["warmup_success"] / 100 * nw, nw))
+    return summary
+
+
+def summary_line(summary: dict) -> str:
+    parts = [f"{name}_success: {summary[name + '_success']:.0f} % [{summary[name + '_ci95'][0]:.0f}, "
+             f"{summary[name + '_ci95'][1]:.0f}] (95 %, Wilson)"
+             for name in ("warmup", "final") if summary.get(name + "_success") is not None]
+    if "change_points" in summary:
+        lo, hi = summary["change_ci95"]
+        parts.append(f"change: {summary['change_points']:+.0f} points [{lo:+.0f}, {hi:+.0f}] (95 %, Newcombe)")
+    return "  ".join(parts)
 
 
 def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval (95 % by default) of a success rate, in %: honest at 0 % and 100 % and for
     the 10–60 rollouts an evaluation has, where the normal approximation's ±1.96·√(p(1−p)/n) collapses."""
+    lo, hi = _wilson(successes, n, z)
+    return round(100 * lo, 1), round(100 * hi, 1)
+
+
+def _wilson(successes: float, n: int, z: float) -> tuple[float, float]:
     if n <= 0:
-        return 0.0, 100.0
+        return 0.0, 1.0
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return round(100 * max(0.0, centre - half), 1), round(100 * min(1.0, centre + half), 1)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def difference_interval(k1: float, n1: int, k2: float, n2: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of the difference of two success rates k1/n1 − k2/n2, in points: Newcombe's hybrid score
+    interval (1998, method 10), built from the two Wilson intervals; sound at 0 % and for small n."""
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = _wilson(k1, n1, z), _wilson(k2, n2, z)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return round(100 * lo, 1), round(100 * hi, 1)
 
 
 def success_pct(results: dict) -> float | None:

@@ -59,3 +59,37 @@ def test_wilson_interval_against_published_values():
     assert wilson(10, 20) == (29.9, 70.1)
     assert wilson(20, 20) == (83.9, 100.0)
     assert wilson(0, 0) == (0.0, 100.0)
+
+
+def test_difference_interval_against_published_values():
+    """Newcombe 1998, table II, method 10 (the hybrid score interval): 56/70 − 48/80 → 0.0524 to 0.3339; it is
+    not symmetric about the difference, and it contains 0 when two small evaluations cannot be told apart."""
+    from lastr1.demo import difference_interval
+
+    assert difference_interval(56, 70, 48, 80) == (5.2, 33.4)
+    assert difference_interval(48, 80, 56, 70) == (-33.4, -5.2)
+    assert difference_interval(9, 10, 3, 10) == (17.1, 80.9)  # 0.1705 to 0.8090
+    lo, hi = difference_interval(1, 5, 0, 5)
+    assert lo < 0 < hi
+
+
+def test_the_demo_prints_both_evaluations_and_the_change_with_its_interval(tmp_path):
+    """`lastr1 demo`'s last line: warm-up and final success with Wilson intervals, and the change between them
+    with Newcombe's, read from the two evaluations' results.json."""
+    import json
+
+    from lastr1.demo import difference_interval, eval_summary, summary_line
+
+    for name, pct in (("warmup", 0.0), ("final", 20.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"n_rollouts": 5, "success_rate_pct": {"average": {"mean": pct}}}))
+    s = eval_summary(tmp_path)
+    assert s["warmup_ci95"] == [0.0, 43.4] and s["final_ci95"] == [3.6, 62.4]
+    assert s["change_points"] == 20.0 and s["change_ci95"] == list(difference_interval(1, 5, 0, 5))
+    line = summary_line(s)
+    assert line.startswith("warmup_success: 0 % [0, 43] (95 %, Wilson)  final_success: 20 % [4, 62]")
+    lo, hi = s["change_ci95"]
+    assert f"change: +20 points [{lo:+.0f}, {hi:+.0f}] (95 %, Newcombe)" in line and lo < 0 < hi
+    (tmp_path / "warmup" / "results.json").unlink()  # --skip-baseline: no change to state
+    assert "change" not in summary_line(eval_summary(tmp_path))
