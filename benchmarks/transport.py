@@ -1,6 +1,8 @@
 """Transitions/s and one-way latency of the actor→learner wire over loopback TCP, beside (a) raw ZeroMQ moving
-pre-serialised bytes of the same size with the same security and (b) pickle + lz4 over ZeroMQ (HIL-SERL's
-transport), for CurveZMQ on/off and raw/JPEG images. Prints one JSON line.
+pre-serialised bytes of the same size with the same security, (b) pickle + lz4 over ZeroMQ (HIL-SERL's
+transport) and (c) the spool-and-ack floor (`Floor`: raw plus each payload written to an on-disk spool before
+it is sent and the receiver's acks read back: what never losing a transition costs at the least), for
+CurveZMQ on/off and raw/JPEG images. Prints one JSON line.
 
 A realistic transition: three 256×256×3 uint8 images (smooth shapes + sensor noise, so JPEG and lz4 see
 camera-like data), an 8×7 float32 action chunk, 8 proprio, 8 latents × 2560 float16 (~0.63 MB raw). Our
@@ -104,13 +106,18 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
         ctx = zmq.Context(1)
         s = _raw_sockets(ctx, zmq.ROUTER, root, curve)
         conn.send(s.bind_to_random_port("tcp://127.0.0.1"))
+        top, to_ack = -1, None
         while not conn.poll():
             if s.poll(50):
                 while True:
                     try:
-                        _, msg = s.recv_multipart(zmq.NOBLOCK, copy=False)
+                        ident, *parts = s.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    msg = parts[-1]
+                    if mode == "floor":  # acknowledge each batch by its highest seq, as our learner does
+                        top = max(top, int.from_bytes(parts[0].bytes, "little"))
+                        to_ack = ident
                     if mode == "pickle_lz4":
                         import lz4.frame
 
@@ -118,6 +125,9 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
                         stamps.append((time.time(), d["t_sent"]))
                     else:
                         stamps.append((time.time(), 0.0))
+                if mode == "floor" and to_ack is not None:
+                    s.send_multipart([to_ack, top.to_bytes(8, "little")])
+                    to_ack = None
         ctx.destroy(0)
     conn.recv()
     conn.send(stamps)
@@ -185,6 +195,54 @@ class Raw:
         self.ctx.destroy(0)
 
 
+class Floor(Raw):
+    """Raw ZeroMQ plus the least that a sender which never loses a transition must add: each payload written to an
+    on-disk spool before it is sent, a sequence number, and the receiver's acks read back, with at most WINDOW
+    unacknowledged (no codec, no validation, no dedup: what is left of our link once everything optional is
+    gone). If this floor is below 0.8 × raw, the guarantee itself keeps any such wire below it."""
+
+    def __init__(self, root, curve, port, payload_fn, spool: str):
+        super().__init__(root, curve, port, payload_fn)
+        self.fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.seq, self.acked, self.offset = 0, -1, 0
+
+    def burst(self, until):
+        import zmq
+
+        while time.time() < until:
+            if self.seq - self.acked > WINDOW:
+                if self.s.poll(1, zmq.POLLIN):
+                    self._acks()
+                continue
+            p = self.payload_fn()
+            if self.offset > 64 << 20:  # a ring of 64 MB segments, as our spool reuses acknowledged ones
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                self.offset = 0
+            self.offset += os.write(self.fd, p)
+            self.s.send_multipart([self.seq.to_bytes(8, "little"), p], copy=False)
+            self.seq += 1
+            self._acks()
+
+    def _acks(self):
+        import zmq
+
+        while True:
+            try:
+                self.acked = max(self.acked, int.from_bytes(self.s.recv(zmq.NOBLOCK), "little"))
+            except zmq.Again:
+                return
+
+    def settle(self):
+        end = time.time() + 10
+        while self.acked < self.seq - 1 and time.time() < end:
+            if self.s.poll(10, 1):
+                self._acks()
+
+    def close(self):
+        os.close(self.fd)
+        super().close()
+
+
 def _rate(stamps, windows) -> float:
     n = sum(any(a <= r <= b for a, b in windows) for r, _ in stamps)
     return n / sum(b - a for a, b in windows)
@@ -198,10 +256,11 @@ def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict
     t_wire = t.normalised()
     t_wire.actor_id, t_wire.seq = "actor0", 0
     payload = encode(t_wire, jpeg)
-    procs = {m: _start(m, root, curve, jpeg) for m in ["ours", "raw"] + (["pickle_lz4"] if pickled else [])}
+    procs = {m: _start(m, root, curve, jpeg) for m in ["ours", "raw", "floor"] + (["pickle_lz4"] if pickled else [])}
     ports = {m: conn.recv() for m, (p, conn) in procs.items()}
     senders = {"ours": Ours(root, curve, jpeg, ports["ours"], t),
-               "raw": Raw(root, curve, ports["raw"], lambda: payload)}
+               "raw": Raw(root, curve, ports["raw"], lambda: payload),
+               "floor": Floor(root, curve, ports["floor"], lambda: payload, f"{root}/floor-spool-{curve}-{jpeg}")}
     if pickled:
         senders["pickle_lz4"] = Raw(root, curve, ports["pickle_lz4"], pickled)
     windows: dict[str, list] = {m: [] for m in senders}
@@ -222,7 +281,8 @@ def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict
     stamps = {m: _finish(p, conn) for m, (p, conn) in procs.items()}
     lat = np.array([(r - s) * 1e3 for r, s in stamps["ours"] if s >= t_lat])
     out = {m: _rate(stamps[m], windows[m]) for m in senders}
-    return dict(message_bytes=len(payload), ours=out["ours"], raw=out["raw"], pickle_lz4=out.get("pickle_lz4"),
+    return dict(message_bytes=len(payload), ours=out["ours"], raw=out["raw"], floor=out["floor"],
+                pickle_lz4=out.get("pickle_lz4"),
                 p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)))
 
 
@@ -413,6 +473,7 @@ def main() -> None:
             out[f"curve_{'on' if curve else 'off'}_{'jpeg' if jpeg else 'raw'}"] = dict(
                 message_bytes=r["message_bytes"], transitions_per_s=round(r["ours"], 1),
                 raw_zmq_per_s=round(r["raw"], 1), pickle_lz4_per_s=round(pickle_lz4, 1),
+                spool_ack_floor_per_s=round(r["floor"], 1), ratio_floor_vs_raw=round(r["floor"] / r["raw"], 3),
                 ratio_vs_raw=round(r["ours"] / r["raw"], 3), ratio_vs_pickle_lz4=round(r["ours"] / pickle_lz4, 3),
                 latency_p50_ms=round(r["p50"], 2), latency_p99_ms=round(r["p99"], 2),
             )
