@@ -248,7 +248,12 @@ class Runtime:
                 with self._env_lock:
                     return self.env.reset(seed=seed, condition=condition)
             except ArmFault as e:
-                if attempt == self.RESET_TRIES or stop.is_set():
+                if stop.is_set():
+                    # Asked to stop while the arm was still on its way home (a fleet's stop came while a starved
+                    # simulator made the move slow): the stop takes effect, the run does not fail.
+                    log.warning("reset not finished when the stop came (%s); stopping", str(e).splitlines()[0])
+                    return None
+                if attempt == self.RESET_TRIES:
                     raise
                 log.warning("reset failed (try %d of %d): %s; recovering and trying again",
                             attempt, self.RESET_TRIES, str(e).splitlines()[0])

@@ -310,6 +310,26 @@ def test_a_refused_reset_is_recovered_and_tried_again(tmp_path):
     assert env.log[:3] == ["reset refused", "recover", "reset"] and s.outcome == "reset"
 
 
+def test_a_reset_cut_short_by_the_stop_ends_the_run_without_an_error(tmp_path):
+    """A fleet stopped an actor while its home move, slowed by a starved simulator, was still under way; the move
+    then timed out. That is the stop taking effect, not the actor failing (a fleet test once saw it fail)."""
+    env = MemoryEnv(reset_faults=5)
+    rt, _ = _runtime(tmp_path, env)
+    stop = threading.Event()
+    refuse = env.reset
+
+    def reset(seed=None, condition=""):
+        stop.set()
+        return refuse(seed, condition)
+
+    env.reset = reset
+    assert rt.run_episode(0, stop) is None and env.log == ["reset refused"]
+    env.reset, stop = refuse, threading.Event()
+    with pytest.raises(ArmFault):  # without a stop, the last of three refusals is still the run's error
+        rt.run_episode(0, stop)
+    assert env.log.count("reset refused") == 4
+
+
 def test_episode_numbers_continue_across_runtimes(tmp_path):
     rt, _ = _runtime(tmp_path, MemoryEnv(), max_steps=1)
     assert [s.episode for s in rt.run(max_episodes=2)] == [0, 1]
