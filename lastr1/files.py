@@ -27,8 +27,8 @@ def write_atomic(path: str | Path, data: str | bytes, fsync: bool = True) -> Pat
     return path
 
 
-def save_json(path: str | Path, obj, fsync: bool = True, **dump) -> Path:
-    return write_atomic(path, json.dumps(obj, **dump), fsync)
+def save_json(path: str | Path, obj, fsync: bool = True) -> Path:
+    return write_atomic(path, json.dumps(obj), fsync)
 
 
 def fsync_dir(path: str | Path) -> None:
