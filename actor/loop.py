@@ -131,7 +131,7 @@ class Runtime:
         self.episode = self._first_episode()
         self.total_steps = 0
         self.paused = False
-        self._last_hold = ""
+        self._last_hold = self._said_hold = ""  # the last hold reported; the one said since the last step
         self.estopped = False
         self._env_lock = threading.RLock()  # the key watcher's stop vs the loop's act/observe
         self._watcher: _KeyWatcher | None = None
@@ -362,10 +362,13 @@ class Runtime:
             if self.agent is not None:
                 self.agent.interrupt()
             if info.reasons or info.faults:
-                self._last_hold = "; ".join(info.reasons + info.faults)
-                log.warning("step held: %s", self._last_hold)
+                hold = "; ".join(info.reasons + info.faults)
+                if hold != self._said_hold:  # a pause holds every tick until cleared: say it once, not every tick
+                    log.warning("step held: %s", hold)
+                self._last_hold = self._said_hold = hold
             self._emit(ep.number, ep.steps)
             return
+        self._said_hold = ""
         self.work_ms.add((time.monotonic() - t_tick) * 1e3)
         ep.executed(obs, t_obs, action, human, decision)  # after the action went out: never delays the arm
         self._interventions_window.add(float(human))

@@ -14,7 +14,8 @@ class LapoConfig:
     # Trajectories per iteration and per PPO mini-batch: the authors use 512 and 128 on 8 GPUs; a CPU study
     # cannot afford that, so ours are 32 / 8 (one iteration then costs ~32 episodes of CPU time).
     trajectories: int = 32
-    mini_batch: int = 8
+    mini_batch: int = 8  # trajectories per optimizer step (4 steps an epoch, as the authors' 512 / 128)
+    micro_batch: int = 8  # decisions per forward/backward pass, gradients accumulated: memory, not the mathematics
     epochs: int = 1  # PPO epochs over each iteration's batch
     workers: int = 1  # rollout workers (environments are split across them): local processes, or Ray actors
     # "" : the workers are local processes; "local": Ray actors on a Ray instance started here (a try-out);

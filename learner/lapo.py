@@ -183,27 +183,40 @@ def advantages(trajectories: list[list[Decision]], rewards: list[list[float]], v
 
 def ppo_iteration(policy, opt, trajectories: list[list[Decision]], rewards: list[list[float]], cfg,
                   instruction: str, generator: torch.Generator | None = None) -> dict[str, float]:
-    """PPO epochs × mini-batches over one on-policy batch; returns the mean of each logged part."""
+    """PPO epochs × mini-batches over one on-policy batch; returns the mean of each logged part.
+
+    A mini-batch is `cfg.mini_batch` whole trajectories (the authors' 128 of 512): one optimizer step each,
+    its loss the mean over all their decisions, accumulated over passes of `cfg.micro_batch` decisions so a
+    mini-batch of long trajectories fits in memory. (Steps per decision would take ~5x more optimizer steps
+    per iteration than the paper does and clip most ratios by the end of the first epoch.)"""
     ds = [d for t in trajectories for d in t]
     if not ds:
         raise LapoError("no decisions to learn from", hint="collect at least one trajectory first")
     mode = policy.cfg.latent_mode
     # Eval mode throughout (no LoRA dropout): with dropout the ratios would not be 1 at the old weights.
     policy.eval()
-    old = old_terms(policy, ds, cfg.temperature, instruction, cfg.mini_batch)
+    old = old_terms(policy, ds, cfg.temperature, instruction, cfg.micro_batch)
     adv, ret = advantages(trajectories, rewards, old.value, cfg)
+    starts = np.cumsum([0] + [len(t) for t in trajectories])
     log: dict[str, list[float]] = {}
     params = policy.trainable_parameters()
     for _ in range(cfg.epochs):
-        order = torch.randperm(len(ds), generator=generator)
-        for s in range(0, len(ds), cfg.mini_batch):
-            idx = order[s : s + cfg.mini_batch]
-            new = terms(policy, [ds[int(i)] for i in idx], cfg.temperature, instruction)
-            loss, stats = decision_loss(new, subset(old, idx), adv[idx], ret[idx], cfg, mode)
+        order = torch.randperm(len(trajectories), generator=generator).tolist()
+        for s in range(0, len(order), cfg.mini_batch):
+            idx = torch.cat([torch.arange(starts[i], starts[i + 1]) for i in order[s : s + cfg.mini_batch]])
+            if not len(idx):
+                continue
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            parts: dict[str, float] = {}
+            for micro in idx.split(cfg.micro_batch):
+                new = terms(policy, [ds[int(i)] for i in micro], cfg.temperature, instruction)
+                loss, stats = decision_loss(new, subset(old, micro), adv[micro], ret[micro], cfg, mode)
+                share = len(micro) / len(idx)
+                (loss * share).backward()
+                for k, x in stats.items():
+                    parts[k] = parts.get(k, 0.0) + x * share
+            parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
-            for k, x in stats.items():
+            for k, x in parts.items():
                 log.setdefault(k, []).append(x)
     return {k: float(np.mean(x)) for k, x in log.items()}

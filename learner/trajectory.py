@@ -4,7 +4,8 @@ what a rollout worker does with a job. learner/rollouts.py runs these in this pr
 
 A decision reasons (latents and exit sampled at policy.exit_temperature across the candidates), samples one
 action chunk at lapo.temperature and executes it whole; the episode ends as `lastr1 eval` ends it: the scene's
-success or failure key (the scripted judge), or task.max_episode_steps.
+success or failure key (the scripted judge), or task.max_episode_steps; an arm the safety layer paused (a hard
+contact) ends it as a failure.
 Reward: lapo.success_reward at the last decision of a successful trajectory, 0 elsewhere. With the lockstep
 robot an episode costs CPU time only, and a seed gives the same trajectory in any worker on any backend: the
 initial state is drawn from it, and so is the sampling (torch's generator is seeded with it for the episode).
@@ -69,7 +70,10 @@ def rollout(cfg: Config, policy, env, seed: int) -> Trajectory:
                 steps += 1
                 keys = env.keys.poll()
                 success = Key.SUCCESS in keys
-                ended = success or Key.FAILURE in keys or steps >= cfg.task.max_episode_steps
+                # A safety pause (a hard contact retreats and pauses the arm) holds every later step until a
+                # reset: the rest of the episode would be decisions without effect, so it fails here.
+                ended = (success or Key.FAILURE in keys or steps >= cfg.task.max_episode_steps
+                         or env.safety.stopped)
                 if ended:
                     break
             if not ended:

@@ -247,6 +247,15 @@ def test_held_steps_make_no_transition_but_count_toward_the_time_limit(tmp_path)
     assert agent.interrupts == 2  # a held step makes the policy plan afresh
 
 
+def test_a_hold_is_said_once_while_it_lasts_and_again_when_it_comes_back(tmp_path, caplog):
+    env = MemoryEnv(hold={2, 3, 4, 6})  # three ticks held, one step, held again
+    rt, _ = _runtime(tmp_path, env, max_steps=7, agent=PolicyStub())
+    with caplog.at_level("WARNING", logger="lastr1.actor.loop"):
+        s = _episode(rt)
+    assert (s.steps, env.attempts) == (3, 7)
+    assert [r.getMessage() for r in caplog.records if "step held" in r.getMessage()] == ["step held: held"] * 2
+
+
 def test_stale_frame_stops_the_arm_and_is_no_step(tmp_path):
     env = MemoryEnv(stale={2})  # the reset's view is not an observe(): tick 2's read fails
     rt, sink = _runtime(tmp_path, env, max_steps=3)

@@ -138,6 +138,28 @@ def test_one_ppo_iteration_lowers_the_surrogate_loss():
     assert after.item() < before.item() - 1e-3
 
 
+def test_a_mini_batch_is_whole_trajectories_and_micro_batches_only_split_the_pass():
+    """One optimizer step per `mini_batch` trajectories (the paper's 128 of 512), whatever their decisions;
+    accumulating over passes of 1 decision gives the gradient one pass over all of them gives."""
+    torch.manual_seed(0)
+    policy = tiny_policy()
+    perturb_trainables(policy, seed=1)
+    trajs = _batch(policy, n_traj=5, per=3)
+    rewards = [[0.0, 0.0, 5.0 * (i % 2)] for i in range(5)]
+    c = LapoConfig(mini_batch=2, micro_batch=1, epochs=2, lr=1e-3, value_lr=1e-3)
+    opt = lapo.make_optimizer(policy, c)
+    lapo.ppo_iteration(policy, opt, trajs, rewards, c, INSTRUCTION, torch.Generator().manual_seed(0))
+    assert {int(st["step"]) for st in opt.state.values()} == {2 * 3}  # 2 epochs × ⌈5 / 2⌉, not × 15 decisions
+    grads = {}
+    for micro in (1, 16):  # one mini-batch of all five, lr 0: the gradient it leaves behind
+        c = LapoConfig(mini_batch=5, micro_batch=micro, epochs=1, lr=0.0, value_lr=0.0)
+        lapo.ppo_iteration(policy, lapo.make_optimizer(policy, c), trajs, rewards, c, INSTRUCTION)
+        grads[micro] = [t.grad.clone() for t in policy.trainable_parameters() if t.grad is not None]
+    assert len(grads[1]) == len(grads[16]) > 0 and any(g.abs().sum() > 0 for g in grads[16])
+    for a, b in zip(grads[1], grads[16]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
 def test_ray_workers_without_ray_say_which_extra_and_local_ones_never_import_it(monkeypatch, tmp_path):
     import subprocess
     import sys

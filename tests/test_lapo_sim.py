@@ -116,6 +116,31 @@ def test_a_trajectory_renders_frames_only_where_a_chunk_is_decided(tmp_path, mon
         assert len(renders) > 20 * len(env.cameras)
 
 
+def test_a_trajectory_ends_as_a_failure_where_the_safety_layer_pauses_the_arm(tmp_path, monkeypatch):
+    """A hard contact pauses the arm until the next reset; the decisions after it would act on nothing."""
+    from lastr1.learner.trajectory import rollout
+    from lastr1.policy.checkpoint import open_policy
+    from lastr1.robot.factory import make_env
+
+    torch.manual_seed(0)
+    cfg = _cfg(tmp_path)
+    cfg.task.max_episode_steps = 20
+    policy = open_policy(cfg)
+    with make_env(cfg) as env:
+        real_act, acts = env.act, []
+
+        def act(a):  # the 11th step meets the pause, as the contact rules would set it
+            acts.append(a)
+            if len(acts) == 11:
+                env.safety.pause()
+            return real_act(a)
+
+        monkeypatch.setattr(env, "act", act)
+        t = rollout(cfg, policy, env, 5)
+    assert (t.steps, len(acts), t.success, len(t.decisions)) == (11, 11, False, 2)
+    assert t.rewards == [0.0, 0.0]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ray_workers_give_the_in_process_trajectories_and_name_a_worker_error(tmp_path):
