@@ -72,12 +72,16 @@ class Sink:
         pass
 
 
-def outcome(keys: list[Key], *, stepped: bool, estopped: bool, stopping: bool, out_of_time: bool) -> Outcome | None:
+def outcome(keys: list[Key], *, stepped: bool, estopped: bool, stopping: bool, out_of_time: bool,
+            contact_paused: bool = False) -> Outcome | None:
     """How the episode ends at this tick, or None if it goes on; the first rule that holds wins. Success and
-    failure judge an executed step, so they wait for one (`stepped`)."""
+    failure judge an executed step, so they wait for one (`stepped`). `contact_paused`: the safety layer paused
+    the arm after a hard contact and nobody will resume it (actor.safety_pause: fail), a failure."""
     if Key.SUCCESS in keys and stepped:
         return "success"
     if Key.FAILURE in keys and stepped:
+        return "failure"
+    if contact_paused and stepped:
         return "failure"
     if Key.RESET in keys:
         return "reset"

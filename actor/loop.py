@@ -283,7 +283,8 @@ class Runtime:
             t_tick = self._next_tick()
             ended = outcome(self._keys(), stepped=ep.prev is not None, estopped=self.estopped,
                             stopping=stop.is_set(),
-                            out_of_time=ep.ticks >= self.max_steps or (budget is not None and ep.steps >= budget))
+                            out_of_time=ep.ticks >= self.max_steps or (budget is not None and ep.steps >= budget),
+                            contact_paused=self.cfg.actor.safety_pause == "fail" and bool(self.env.safety.pause_reason))
             if ended is not None:
                 break
             if self.paused:

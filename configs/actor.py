@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -16,6 +17,11 @@ class ActorConfig:
     action_temperature: float = 1.0
     # A person (SpaceMouse / the scripted operator in sim) may take over; off = the teleop is not read.
     interventions: bool = True
+    # After a hard contact the safety layer retreats and pauses the arm until someone resumes it: "hold" waits
+    # for that (a lab: the operator looks, then resumes). "fail" ends the episode there as a failure, with
+    # task.failure_reward: for unattended runs (scripted evaluations, LAPO's held-out states), where nobody
+    # resumes and every later tick would re-plan against a frozen arm until the time limit.
+    safety_pause: Literal["hold", "fail"] = "hold"
     # Operator keys are polled this often on their own thread, so pause/e-stop stop the arm within ~20 ms
     # whatever the loop is doing; 0 = poll once per control tick in the loop.
     key_poll_hz: float = 50.0

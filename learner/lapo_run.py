@@ -39,6 +39,7 @@ def held_out(cfg: Config, policy, out: Path, video: bool) -> float:
     ecfg = copy.deepcopy(cfg)
     ecfg.actor.replan_every = policy.H  # as in training: each chunk is executed whole
     ecfg.policy.kappa = policy.H
+    ecfg.actor.safety_pause = "fail"  # as a training trajectory ends: nobody resumes an arm paused by a hard hit
     res = evaluate(ecfg, rollouts=cfg.learner.lapo.eval_rollouts, runs=1, conditions=["original"], out=out,
                    policy=policy, video=video)
     return float(res["success_rate_pct"]["original"]["mean"])

@@ -5,7 +5,7 @@ what a rollout worker does with a job. learner/rollouts.py runs these in this pr
 A decision reasons (latents and exit sampled at policy.exit_temperature across the candidates), samples one
 action chunk at lapo.temperature and executes it whole; the episode ends as `lastr1 eval` ends it: the scene's
 success or failure key (the scripted judge), or task.max_episode_steps; an arm the safety layer paused (a hard
-contact) ends it as a failure.
+contact) ends it as a failure, as `lastr1 eval` does with actor.safety_pause: fail (LAPO's held-out states).
 Reward: lapo.success_reward at the last decision of a successful trajectory, 0 elsewhere. With the lockstep
 robot an episode costs CPU time only, and a seed gives the same trajectory in any worker on any backend: the
 initial state is drawn from it, and so is the sampling (torch's generator is seeded with it for the episode).

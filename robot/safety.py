@@ -142,6 +142,11 @@ class Safety:
         return self._estopped
 
     @property
+    def pause_reason(self) -> str:
+        """Why the contact rules paused the arm ("" when not paused, or paused by a person's pause())."""
+        return self._pause_reason if self._paused else ""
+
+    @property
     def stopped(self) -> bool:
         """Paused or e-stopped: the arm must not move whatever the action."""
         return self._paused or self._estopped

@@ -17,6 +17,7 @@ from lastr1.actor.episode import Sink, outcome
 from lastr1.actor.loop import Runtime
 from lastr1.configs.robot import SafetyConfig
 from lastr1.configs.schema import Config
+from lastr1.robot.arm import ArmState
 from lastr1.robot.errors import ArmFault, RobotError, StaleFrameError
 from lastr1.robot.interfaces import Observation, StepInfo
 from lastr1.robot.keys import Key, KeySource
@@ -67,12 +68,13 @@ class MemoryEnv:
     camera_names = ["front"]
 
     def __init__(self, keys: dict[int, list[Key]] | None = None, teleop: Teleop | None = None,
-                 hold: set[int] = frozenset(), stale: set[int] = frozenset(), reset_faults: int = 0):
+                 hold: set[int] = frozenset(), stale: set[int] = frozenset(), reset_faults: int = 0,
+                 hit: int = 0):
         self.log: list[str] = []
         self.keys = ScriptedKeys(keys or {}, self.log)
         self.teleop = teleop
         self.safety = Safety(SafetyConfig(), 1)
-        self.hold, self.stale, self.reset_faults = hold, stale, reset_faults
+        self.hold, self.stale, self.reset_faults, self.hit = hold, stale, reset_faults, hit
         self.views = self.attempts = self.observes = 0
         self.executed: list[np.ndarray] = []
 
@@ -96,6 +98,13 @@ class MemoryEnv:
 
     def act(self, action: np.ndarray) -> StepInfo:
         self.attempts += 1
+        if self.attempts == self.hit:  # 100 N on the hand: the contact rules retreat, and where it ends, pause
+            def arm(p, f, t):
+                return ArmState(np.asarray(p, float), np.array([0, 0, 0, 1.0]), np.zeros(7), 0.04,
+                                np.array([f, 0, 0, 0, 0, 0.0]), timestamp=t)
+
+            back = self.safety.filter([arm([0.5, 0, 0.3], -100.0, 1.0)], np.zeros(7))
+            self.safety.filter([arm(back.positions[0], 0.0, 1.1)], np.zeros(7))
         if self.safety.stopped or self.attempts in self.hold:
             self.log.append("held")
             return StepInfo(held=True, reasons=["held"])
@@ -254,6 +263,26 @@ def test_a_hold_is_said_once_while_it_lasts_and_again_when_it_comes_back(tmp_pat
         s = _episode(rt)
     assert (s.steps, env.attempts) == (3, 7)
     assert [r.getMessage() for r in caplog.records if "step held" in r.getMessage()] == ["step held: held"] * 2
+
+
+@pytest.mark.parametrize("policy, want", [("hold", ("time_limit", 2, 6)), ("fail", ("failure", 2, 3))])
+def test_a_contact_pause_waits_for_a_person_or_fails_the_episode_as_configured(tmp_path, policy, want):
+    env = MemoryEnv(hit=3)  # the 3rd action meets a hard contact: retreat, then the arm is paused
+    rt, sink = _runtime(tmp_path, env, max_steps=6, agent=PolicyStub())
+    rt.cfg.actor.safety_pause = policy
+    s = _episode(rt)
+    assert (s.outcome, s.steps, env.attempts) == want
+    last = sink.steps[-1]
+    if policy == "fail":  # the push that ended it is the failing step, and pays the failure reward
+        assert last.terminated and last.reward == rt.cfg.task.failure_reward
+    else:
+        assert last.truncated and not last.terminated
+
+
+def test_a_persons_pause_is_no_contact_pause():
+    safety = Safety(SafetyConfig(), 1)
+    safety.pause()
+    assert safety.stopped and safety.pause_reason == ""
 
 
 def test_stale_frame_stops_the_arm_and_is_no_step(tmp_path):
