@@ -15,6 +15,7 @@ setting and is measured once per CURVE setting (raw images). Default setting = C
 
     python benchmarks/transport.py [--seconds 2.0]   # ~50 s
     python benchmarks/transport.py --profile on       # ms per transition by stage and thread (CURVE on)
+    python benchmarks/transport.py --threads          # CPU ms per transition per thread, without the profiler
 """
 
 from __future__ import annotations
@@ -360,15 +361,16 @@ def _per_transition(before: dict, after: dict, n: int, prefix: str) -> dict:
             for k, v in before.items() if k in after}
 
 
-def _profiled_learner(root: str, curve: bool, tmp: str, conn) -> None:
+def _profiled_learner(root: str, curve: bool, tmp: str, conn, with_cprofile: bool = True) -> None:
     import logging
 
     from lastr1.transport.learner_link import LearnerLink
 
     logging.basicConfig(level=logging.ERROR)
-    _profiled(LearnerLink, f"{tmp}/learner_io.prof")
+    if with_cprofile:
+        _profiled(LearnerLink, f"{tmp}/learner_io.prof")
     link = LearnerLink(_cfg(root, curve, 0))
-    threads = {"io": link._thread.native_id or 0}
+    threads = {"io": link._thread.native_id or 0, "main": threading.get_native_id()}
     before = _clocks(threads)
     conn.send(link.port)
     n = 0
@@ -382,7 +384,7 @@ def _profiled_learner(root: str, curve: bool, tmp: str, conn) -> None:
     conn.send((n, cpu))
 
 
-def profile(curve: bool, seconds: float) -> dict:
+def profile(curve: bool, seconds: float, with_cprofile: bool = True) -> dict:
     """Where a transition's time goes on our wire (raw images): each thread (the actor's caller and I/O thread,
     the learner's I/O thread) runs under cProfile while the actor sends as fast as the window allows; ms per
     transition by stage (cProfile's own time: with the profiler's overhead and, on a loaded machine, the waits
@@ -397,9 +399,11 @@ def profile(curve: bool, seconds: float) -> dict:
     tmp = tempfile.mkdtemp(prefix="lastr1-prof-")
     root = f"{tmp}/wire"
     curve_keys.generate(f"{root}/keys", ["actor0"])
-    _profiled(ActorLink, f"{tmp}/actor_io.prof")
+    if with_cprofile:
+        _profiled(ActorLink, f"{tmp}/actor_io.prof")
     here, there = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_profiled_learner, args=(root, curve, tmp, there), daemon=True)
+    proc = mp.get_context("spawn").Process(target=_profiled_learner, args=(root, curve, tmp, there, with_cprofile),
+                                           daemon=True)
     proc.start()
     sender = Ours(root, curve, 0, here.recv(), make_transition())
     sender.burst(time.time() + 0.5)  # warm-up: handshake, page cache
@@ -412,28 +416,32 @@ def profile(curve: bool, seconds: float) -> dict:
         threads["zmq_gc"] = gc.thread.native_id or 0
     clocks = _clocks(threads)
     p = cProfile.Profile()
-    p.enable()
+    if with_cprofile:
+        p.enable()
     t0 = time.time()
     sender.burst(t0 + seconds)
     sender.settle()
     dt = time.time() - t0
-    p.disable()
-    p.dump_stats(f"{tmp}/actor_main.prof")
+    if with_cprofile:
+        p.disable()
+        p.dump_stats(f"{tmp}/actor_main.prof")
     n = sender.link._next_seq - first
     cpu = _per_transition(clocks, _clocks(threads), n, "actor")
     sender.close()
     here.send("stop")
     total, learner_cpu = here.recv()
     proc.join(10)
-    # The I/O threads' profiles include the warm-up's transitions too: per transition over all they moved.
-    return {
-        "curve": "on" if curve else "off", "transitions_per_s": round(n / dt, 1), "transitions": total,
-        "ms_per_transition": {"actor_caller": _stages(f"{tmp}/actor_main.prof", n),
-                              "actor_io": _stages(f"{tmp}/actor_io.prof", total),
-                              "learner_io": _stages(f"{tmp}/learner_io.prof", total)},
-        # The actor's threads over the measured burst, the learner's over its life (warm-up included).
-        "cpu_ms_per_transition": {**cpu, **learner_cpu},
-    }
+    out: dict = {"curve": "on" if curve else "off", "transitions_per_s": round(n / dt, 1), "transitions": total}
+    if with_cprofile:
+        # The I/O threads' profiles include the warm-up's transitions too: per transition over all they moved.
+        out["ms_per_transition"] = {"actor_caller": _stages(f"{tmp}/actor_main.prof", n),
+                                    "actor_io": _stages(f"{tmp}/actor_io.prof", total),
+                                    "learner_io": _stages(f"{tmp}/learner_io.prof", total)}
+    # The actor's threads over the measured burst, the learner's over its life (warm-up included).
+    cpu = {**cpu, **learner_cpu}
+    out["cpu_ms_per_transition"] = cpu
+    out["cpu_ms_per_transition_total"] = round(sum(v["run"] for v in cpu.values()), 3)
+    return out
 
 
 def main() -> None:
@@ -441,6 +449,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="throughput window per measurement")
     ap.add_argument("--jpeg-quality", type=int, default=90)
     ap.add_argument("--profile", choices=["on", "off"], help="instead: profile our wire with CURVE on/off, raw images")
+    ap.add_argument("--threads", action="store_true",
+                    help="instead: CPU ms a transition per thread of our wire (CURVE on, raw images), no profiler")
     args = ap.parse_args()
     import logging
 
@@ -449,9 +459,9 @@ def main() -> None:
     from lastr1.transport.sockets import tune_malloc
 
     tune_malloc()
-    if args.profile:
-        print(json.dumps({**profile(args.profile == "on", args.seconds), "cpu_count": os.cpu_count(),
-                          "load_avg_1m": round(os.getloadavg()[0], 2)}))
+    if args.profile or args.threads:
+        res = profile(args.profile != "off", args.seconds, with_cprofile=not args.threads)
+        print(json.dumps({**res, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}))
         return
 
     t = make_transition()
