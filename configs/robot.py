@@ -36,6 +36,11 @@ class ArmConfig:
     # ArmFault: franky's users recover and retry, and a reset has no contact to respect (the safety filter still
     # drives it slowly). Streamed motions are not retried: their reflexes are the env's to report.
     motion_retries: int = 3
+    # close() waits this long for the running motion to end after stop(). One that does not (its control
+    # thread waits for a response the peer never sends: a frozen or starved sim server) is left running with
+    # its connection, logged: franky's destructor would wait for it forever with the GIL held, freezing
+    # the whole process (a CI run hung that way).
+    close_timeout_s: float = 5.0
 
 
 @dataclass

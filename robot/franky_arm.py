@@ -39,6 +39,17 @@ from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotE
 if TYPE_CHECKING:
     from lastr1.robot.safety import Safety
 
+# franky Robots whose motion never ended: never deallocated, as ~Robot joins the control thread with the GIL held.
+_STUCK: list[Any] = []
+
+
+def _keep_alive(obj: Any) -> None:
+    """One reference more than Python will ever release, so not even interpreter shutdown runs its destructor
+    (which would freeze the exit instead)."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
 log = logging.getLogger(__name__)
 
 
@@ -116,12 +127,20 @@ class FrankyArm(Arm):
         self._closing = True
         with self._hand_cv:
             self._hand_cv.notify_all()
+        ended = True
         try:
             self._robot.stop()
-        except Exception:  # closing: the connection may already be gone
+            ended = bool(self._robot.join_motion(timeout=self.cfg.close_timeout_s))
+        except Exception:  # closing: the motion ended with an error, or the connection is already gone
             pass
         if self._hand_thread is not None:
             self._hand_thread.join(timeout=5)
+        if not ended:
+            log.error("%s: the running motion did not end within %.0f s of stop() (the robot or sim server does not "
+                      "answer); its control thread and connection are left to end with the process", self.cfg.name,
+                      self.cfg.close_timeout_s)
+            _STUCK.append(self._robot)
+            _keep_alive(self._robot)
         self._robot = self._gripper = None
 
     def _need(self):
