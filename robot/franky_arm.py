@@ -39,13 +39,9 @@ from lastr1.robot.errors import ArmFault, ConnectionLost, DeviceNotFound, RobotE
 if TYPE_CHECKING:
     from lastr1.robot.safety import Safety
 
-# franky Robots whose motion never ended: never deallocated, as ~Robot joins the control thread with the GIL held.
-_STUCK: list[Any] = []
-
-
 def _keep_alive(obj: Any) -> None:
-    """One reference more than Python will ever release, so not even interpreter shutdown runs its destructor
-    (which would freeze the exit instead)."""
+    """One reference more than Python will ever release, so not even interpreter shutdown runs its destructor:
+    franky's ~Robot joins a control thread that never ends with the GIL held (it would freeze the exit)."""
     import ctypes
 
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
@@ -139,7 +135,6 @@ class FrankyArm(Arm):
             log.error("%s: the running motion did not end within %.0f s of stop() (the robot or sim server does not "
                       "answer); its control thread and connection are left to end with the process", self.cfg.name,
                       self.cfg.close_timeout_s)
-            _STUCK.append(self._robot)
             _keep_alive(self._robot)
         self._robot = self._gripper = None
 
