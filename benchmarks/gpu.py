@@ -68,6 +68,12 @@ def speed(cfg, micro_batch: int, side: int, iters: int) -> dict:
 
     prefix = policy.reason(slow, cfg.task.instruction)
     reason_ms = 1000 * timed(lambda: policy.reason(slow, cfg.task.instruction))
+    # Where reasoning's time goes: the prompt's prefill (what Action-Only runs) against the one-token steps of
+    # the latent chain (G latents and one <latent_end> per group, each a pass of every layer).
+    mode, policy.cfg.latent_mode = policy.cfg.latent_mode, "off"
+    prefill_ms = 1000 * timed(lambda: policy.reason(slow, cfg.task.instruction))
+    policy.cfg.latent_mode = mode
+    steps = prefix.latent_len // policy.G * (policy.G + 1)
     act_ms = 1000 * timed(lambda: policy.act(prefix, fast, proprio))
     batched = {c: np.stack([x] * micro_batch) for c, x in img.items()}
     batch = TrainBatch(slow_images=batched, instructions=[cfg.task.instruction] * micro_batch, fast_images=batched,
@@ -83,7 +89,9 @@ def speed(cfg, micro_batch: int, side: int, iters: int) -> dict:
         opt.step()
 
     update_s = timed(update)
-    out = dict(reason_ms=round(reason_ms, 1), act_ms=round(act_ms, 1), micro_updates_per_s=round(1 / update_s, 2),
+    out = dict(reason_ms=round(reason_ms, 1), prefill_ms=round(prefill_ms, 1), latent_steps=steps,
+               ms_per_latent_step=round((reason_ms - prefill_ms) / max(steps, 1), 2), act_ms=round(act_ms, 1),
+               micro_updates_per_s=round(1 / update_s, 2),
                updates_per_s_d4=round(1 / (update_s * cfg.learner.grad_accum * 3), 4))  # 1 actor + 2 critic
     if dev.startswith("cuda"):
         out.update(gpu=torch.cuda.get_device_name(),

@@ -4,6 +4,10 @@ that gives the critic its features, the Q-head steps, the actor step), updates p
 for one actor at task.control_hz, and peak memory, on the tiny config on CPU by default. One JSON line.
 
     python benchmarks/learner.py [--updates 3] [--config sim_insert_hex] [--policy policy/tiny_cpu] [--image 128]
+    python benchmarks/learner.py --policy policy/qwen3vl_4b --policy.model tiny --image 256   # on a GPU box
+
+Overrides after the options (`--policy.model tiny`, `--learner.grad_accum 4`) go to the loaded config; with CUDA
+the parts are timed after a device sync and the peak GPU memory is reported.
 """
 
 from __future__ import annotations
@@ -45,14 +49,17 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=3)
     ap.add_argument("--image", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = ap.parse_args()
+    args, overrides = ap.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = configs.load(args.config)
-    cfg.policy = configs.load(args.policy).policy
+    mine = [_policy_override(overrides, i) for i in range(len(overrides))]
+    cfg = configs.load(args.config, [o for o, m in zip(overrides, mine) if not m])
+    cfg.policy = configs.load(args.policy, [o for o, m in zip(overrides, mine) if m]).policy
     from lastr1.policy import build_policy
 
     policy = build_policy(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
+    cuda = policy.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         demo, rollout = ReplayBuffer(Path(tmp) / "d", 1000), ReplayBuffer(Path(tmp) / "r", 1000)
@@ -66,15 +73,19 @@ def main() -> None:
             orig = getattr(tr, name)
 
             def clocked(*a, _orig=orig, _key=key):
+                sync()
                 t = time.perf_counter()
                 r = _orig(*a)
+                sync()
                 parts[_key] += time.perf_counter() - t
                 return r
 
             setattr(tr, name, clocked)
+        sync()
         t0 = time.perf_counter()
         for _ in range(args.updates):
             tr.update()
+        sync()
         dt = time.perf_counter() - t0
     lc = cfg.learner
     per_update = 2 * lc.grad_accum * (lc.micro_batch_demo + lc.micro_batch_rollout)  # the critic steps share theirs
@@ -87,7 +98,15 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "config": args.policy, "image": args.image, "grad_accum": lc.grad_accum,
         "threads": torch.get_num_threads(), "device": str(policy.device),
+        **({"gpu": torch.cuda.get_device_name(), "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+           if cuda else {}),
     }))
+
+
+def _policy_override(overrides: list[str], i: int) -> bool:
+    """Whether overrides[i] is a `--policy.…` key or its value (those go to the --policy config)."""
+    key = overrides[i] if overrides[i].startswith("--") else (overrides[i - 1] if i else "")
+    return key.split("=", 1)[0].startswith("--policy.")
 
 
 if __name__ == "__main__":

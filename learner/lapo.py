@@ -167,12 +167,13 @@ def subset(t: Terms, idx: torch.Tensor) -> Terms:
 def advantages(trajectories: list[list[Decision]], rewards: list[list[float]], values: torch.Tensor, cfg):
     """Per-decision (whitened advantage, return) for the decisions of `trajectories` in order."""
     n, t_max = len(trajectories), max(len(t) for t in trajectories)
-    r = torch.zeros(n, t_max)
-    v = torch.zeros(n, t_max)
-    mask = torch.zeros(n, t_max, dtype=torch.bool)
+    dev = values.device  # the policy's: the advantages meet its new log-probabilities there
+    r = torch.zeros(n, t_max, device=dev)
+    v = torch.zeros(n, t_max, device=dev)
+    mask = torch.zeros(n, t_max, dtype=torch.bool, device=dev)
     k = 0
     for i, t in enumerate(trajectories):
-        r[i, : len(t)] = torch.tensor(rewards[i], dtype=torch.float32)
+        r[i, : len(t)] = torch.tensor(rewards[i], dtype=torch.float32, device=dev)
         v[i, : len(t)] = values[k : k + len(t)]
         mask[i, : len(t)] = True
         k += len(t)

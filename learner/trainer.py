@@ -149,8 +149,11 @@ class Trainer:
                 b, _ = self.micro_batch()
                 n = len(b)
                 out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
-                out_.append((out.feature[:n], self.executed(b.action), torch.as_tensor(b.reward, dtype=torch.float32),
-                             torch.as_tensor(b.terminated), out.feature[n:], self._pi(out.action_logits[n:])))
+                dev = out.feature.device
+                out_.append((out.feature[:n], self.executed(b.action),
+                             torch.as_tensor(b.reward, dtype=torch.float32, device=dev),
+                             torch.as_tensor(b.terminated, device=dev), out.feature[n:],
+                             self._pi(out.action_logits[n:])))
         return out_
 
     def critic_step(self, inputs: list[tuple] | None = None) -> dict:
@@ -159,7 +162,8 @@ class Trainer:
         self.opt_critic.zero_grad(set_to_none=True)
         total, q_mean = 0.0, 0.0
         n_q = p.q_targets.n
-        pick = torch.as_tensor(np.sort(self.rng.choice(n_q, min(lc.q_target_subset, n_q), replace=False)))
+        pick = torch.as_tensor(np.sort(self.rng.choice(n_q, min(lc.q_target_subset, n_q), replace=False)),
+                               device=p.device)
         for feat, a, r, term, feat_next, a_next in inputs:
             y = td_target(r, term, p.q_target(feat_next, a_next)[pick], lc.gamma)  # the current target heads
             q = p.q(feat, a)
@@ -200,7 +204,8 @@ class Trainer:
                 q_a = p.q(feat, self.executed(b.action)).min(0).values
                 adv = q_a - p.q(feat, self._pi(out.action_logits)).min(0).values
                 w = advantage_weights(adv, self.adv_scale.update(adv), lc.awr_temperature, lc.awr_w_max)
-            loss, info = actor_loss(out.action_logits, tokens, torch.as_tensor(learn_bc), w, p.D, lc.beta_bc, lc.eta_q)
+            bc_rows = torch.as_tensor(learn_bc, device=w.device)
+            loss, info = actor_loss(out.action_logits, tokens, bc_rows, w, p.D, lc.beta_bc, lc.eta_q)
             info["adv"] = float(adv.mean())
             value = F.mse_loss(out.value, q_a)
             loss = loss + lc.w_value * value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -11,7 +13,9 @@ INSTRUCTION = "insert the hexagon block into the slot"
 
 
 def tiny_cfg(**over):
+    """The tiny policy config; LASTR1_TEST_DEVICE=cuda runs the policy and learner tests on a GPU box's card."""
     cfg = configs.load("policy/tiny_cpu").policy
+    cfg.device = os.environ.get("LASTR1_TEST_DEVICE", cfg.device)
     for k, v in over.items():
         setattr(cfg, k, v)
     return cfg
@@ -57,4 +61,4 @@ def perturb_trainables(policy, seed: int = 0, scale: float = 0.05) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in policy.trainable_parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
+            p.add_(torch.randn(p.shape, generator=g).to(p.device) * scale)

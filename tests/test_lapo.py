@@ -112,8 +112,8 @@ def test_ratios_are_one_at_the_old_policy_and_match_the_rollout():
         new = lapo.terms(policy, ds, 1.0, INSTRUCTION)
     # The teacher-forced pass scores the sampled chunk and exit as the rollout's cached pass did (the exit needs
     # the whole latent chain: the later candidates' logits read the dropped groups).
-    assert np.allclose(old.action_logp.numpy(), [d.rollout_logprob for d in ds], atol=1e-3)
-    assert np.allclose(old.exit_logp.numpy(), [d.rollout_exit_logprob for d in ds], atol=1e-3)
+    assert np.allclose(old.action_logp.cpu().numpy(), [d.rollout_logprob for d in ds], atol=1e-3)
+    assert np.allclose(old.exit_logp.cpu().numpy(), [d.rollout_exit_logprob for d in ds], atol=1e-3)
     assert torch.allclose(torch.exp(new.action_logp - old.action_logp), torch.ones(len(ds)))
     assert torch.allclose(torch.exp(new.exit_logp - old.exit_logp), torch.ones(len(ds)))
     assert torch.allclose(lapo.latent_ratio(old.latents, new.latents, old.active, 10.0), torch.ones(len(ds)))

@@ -17,9 +17,9 @@ def test_gradients_reach_lora_of_both_towers_and_nothing_frozen(acting):
     obs = [frames(1), frames(2)]
     z = torch.randn(2, p.L_max, p.d)
     out = p.forward_train(batch_from(obs, z, [8, 4]))
-    targets = torch.randint(0, p.cfg.n_bins, (2, p.H * p.D))
+    targets = torch.randint(0, p.cfg.n_bins, (2, p.H * p.D)).to(p.device)
     loss = torch.nn.functional.cross_entropy(out.action_logits.flatten(0, 1), targets.flatten())
-    loss = loss + (1 - torch.cosine_similarity(out.pred_latents, z, -1)).mean() + out.exit_logits.sum()
+    loss = loss + (1 - torch.cosine_similarity(out.pred_latents, z.to(p.device), -1)).mean() + out.exit_logits.sum()
     loss = loss + out.value.sum()
     loss.backward()
     lora = {n: q for n, q in p.named_parameters() if "lora_" in n}
@@ -63,7 +63,7 @@ def test_adapter_export_load_reproduces_outputs_exactly():
     assert a_pre.value == b_pre.value and b_pre.version == 7
     assert np.array_equal(a.tokens, b.tokens) and a.logprob == b.logprob and torch.equal(a.feature, b.feature)
     assert not torch.equal(before.feature, b.feature)  # the adapter really changed the fresh policy
-    feat, act = torch.randn(3, trained.d_act), torch.rand(3, trained.D) * 2 - 1
+    feat, act = torch.randn(3, trained.d_act).to(trained.device), (torch.rand(3, trained.D) * 2 - 1).to(trained.device)
     assert torch.equal(trained.q(feat, act), fresh.q(feat, act))
 
 
@@ -103,7 +103,7 @@ def test_checkpoint_round_trip(tmp_path):
     a = p.act(p.reason({"front": o["front"]}, INSTRUCTION), {"wrist": o["wrist"]}, o["proprio"])
     b = q.act(q.reason({"front": o["front"]}, INSTRUCTION), {"wrist": o["wrist"]}, o["proprio"])
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.action, b.action)
-    feat, act = torch.randn(2, p.d_act), torch.zeros(2, p.D)
+    feat, act = torch.randn(2, p.d_act).to(p.device), torch.zeros(2, p.D, device=p.device)
     assert torch.equal(p.q_target(feat, act), q.q_target(feat, act))
     # a checkpoint of another build is refused with a reason, not half-loaded
     import json
@@ -151,7 +151,7 @@ def test_learner_helpers():
     actions = np.random.default_rng(0).uniform(-0.5, 0.5, (2, p.H, p.D)).astype(np.float32)
     tokens = p.action_targets(actions)
     assert tokens.shape == (2, p.H * p.D) and tokens.dtype == torch.long
-    logits = torch.full((2, p.H * p.D, p.cfg.n_bins), -1e4)
+    logits = torch.full((2, p.H * p.D, p.cfg.n_bins), -1e4, device=p.device)
     logits.scatter_(-1, tokens[..., None], 1e4)
     logits.requires_grad_(True)
     # π(s) = E[bin centre] is the normalised action, differentiable
@@ -160,8 +160,8 @@ def test_learner_helpers():
     assert (pi - norm).abs().max() <= 1 / p.cfg.n_bins + 1e-6
     pi.sum().backward()
     assert logits.grad is not None
-    assert torch.allclose(p.chunk_logprob(logits.detach(), tokens), torch.zeros(2))
-    q = p.q(torch.randn(2, p.d_act), pi.detach()[:, 0])  # Q reads the executed action
+    assert torch.allclose(p.chunk_logprob(logits.detach(), tokens), torch.zeros(2, device=p.device))
+    q = p.q(torch.randn(2, p.d_act).to(p.device), pi.detach()[:, 0])  # Q reads the executed action
     assert q.shape == (p.cfg.q_ensemble, 2)
     # soft update moves targets toward the online heads by τ
     t0 = [t.clone() for t in p.q_targets.parameters()]

@@ -37,8 +37,9 @@ def test_reasoning_prefix_matches_transformers_forward():
                                towers.causal_mask(pb.valid), None, pb.deepstack, pb.visual_mask)
     for i, ins in enumerate(["pick", INSTRUCTION]):
         prompt = p.prompts.build(ins, [(1, 8, 8)])
-        ids = torch.from_numpy(prompt.ids)[None]
+        ids = torch.from_numpy(prompt.ids)[None].to(p.device)
         pix, grid = p.image_processor(slow["front"][i : i + 1])
+        pix, grid = pix.to(p.device), grid.to(p.device)
         mm = (ids == p.prompts.ids[hf_compat.IMAGE_PAD]).int()
         with torch.no_grad():
             ref = p.vlm(input_ids=ids, pixel_values=pix, image_grid_thw=grid, mm_token_type_ids=mm).last_hidden_state
@@ -57,7 +58,7 @@ def test_fast_path_over_cached_prefix_equals_one_joint_pass(policy, explore):
     out = policy.act(pre, {"wrist": o["wrist"]}, o["proprio"])
     with torch.no_grad():
         tr = policy.forward_train(batch_from([o], padded_latents(policy, [pre]), [pre.latent_len]))
-    assert torch.equal(tr.action_logits[0].argmax(-1).view(policy.H, policy.D), torch.from_numpy(out.tokens))
+    assert torch.equal(tr.action_logits[0].argmax(-1).view(policy.H, policy.D).cpu(), torch.from_numpy(out.tokens))
     torch.testing.assert_close(tr.feature[0], out.feature, atol=1e-5, rtol=1e-4)
     # the latents fed back step by step are what the joint pass predicts at every used slot
     torch.testing.assert_close(tr.pred_latents[0, : pre.latent_len], pre.latents, atol=1e-5, rtol=1e-4)
@@ -65,7 +66,7 @@ def test_fast_path_over_cached_prefix_equals_one_joint_pass(policy, explore):
     torch.testing.assert_close(tr.exit_logits[0, :n], pre.exit_logits[:n], atol=1e-5, rtol=1e-4)
     assert abs(float(tr.value[0]) - pre.value) < 1e-5
     # and the cached path's chunk log-prob is the joint pass's sum over the H·D tokens
-    lp = policy.chunk_logprob(tr.action_logits, torch.from_numpy(out.tokens).view(1, -1))
+    lp = policy.chunk_logprob(tr.action_logits, torch.from_numpy(out.tokens).view(1, -1).to(policy.device))
     assert abs(float(lp[0]) - out.logprob) < 1e-3
 
 
@@ -104,7 +105,7 @@ def test_action_block_is_bidirectional(policy):
     from lastr1.policy import towers
 
     toks, segs = policy._fast_inputs({"wrist": o["wrist"][None]}, o["proprio"][None])
-    x, pos = policy._acting_inputs(toks, segs, torch.tensor([pre.act_pos]))
+    x, pos = policy._acting_inputs(toks, segs, torch.tensor([pre.act_pos], device=policy.device))
     x = x.detach().requires_grad_(True)
     cos, sin = policy._rotary(x, pos)
     s = pre.kv[0][0].shape[2]
@@ -215,7 +216,7 @@ def test_ablation_modes_fast_path_matches_joint_pass(mode):
     with torch.no_grad():
         tr = p.forward_train(batch_from([o], z, [pre.latent_len]))
         other = p.forward_train(batch_from([o], torch.randn(1, p.L_max, p.d) * 5, [p.G]))
-    assert torch.equal(tr.action_logits[0].argmax(-1).view(p.H, p.D), torch.from_numpy(out.tokens))
+    assert torch.equal(tr.action_logits[0].argmax(-1).view(p.H, p.D).cpu(), torch.from_numpy(out.tokens))
     torch.testing.assert_close(tr.feature[0], out.feature, atol=1e-5, rtol=1e-4)
     assert abs(float(tr.value[0]) - pre.value) < 1e-5
     if mode == "off":  # the acting block never sees the latent slots, whatever they hold

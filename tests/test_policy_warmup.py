@@ -94,7 +94,7 @@ def test_warmup_trains_stale_prefix_pairs(tmp_path):
         for i, t in enumerate(rows):
             (ts,) = [s for s in range(8) if np.array_equal(ep.images["front"][s], batch.slow_images["front"][i])]
             assert np.array_equal(batch.fast_images["wrist"][i], ep.images["wrist"][t])
-            assert np.allclose(z[i].numpy(), ep.latent_targets[ts][:8], atol=1e-2)
+            assert np.allclose(z[i].cpu().numpy(), ep.latent_targets[ts][:8], atol=1e-2)
             offsets.append(t - ts)
         assert set(offsets) <= set(allowed)
         assert set(offsets) == ({0} if kappa == 1 else {0, 1, 2, 3})

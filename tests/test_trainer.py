@@ -285,7 +285,7 @@ def test_critic_step_regresses_the_td_target_computed_independently(setup, tmp_p
                                   for h in policy.q_targets.heads])
         expected = [float(b.reward[i]) + (0.0 if b.terminated[i] else gamma * float(q_next[:, i].min()))
                     for i in range(len(b))]
-        torch.testing.assert_close(y, torch.tensor(expected), atol=1e-4, rtol=0)
+        torch.testing.assert_close(y, torch.tensor(expected, device=y.device), atol=1e-4, rtol=0)
 
 
 def test_bc_mask_is_demo_stream_rows_and_human_rollout_rows(setup, tmp_path, monkeypatch):
@@ -313,7 +313,7 @@ def test_critic_reads_only_the_executed_action(setup):
     a = rng.uniform(-1, 1, (3, policy.H, policy.D)).astype(np.float32)
     b = a.copy()
     b[:, 1:] = rng.uniform(-1, 1, b[:, 1:].shape)
-    feat = torch.randn(3, policy.d_act)
+    feat = torch.randn(3, policy.d_act, device=policy.device)
     assert tr.executed(a).shape == (3, policy.D)
     torch.testing.assert_close(policy.q(feat, tr.executed(a)), policy.q(feat, tr.executed(b)))
     assert policy.q_heads.action_numel == policy.D
