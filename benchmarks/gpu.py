@@ -73,7 +73,9 @@ def speed(cfg, micro_batch: int, side: int, iters: int) -> dict:
     mode, policy.cfg.latent_mode = policy.cfg.latent_mode, "off"
     prefill_ms = 1000 * timed(lambda: policy.reason(slow, cfg.task.instruction))
     policy.cfg.latent_mode = mode
-    steps = prefix.latent_len // policy.G * (policy.G + 1)
+    # Every group computed (greedy stops at the first sure exit; an unsure tower computes all), not the chosen
+    # length: each group is G latent steps and one <latent_end> step.
+    steps = prefix.exit_logits.numel() * (policy.G + 1)
     act_ms = 1000 * timed(lambda: policy.act(prefix, fast, proprio))
     batched = {c: np.stack([x] * micro_batch) for c, x in img.items()}
     batch = TrainBatch(slow_images=batched, instructions=[cfg.task.instruction] * micro_batch, fast_images=batched,
