@@ -52,9 +52,9 @@ def main() -> None:
     args, overrides = ap.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    mine = [_policy_override(overrides, i) for i in range(len(overrides))]
-    cfg = configs.load(args.config, [o for o, m in zip(overrides, mine) if not m])
-    cfg.policy = configs.load(args.policy, [o for o, m in zip(overrides, mine) if m]).policy
+    # Both files are whole configs: each takes every override, and only the --policy file's policy is kept.
+    cfg = configs.load(args.config, overrides)
+    cfg.policy = configs.load(args.policy, overrides).policy
     from lastr1.policy import build_policy
 
     policy = build_policy(cfg.policy, n_arms=cfg.task.n_arms, proprio_dim=8 * cfg.task.n_arms)
@@ -101,12 +101,6 @@ def main() -> None:
         **({"gpu": torch.cuda.get_device_name(), "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
            if cuda else {}),
     }))
-
-
-def _policy_override(overrides: list[str], i: int) -> bool:
-    """Whether overrides[i] is a `--policy.…` key or its value (those go to the --policy config)."""
-    key = overrides[i] if overrides[i].startswith("--") else (overrides[i - 1] if i else "")
-    return key.split("=", 1)[0].startswith("--policy.")
 
 
 if __name__ == "__main__":

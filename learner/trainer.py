@@ -149,10 +149,9 @@ class Trainer:
                 b, _ = self.micro_batch()
                 n = len(b)
                 out = p.forward_train(self.train_batch(concat([b.state, b.next_state])))
-                dev = out.feature.device
                 out_.append((out.feature[:n], self.executed(b.action),
-                             torch.as_tensor(b.reward, dtype=torch.float32, device=dev),
-                             torch.as_tensor(b.terminated, device=dev), out.feature[n:],
+                             torch.as_tensor(b.reward, dtype=torch.float32, device=p.device),
+                             torch.as_tensor(b.terminated, device=p.device), out.feature[n:],
                              self._pi(out.action_logits[n:])))
         return out_
 
@@ -204,7 +203,7 @@ class Trainer:
                 q_a = p.q(feat, self.executed(b.action)).min(0).values
                 adv = q_a - p.q(feat, self._pi(out.action_logits)).min(0).values
                 w = advantage_weights(adv, self.adv_scale.update(adv), lc.awr_temperature, lc.awr_w_max)
-            bc_rows = torch.as_tensor(learn_bc, device=w.device)
+            bc_rows = torch.as_tensor(learn_bc, device=p.device)
             loss, info = actor_loss(out.action_logits, tokens, bc_rows, w, p.D, lc.beta_bc, lc.eta_q)
             info["adv"] = float(adv.mean())
             value = F.mse_loss(out.value, q_a)
