@@ -4,6 +4,7 @@ learner as Ray actors; one actor's process is SIGKILLed mid-run and the rest go 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -28,7 +29,9 @@ def _until(fleet, cond, timeout_s: float, what: str):
     t0 = time.monotonic()
     while not cond():
         if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"waited {timeout_s:.0f} s for {what}; {fleet.status_line()}")
+            why = "; ".join(f"{a}: {m.error}" for a, m in fleet.members.items() if m.error)
+            raise AssertionError(f"waited {timeout_s:.0f} s for {what}; {fleet.status_line()}"
+                                 + (f" ({why})" if why else ""))
         fleet.poll(timeout_s=0.5)
 
 
@@ -88,7 +91,10 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
     base = loopback(8)[0]
     assert actor_hosts([base], 1, 1) == [base.rsplit(".", 1)[0] + ".3"]  # actor1's own sim server address
     said: list[str] = []
-    fleet = Fleet(cfg, 2, restarts=1, log_to_driver=False, say=said.append)
+    # Two 1-kHz sim servers, two policies and a learner on CI's 2 cores starve each other: an arm may time out
+    # on its own (a home motion past its limit, libfranka's UDP receive timeout) and the fleet restarts it, which
+    # is what its restart budget is for. Beyond the kill, every restart must name its cause (asserted below).
+    fleet = Fleet(cfg, 2, restarts=3, log_to_driver=False, say=said.append)
     rep = None
     sim_pids: set[int] = set()
     try:
@@ -106,8 +112,9 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
         sim_pids |= set(a0.sim_pids) | set(a1.sim_pids)
         killed_pid, killed_sims = a1.pid, list(a1.sim_pids)
 
+        before = a1.restarts
         os.kill(killed_pid, signal.SIGKILL)
-        _until(fleet, lambda: a1.restarts == 1, 30, "the fleet to notice actor1's death")
+        _until(fleet, lambda: a1.restarts == before + 1, 30, "the fleet to notice actor1's death")
         assert any("actor1 DIED" in line and "actor0 and the learner go on" in line for line in said), said
         # Its sim server went with it (PR_SET_PDEATHSIG), the fleet kept everything else.
         _until(fleet, lambda: not any(map(_running, killed_sims)), 10, "the dead actor's sim server to exit")
@@ -127,10 +134,12 @@ def test_fleet_survives_a_killed_actor_and_restarts_it(tmp_path):
     actors, learner = rep.actors, rep.learner
     assert actors["actor0"].state == "done" and actors["actor1"].state == "done", (
         actors["actor0"].error, actors["actor1"].error)
-    # actor1 came back once; actor0 was never touched (on a starved machine its arm may still fail on its own —
-    # e.g. a home motion that times out — and then the fleet restarts it too, with the error named)
-    assert actors["actor1"].restarts == 1, rep
-    assert actors["actor0"].restarts == 0 or actors["actor0"].error, rep
+    # actor1 came back after the kill; any other restart (of either actor) followed a failure of its own that
+    # the fleet named: one restart per named failure, nothing restarted silently.
+    for a in ("actor0", "actor1"):
+        own = [e for e in said if re.match(rf"fleet: {a} (FAILED|DIED \(pid \d+\)): \S", e)
+               and f"(pid {killed_pid})" not in e]
+        assert actors[a].restarts == (a == "actor1") + len(own), (a, said)
     assert learner.error == "" and learner.updates > updates
     assert learner.received == actors["actor0"].received_by_learner + actors["actor1"].received_by_learner
     # what lands in fleet_report.json: the same keys as before the records were typed

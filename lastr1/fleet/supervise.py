@@ -368,6 +368,6 @@ def _why(e: BaseException, n: int = 240) -> str:
         return " ".join(text.split())[:n]
     if "The actor is dead because" in text:  # RayActorError: killed, crashed, OOM, node lost
         text = text.split("The actor is dead because", 1)[1].split(" Some common causes")[0]
-        return "dead because" + " ".join(text.split())[:n]
+        return "dead because " + " ".join(text.split())[:n]
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:n]
