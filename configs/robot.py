@@ -66,6 +66,10 @@ class SafetyConfig:
     # lead sets the speed, so the arm slows down as it nears a face whatever the caller's rate. At 10 Hz a
     # full step still reaches 4 cm from a face; the last centimetres take a few more steps.
     approach_lead: float = 0.5
+    # An arm further than this outside the box and getting further out between two commands is not following
+    # them (franky-sim's dual arm at a face under 200-Hz re-targeting ran away at franky's top speed, 0.58 m
+    # out, while every command led back): the step is held, which stops the arm, and it then moves back.
+    runaway_m: float = 0.002
     # External force norm (N) (the wrench the environment puts on the hand, base frame, as O_F_ext_hat_K)
     # above which only motion along that force — away from the contact — is allowed.
     max_force_n: float = 30.0

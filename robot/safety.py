@@ -86,10 +86,10 @@ class Safety:
             )
         rates = (cfg.max_translation_m, cfg.max_rotation_rad, cfg.max_speed_m_s, cfg.max_angular_speed_rad_s,
                  cfg.max_gripper_rate, cfg.approach_lead, cfg.slow_speed_m_s, cfg.slow_angular_speed_rad_s,
-                 cfg.slow_hz)
+                 cfg.slow_hz, cfg.runaway_m)
         if min(rates) <= 0:
             raise RobotError(
-                "robot.safety step, speed, approach_lead and slow_* limits must be positive",
+                "robot.safety step, speed, approach_lead, slow_* and runaway_m limits must be positive",
                 hint="max_translation_m / max_rotation_rad scale a normalised action of ±1 per control step; "
                 "the *_speed / *_rate keys bound the same per second",
             )
@@ -104,6 +104,7 @@ class Safety:
         self._last_t: float | None = None  # when the last command (held or not) went out
         self._over_since: list[float | None] = [None] * n_arms  # when each arm's wrench went over the limit
         self._retreat: _Retreat | None = None
+        self._outside: np.ndarray | None = None  # each arm's distance outside the box at the last command
 
     def new_episode(self) -> None:
         """Forget the last episode's command stream (its last target and time, its gripper command, a contact
@@ -117,6 +118,7 @@ class Safety:
         self._last_grippers = np.zeros(self.n_arms)
         self._over_since = [None] * self.n_arms
         self._retreat = None
+        self._outside = None
 
     # ---- operator controls (safe to call from another thread: each is one attribute write) ----
 
@@ -187,6 +189,7 @@ class Safety:
             hold.append(f"paused: {self._pause_reason}" if self._pause_reason else "paused")
         if hold_action:
             hold.append(reasons.pop(0))
+        hold += self._runaway(pos)
         if hold:
             return self._hold(now, pos, quat, hold)
 
@@ -241,6 +244,17 @@ class Safety:
             if s.errors:
                 hold.append(f"arm{i}: arm reports {', '.join(s.errors)}: recover before moving")
         return pos, quat, wrench, hold
+
+    def _runaway(self, pos: np.ndarray) -> list[str]:
+        """Arms further than runaway_m outside the box and further out than at the last command: held, which
+        stops them (a hold is franky's stop()); the next commands lead them back."""
+        out = np.array([self.distance_to_box(p) for p in pos])
+        before, self._outside = self._outside, out
+        if before is None:
+            return []
+        return [f"arm{i}: {out[i] * 1000:.1f} mm outside the workspace box and moving further out, against its "
+                "commands: stopped" for i in range(self.n_arms)
+                if out[i] > self.cfg.runaway_m and out[i] > before[i] + 1e-4]
 
     def _current(self, states: list[ArmState]) -> tuple[np.ndarray, np.ndarray]:
         pos, quat, _, _ = self._read_states(states)
@@ -412,6 +426,7 @@ class Safety:
         if self._pause_reason and not self._estopped:
             self.resume()
         self._retreat = None
+        self._outside = None  # wherever the arm was put (a teleport, a hand), only moving further out counts
         # The hands may change meanwhile (a reset opens them, a grasp closes them): the next gripper command is
         # rate-limited from "leave as is", which crosses a hysteresis threshold only towards where it goes.
         self._last_grippers = np.zeros(self.n_arms)

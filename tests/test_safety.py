@@ -155,6 +155,29 @@ def test_outside_box_moves_back_even_when_told_to_go_further():
     assert any("outside the workspace box" in r for r in cmd.reasons)
 
 
+def test_an_arm_running_away_outside_the_box_is_stopped_then_led_back():
+    """franky-sim's dual arm once ran 0.58 m out of the box at a face under 200-Hz re-targeting while every command
+    led back: an arm further than runaway_m outside and further out than at the last command is held (the env's
+    hold is franky's stop()); once it has stopped, the commands lead it back. Coming back is never held."""
+    safety = Safety(CFG, n_arms=2, clock=Clock(0.005))
+    inside, face = [0.5, 0.0, 0.3], HI[1]
+    out = [face + 0.001, face + 0.004, face + 0.009, face + 0.009, face + 0.008]
+    cmds = [safety.filter([state(inside), state([0.5, y, 0.3])], np.zeros(14)) for y in out]
+    assert [c.held for c in cmds] == [False, True, True, False, False]
+    assert any(r.startswith("arm1: 4.0 mm outside") and "stopped" in r for r in cmds[1].reasons), cmds[1].reasons
+    np.testing.assert_allclose(cmds[2].positions, [inside, [0.5, face + 0.009, 0.3]])  # both arms hold still
+    assert cmds[3].positions[1][1] < face + 0.009 and cmds[4].positions[1][1] < face + 0.008  # then back
+
+    # 1 mm further out at each command but within runaway_m: not held (a carry-over past a face, led back)
+    safety = Safety(CFG, clock=Clock(0.005))
+    assert not any(safety.filter([state([0.5, face + d, 0.3])], np.zeros(7)).held for d in (0.0005, 0.001, 0.0015))
+    # far out and coming back (a reset from outside); a new episode forgets where the arm was
+    safety = Safety(CFG, clock=Clock(0.1))
+    assert not any(safety.filter([state([0.5, 0.0, 0.9 - k * 0.02])], np.zeros(7)).held for k in range(5))
+    safety.new_episode()
+    assert not safety.filter([state([0.5, 0.0, 0.95])], np.zeros(7)).held
+
+
 def test_to_action_inverts_filter():
     safety = Safety(CFG, n_arms=2)
     rng = np.random.default_rng(0)
