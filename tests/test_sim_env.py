@@ -19,20 +19,30 @@ from lastr1.robot.keys import Key  # noqa: E402
 from lastr1.robot.sim.tasks import PEG_H  # noqa: E402
 
 
-def run_expert(env, max_steps: int, hz: float = 10.0):
-    """The expert at the control rate until the scripted keys say how it went (a real-time robot is paced in
-    wall time; a lockstep one advances a control period per action)."""
+def run_expert(env, sim_s: float, hz: float = 10.0, wall_s: float = 300.0) -> tuple[list, str]:
+    """The expert at the control rate until the scripted keys say how it went, within `sim_s` seconds of
+    simulated time (a real-time robot is paced in wall time; a lockstep one advances a control period per
+    action). The budget is in the simulator's clock: starved of CPU, franky-sim runs slower than the wall, and
+    a budget in steps or wall seconds would fail the expert for the host's speed. Returns the keys and how far
+    it got (steps, simulated and wall seconds) for the failure message."""
     import time
 
-    for k in range(max_steps):
+    def sim_time() -> float:
+        return float(env.scene.state(max_age_s=0)["time"])
+
+    sim0, wall0, k = sim_time(), time.monotonic(), 0
+    while True:
         t0 = time.monotonic()
         env.act(env.scene.expert_action())
+        k += 1
         keys = env.keys.poll()
-        if keys:
-            return keys, k + 1
+        sim, wall = sim_time() - sim0, time.monotonic() - wall0
+        said = f"{k} steps, {sim:.1f} s simulated in {wall:.1f} s"
+        if keys or sim >= sim_s:
+            return keys, said
+        assert wall < wall_s, f"the simulator advanced {sim:.1f} s in {wall:.0f} s of wall time ({k} steps)"
         if not hasattr(env, "clock"):
             time.sleep(max(0.0, 1 / hz - (time.monotonic() - t0)))
-    return [], max_steps
 
 
 def idle(env, seconds: float) -> None:
@@ -64,8 +74,8 @@ def test_expert_solves_insert_hex_from_several_seeds(env):
         env.reset(seed=seed)
         slots.append(env.scene.params["slot_xy"])
         assert not env.scene.success()
-        keys, steps = run_expert(env, max_steps=60)
-        assert keys == [Key.SUCCESS], f"seed {seed}: no success in {steps} steps"
+        keys, said = run_expert(env, sim_s=6.0)
+        assert keys == [Key.SUCCESS], f"seed {seed}: no success in {said}"
         assert env.scene.success()
         assert env.keys.poll() == []  # pressed once per episode
     assert len({tuple(np.round(s, 4)) for s in slots}) == 3  # the slot really moves with the seed
@@ -181,5 +191,5 @@ def test_peg_on_table_variant_expert_picks_and_inserts():
         obs = env.reset(seed=4)
         assert obs.proprio[7] > 0.07  # starts open, the peg stands on the table
         assert env.scene.state()["objects"]["peg"][2] == pytest.approx(PEG_H / 2, abs=0.003)
-        keys, steps = run_expert(env, max_steps=110)
-        assert keys == [Key.SUCCESS], f"no success in {steps} steps"
+        keys, said = run_expert(env, sim_s=11.0)
+        assert keys == [Key.SUCCESS], f"no success in {said}"

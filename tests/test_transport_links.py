@@ -553,16 +553,23 @@ def _full_spool(tmp_path, closing) -> tuple[ActorLink, list[int]]:
     return actor, accepted
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the thread's CPU time from /proc")
 def test_a_full_spool_waits_for_acks_without_spinning(tmp_path, closing):
     """With the spool full and transitions queued the I/O thread waits for acknowledgements; it used to poll
-    with a zero timeout and spin at ~98 % of a core."""
+    with a zero timeout and spin at ~98 % of a core. Counted in turns of its loop, not in CPU time: a turn's
+    cost scales with the host (3 ms on a loaded 2-core VM), the number of turns does not."""
     actor, _ = _full_spool(tmp_path, closing)
-    stat = Path(f"/proc/self/task/{actor._thread.native_id}/schedstat")
-    ns0, t0 = int(stat.read_text().split()[0]), time.monotonic()
+    turns, take = [0], actor._take_queue  # called once a turn
+
+    def counted():
+        turns[0] += 1
+        take()
+
+    actor._take_queue = counted
+    t0 = time.monotonic()
     time.sleep(1.0)
-    busy = (int(stat.read_text().split()[0]) - ns0) / 1e9 / (time.monotonic() - t0)
-    assert busy < 0.1, f"the I/O thread ran {busy:.0%} of the time while waiting"
+    rate = turns[0] / (time.monotonic() - t0)
+    # Waiting, it wakes for the heartbeat retry (20/s while no learner is connected) and the resend scan (4/s).
+    assert rate < 60, f"the I/O thread turned {rate:.0f} times a second while waiting for acknowledgements"
 
 
 def test_close_with_a_full_spool_loses_nothing_send_accepted(tmp_path, closing):
