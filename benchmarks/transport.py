@@ -10,10 +10,14 @@ link's figure includes everything the real one does: validation, msgpack, the wr
 the learner's validation and dedup, and the ack after "persisting". Each receiver runs in its own process,
 like the learner. The contenders take turns in short bursts (3 rounds) so load from other processes hits
 them alike; throughput = transitions received inside the bursts / burst time, with at most WINDOW in flight.
+A burst ends once its receiver has processed everything sent (raw senders have no flow control: their backlog
+would otherwise run into the next contender's burst). Each burst starts from an empty pipe, and our link takes
+0.2-0.6 s on a loaded 2-core machine before transitions arrive at its steady rate (the caller encodes ahead of
+the I/O thread to fill the window), so bursts shorter than ~2 s measure that ramp rather than the wire.
 Latency = learner recv() time − actor send() time at 50 Hz. pickle+lz4 does not depend on the image
 setting and is measured once per CURVE setting (raw images). Default setting = CURVE on, raw images.
 
-    python benchmarks/transport.py [--seconds 2.0]   # ~50 s
+    python benchmarks/transport.py [--seconds 6.0]   # ~2 min
     python benchmarks/transport.py --profile on       # ms per transition by stage and thread (CURVE on)
     python benchmarks/transport.py --threads          # CPU ms per transition per thread, without the profiler
 """
@@ -33,6 +37,7 @@ import numpy as np
 
 WINDOW = 256  # transitions in flight (queued or unacknowledged; = transport.send_queue) while measuring throughput
 LATENCY_HZ = 50
+SETTLE = b"settle"  # a raw sender's last message of a burst; its receiver echoes it
 
 
 def make_transition(seed: int = 0):
@@ -116,6 +121,9 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
                     except zmq.Again:
                         break
                     msg = parts[-1]
+                    if len(msg) == len(SETTLE) and msg.bytes == SETTLE:  # everything sent before it is processed
+                        s.send_multipart([ident, SETTLE])
+                        continue
                     if mode == "floor":  # acknowledge each batch by its highest seq, as our learner does
                         top = max(top, int.from_bytes(parts[0].bytes, "little"))
                         to_ack = ident
@@ -190,7 +198,14 @@ class Raw:
             self.s.send(self.payload_fn())
 
     def settle(self):
-        time.sleep(0.3)
+        """Until the receiver has processed the whole burst: a sender without flow control leaves up to two
+        high-water marks and the socket buffers queued (over a second of decrypting on a slow host), and that
+        backlog would otherwise run into the next contender's window. ZeroMQ keeps a pipe's order, so the
+        receiver's echo of a marker sent last says the rest is through."""
+        self.s.send(SETTLE)
+        if not self.s.poll(30_000):
+            raise TimeoutError("the raw receiver did not drain its backlog within 30 s")
+        self.s.recv()
 
     def close(self):
         self.ctx.destroy(0)
@@ -446,7 +461,7 @@ def profile(curve: bool, seconds: float, with_cprofile: bool = True) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=2.0, help="throughput window per measurement")
+    ap.add_argument("--seconds", type=float, default=6.0, help="throughput window per measurement (3 bursts)")
     ap.add_argument("--jpeg-quality", type=int, default=90)
     ap.add_argument("--profile", choices=["on", "off"], help="instead: profile our wire with CURVE on/off, raw images")
     ap.add_argument("--threads", action="store_true",
