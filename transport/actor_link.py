@@ -12,6 +12,7 @@ All socket work happens on one background thread; the control loop only copies i
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -250,7 +251,8 @@ class ActorLink:
                 if (not self._queue.empty() or self._spilled) and not self._held:
                     timeout = 0  # (with the spool full, waiting for the acks that free it: not a busy loop)
                 poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._to_send else 0))
-                events = dict(poller.poll(int(max(0.0, timeout) * 1000)))
+                # Rounded up: truncated, the last millisecond before a deadline polled with 0 and spun.
+                events = dict(poller.poll(math.ceil(max(0.0, timeout) * 1000)))
                 if self._waker.rx in events:
                     self._waker.drain()
                 if mon in events:
