@@ -20,6 +20,13 @@ setting and is measured once per CURVE setting (raw images). Default setting = C
     python benchmarks/transport.py [--seconds 6.0]   # ~2 min
     python benchmarks/transport.py --profile on       # ms per transition by stage and thread (CURVE on)
     python benchmarks/transport.py --threads          # CPU ms per transition per thread, without the profiler
+    python benchmarks/transport.py --cpu              # CPU ms per transition of each contender, sender + receiver
+
+On 2 cores every contender is CPU-bound (CurveZMQ encrypts and decrypts every byte), so a throughput ratio is
+the inverse ratio of CPU per transition; `--cpu` shows where a contender's extra CPU is spent: in its sending
+process or its receiving one. It adds two floors: `floor_copy` (the floor copying its payload once per
+transition, as any sender must copy the caller's arrays, which the caller may reuse the moment send() returns)
+and `floor_frames` (the floor with the transition as 7 ZeroMQ frames, one per array, instead of one).
 """
 
 from __future__ import annotations
@@ -97,6 +104,7 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
     tune_malloc()  # every contender runs with the allocator settings our links use
 
     stamps = []
+    cpu0 = _cpu_s()
     if mode == "ours":
         from lastr1.transport.learner_link import LearnerLink
 
@@ -138,8 +146,17 @@ def receiver(mode: str, root: str, curve: bool, jpeg: int, conn) -> None:
                     s.send_multipart([to_ack, top.to_bytes(8, "little")])
                     to_ack = None
         ctx.destroy(0)
+    cpu = _cpu_s() - cpu0
     conn.recv()
-    conn.send(stamps)
+    conn.send((stamps, cpu))
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all its threads (ZeroMQ's I/O threads, which encrypt, included)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _start(mode, root, curve, jpeg):
@@ -149,11 +166,12 @@ def _start(mode, root, curve, jpeg):
     return p, here
 
 
-def _finish(p, conn):
+def _finish(p, conn) -> tuple[list, float]:
+    """The receiver's (receive time, send time) stamps and the CPU seconds it spent since it started listening."""
     conn.send("stop")
-    stamps = conn.recv()
+    stamps, cpu = conn.recv()
     p.join(10)
-    return stamps
+    return stamps, cpu
 
 
 class Ours:
@@ -169,11 +187,8 @@ class Ours:
             if hz is not None:
                 time.sleep(max(0.0, next_t - time.time()))
                 next_t += 1 / hz
-            else:
-                b = self.link.backlog()
-                if b.queued + b.unacked >= WINDOW:
-                    time.sleep(0.0005)
-                    continue
+            elif not self.link.wait_backlog(WINDOW, max(0.0, until - time.time())):
+                continue
             self.link.send(self.t)
 
     def settle(self):
@@ -217,10 +232,11 @@ class Floor(Raw):
     unacknowledged (no codec, no validation, no dedup: what is left of our link once everything optional is
     gone). If this floor is below 0.8 × raw, the guarantee itself keeps any such wire below it."""
 
-    def __init__(self, root, curve, port, payload_fn, spool: str):
+    def __init__(self, root, curve, port, payload_fn, spool: str, frames=None):
         super().__init__(root, curve, port, payload_fn)
         self.fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self.seq, self.acked, self.offset = 0, -1, 0
+        self.frames = frames or (lambda: [self.payload_fn()])  # the message's frames (one: the payload)
 
     def burst(self, until):
         import zmq
@@ -230,12 +246,12 @@ class Floor(Raw):
                 if self.s.poll(1, zmq.POLLIN):
                     self._acks()
                 continue
-            p = self.payload_fn()
+            parts = self.frames()
             if self.offset > 64 << 20:  # a ring of 64 MB segments, as our spool reuses acknowledged ones
                 os.lseek(self.fd, 0, os.SEEK_SET)
                 self.offset = 0
-            self.offset += os.write(self.fd, p)
-            self.s.send_multipart([self.seq.to_bytes(8, "little"), p], copy=False)
+            self.offset += os.writev(self.fd, parts)
+            self.s.send_multipart([self.seq.to_bytes(8, "little"), *parts], copy=False)
             self.seq += 1
             self._acks()
 
@@ -294,7 +310,7 @@ def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict
     senders["ours"].settle()
     for snd in senders.values():
         snd.close()
-    stamps = {m: _finish(p, conn) for m, (p, conn) in procs.items()}
+    stamps = {m: _finish(p, conn)[0] for m, (p, conn) in procs.items()}
     lat = np.array([(r - s) * 1e3 for r, s in stamps["ours"] if s >= t_lat])
     out = {m: _rate(stamps[m], windows[m]) for m in senders}
     return dict(message_bytes=len(payload), ours=out["ours"], raw=out["raw"], floor=out["floor"],
@@ -459,11 +475,70 @@ def profile(curve: bool, seconds: float, with_cprofile: bool = True) -> dict:
     return out
 
 
+def cpu_table(seconds: float, t) -> dict:
+    """Each contender alone (CURVE on, raw images): transitions/s and CPU ms a transition of its sending process
+    and of its receiving one, measured from getrusage (all threads). The receiver's CPU is over all it received
+    (its warm-up included); it blocks in poll() while idle, so that costs nothing."""
+    from lastr1.transport import curve_keys
+    from lastr1.transport.messages import encode
+
+    root = tempfile.mkdtemp(prefix="lastr1-cpu-")
+    curve_keys.generate(f"{root}/keys", ["actor0"])
+    t_wire = t.normalised()
+    t_wire.actor_id, t_wire.seq = "actor0", 0
+    payload = encode(t_wire, 0)
+    arrays = [*t.images.values(), t.proprio, t.action, t.latents]
+    head = payload[: len(payload) - sum(a.nbytes for a in arrays)]  # what is left: the msgpack around the arrays
+    frames = [head, *(memoryview(a).cast("B") for a in arrays)]
+
+    def pickled():
+        import lz4.frame
+
+        d = dict(images=t.images, proprio=t.proprio, action=t.action, latents=t.latents, reward=t.reward)
+        return lz4.frame.compress(pickle.dumps({**d, "t_sent": time.time()}, protocol=5))
+
+    def contender(m, port):
+        spool = f"{root}/spool-{m}"
+        if m == "ours":
+            return Ours(root, True, 0, port, t)
+        if m == "raw":
+            return Raw(root, True, port, lambda: payload)
+        if m == "pickle_lz4":
+            return Raw(root, True, port, pickled)
+        if m == "floor":
+            return Floor(root, True, port, lambda: payload, spool)
+        if m == "floor_copy":  # bytes(memoryview) copies: a fresh 0.63 MB each transition
+            return Floor(root, True, port, lambda: bytes(memoryview(payload)), spool)
+        return Floor(root, True, port, lambda: payload, spool, frames=lambda: frames)  # floor_frames
+
+    out = {}
+    for m in ["raw", "floor", "floor_copy", "floor_frames", "pickle_lz4", "ours"]:
+        p, conn = _start(m if m in ("raw", "pickle_lz4", "ours") else "floor", root, True, 0)
+        snd = contender(m, conn.recv())
+        snd.burst(time.time() + 0.5)  # warm-up: handshake, page cache
+        snd.settle()
+        c0, t0 = _cpu_s(), time.time()
+        snd.burst(t0 + seconds)
+        snd.settle()
+        c1, t1 = _cpu_s(), time.time()
+        snd.close()
+        stamps, rcpu = _finish(p, conn)
+        n = sum(1 for r, _ in stamps if r >= t0)
+        sender, recv = (c1 - c0) / max(n, 1) * 1e3, rcpu / max(len(stamps), 1) * 1e3
+        out[m] = {"per_s": round(n / (t1 - t0), 1), "sender_ms": round(sender, 3), "receiver_ms": round(recv, 3),
+                  "total_ms": round(sender + recv, 3)}
+    for m in out:
+        out[m]["total_vs_raw"] = round(out[m]["total_ms"] / out["raw"]["total_ms"], 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0, help="throughput window per measurement (3 bursts)")
     ap.add_argument("--jpeg-quality", type=int, default=90)
     ap.add_argument("--profile", choices=["on", "off"], help="instead: profile our wire with CURVE on/off, raw images")
+    ap.add_argument("--cpu", action="store_true",
+                    help="instead: CPU ms a transition of each contender alone, sender and receiver (CURVE on, raw)")
     ap.add_argument("--threads", action="store_true",
                     help="instead: CPU ms a transition per thread of our wire (CURVE on, raw images), no profiler")
     args = ap.parse_args()
@@ -474,6 +549,11 @@ def main() -> None:
     from lastr1.transport.sockets import tune_malloc
 
     tune_malloc()
+    if args.cpu:
+        res = cpu_table(args.seconds, make_transition())
+        print(json.dumps({"cpu_ms_per_transition": res, "cpu_count": os.cpu_count(),
+                          "load_avg_1m": round(os.getloadavg()[0], 2)}))
+        return
     if args.profile or args.threads:
         res = profile(args.profile != "off", args.seconds, with_cprofile=not args.threads)
         print(json.dumps({**res, "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}))

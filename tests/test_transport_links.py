@@ -583,3 +583,32 @@ def test_close_with_a_full_spool_loses_nothing_send_accepted(tmp_path, closing):
     assert spool.seqs() == accepted
     assert decode(spool.read(accepted[-1]), 1 << 20).step == accepted[-1]
     spool.close()
+
+
+def test_wait_backlog_is_woken_by_acks_and_times_out_without_them(tmp_path, closing, monkeypatch):
+    from lastr1.transport import actor_link
+
+    monkeypatch.setattr(actor_link, "_WAIT_SLICE_S", 30.0)  # only the I/O thread's signal can end a wait early
+    cfg = make_cfg(tmp_path)
+    with LearnerLink(cfg) as learner:
+        actor = ActorLink(cfg, "actor0", port=learner.port)
+        closing(actor)
+        for i in range(20):
+            actor.send(step(i))
+        until(lambda: actor.backlog().queued == 0, what="all spooled")
+        t0 = time.monotonic()
+        assert not actor.wait_backlog(20, 0.3)  # nothing acknowledged yet: 20 are unacknowledged
+        assert time.monotonic() - t0 >= 0.29
+        got = learner.recv(2.0, max_n=5)
+        acker = threading.Timer(0.2, learner.ack, [got])
+        acker.start()
+        t0 = time.monotonic()
+        assert actor.wait_backlog(20, 5.0)  # woken by the acks, long before its timeout
+        waited = time.monotonic() - t0
+        acker.join()
+        assert 0.15 <= waited < 2.0, waited
+        assert actor.backlog().unacked == 20 - len(got)
+        learner.ack(collect(learner, 20 - len(got), ack=False))
+        assert actor.wait_acked(5)
+    actor.close()
+    assert actor.wait_backlog(1, 0.1)  # empty: true even once closed

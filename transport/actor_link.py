@@ -4,6 +4,7 @@
     seq = link.send(transition)          # returns at once; spooled to disk, sent, resent until acknowledged
     w = link.latest_weights()            # newest verified Weights or None; never blocks
     link.send_stats(Telemetry(loop_hz=9.8))
+    link.wait_backlog(256, 5.0)          # pace a fast sender: until fewer than 256 are queued or unacknowledged
     link.close()                         # flushes; whatever is unacknowledged stays in the spool
 
 All socket work happens on one background thread; the control loop only copies its arrays and enqueues them.
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 # Transitions moved from the queue to the spool per loop turn, so sending (and acks) never wait behind a long
 # queue of JPEG encodes.
 _TAKE = 8
+# wait_backlog() sleeps at most this long between looks, in case a signal went astray (none should).
+_WAIT_SLICE_S = 0.25
 
 
 @dataclass
@@ -106,6 +109,9 @@ class ActorLink:
         self.shapes_answered = threading.Event()  # the learner has seen the declaration (schema_error is its word)
         self.schema_error: str | None = None  # the learner's last word on the declared layout (None: it fits)
         self._throttled = Throttled(log)
+        # Signalled by the I/O thread when transitions leave the backlog, so waiting for room costs no polling.
+        self._progress = threading.Condition()
+        self._waiting = 0
         self._ctx = zmq.Context(1)
         self._waker = Waker(self._ctx)
         self._thread = threading.Thread(target=self._run, name=f"ActorLink[{actor_id}]", daemon=True)
@@ -170,15 +176,29 @@ class ActorLink:
         return Backlog(self._queue.qsize() + len(self._spilled), len(self._spool), self._spool.bytes_used,
                        self.rejected)
 
+    def wait_backlog(self, below: int, timeout_s: float) -> bool:
+        """Block until fewer than `below` transitions are queued or unacknowledged; False on timeout, or at once
+        when the link is closed or dead with that many still waiting. Woken by each acknowledgement: a sender
+        pacing itself to the learner this way spends nothing while it waits (polling `backlog()` every half
+        millisecond cost a fast sender ~0.1 ms of CPU a transition)."""
+        end = time.monotonic() + timeout_s
+        with self._progress:
+            self._waiting += 1
+            try:
+                while True:
+                    b = self.backlog()
+                    if b.queued + b.unacked + self._held_n < below:
+                        return True
+                    left = end - time.monotonic()
+                    if left <= 0 or self._error is not None or not self._thread.is_alive():
+                        return False
+                    self._progress.wait(min(left, _WAIT_SLICE_S))
+            finally:
+                self._waiting -= 1
+
     def wait_acked(self, timeout_s: float) -> bool:
         """Block until everything sent so far is acknowledged (tests, shutdown); False on timeout."""
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            b = self.backlog()
-            if not b.queued and not b.unacked and not self._held_n:
-                return True
-            time.sleep(0.01)
-        return False
+        return self.wait_backlog(1, timeout_s)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Spool everything queued, wait up to `timeout_s` for acknowledgements, stop. Idempotent."""
@@ -213,6 +233,12 @@ class ActorLink:
             log.exception("ActorLink I/O thread died; send() will raise from now on")
         finally:
             self._spool.close()
+            self._signal_progress()
+
+    def _signal_progress(self) -> None:
+        if self._waiting:
+            with self._progress:
+                self._progress.notify_all()
 
     def _socket(self) -> zmq.Socket:
         c = self.cfg
@@ -257,7 +283,8 @@ class ActorLink:
                     self._waker.drain()
                 if mon in events:
                     self._on_monitor(mon)
-                self._recv_all(sock)
+                if self._recv_all(sock):
+                    self._signal_progress()
                 self._take_queue()
                 now = time.monotonic()
                 # Before the transitions: under load the pipe is always full and the heartbeat must get in.
@@ -413,19 +440,23 @@ class ActorLink:
         if self._unacked.pop(seq, None) is not None:
             self._spool.ack(seq)
 
-    def _recv_all(self, sock: zmq.Socket) -> None:
+    def _recv_all(self, sock: zmq.Socket) -> bool:
+        """Handle what the learner sent; True if anything came (an ack, a reject or a heartbeat may have
+        shrunk the backlog)."""
         c = self.cfg
+        got = False
         while True:
             try:
                 frame = sock.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                return got
             try:
                 msg = decode(frame.buffer, max(c.max_message_bytes, c.max_weights_bytes))
             except InvalidMessage as e:
                 self._throttled(logging.ERROR, "bad message from learner",
                                 "dropped a message from the learner: %s", e.reason)
                 continue
+            got = True
             if isinstance(msg, Ack) and msg.epoch == self.epoch:
                 for lo, hi in msg.ranges:
                     seqs: Iterable[int]
