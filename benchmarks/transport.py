@@ -488,7 +488,7 @@ def cpu_table(seconds: float, t) -> dict:
     t_wire.actor_id, t_wire.seq = "actor0", 0
     payload = encode(t_wire, 0)
     arrays = [*t.images.values(), t.proprio, t.action, t.latents]
-    head = payload[: len(payload) - sum(a.nbytes for a in arrays)]  # what is left: the msgpack around the arrays
+    head = payload[: len(payload) - sum(a.nbytes for a in arrays)]  # as many bytes as the msgpack around them
     frames = [head, *(memoryview(a).cast("B") for a in arrays)]
 
     def pickled():
