@@ -58,10 +58,16 @@ class LiveLearner:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, client: Client, timeout_s: float = 120.0) -> None:
-        """Until the learner answers a heartbeat (torch and the policy load first)."""
+    def wait_ready(self, client: Client, timeout_s: float = 120.0, or_exit: int | None = None) -> None:
+        """Until the learner answers a heartbeat (torch and the policy load first). `or_exit`: the return code of
+        the end this run is set up for (a LASTR1_KILL_AT kill, --max-updates). A learner resumed with enough
+        rollouts in its buffer trains at once, and on a fast host it can reach that end before the client's
+        reconnect and CURVE handshake get an answer; that counts as ready if its log says it was."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
+            if or_exit is not None and self.proc is not None and self.proc.poll() == or_exit:
+                assert "learner ready" in self.logs[-1].read_text(), f"ended before it was ready:\n{self.log()}"
+                return
             assert self.alive(), f"the learner exited with {self.proc.returncode if self.proc else None}:\n{self.log()}"
             client.heartbeat()
             if any(m["type"] == "heartbeat" for m in client.poll(0.3)):

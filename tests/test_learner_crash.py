@@ -85,7 +85,7 @@ def test_sigkill_at_each_step_of_the_checkpoint_write_then_resume(tmp_path):
         held = None  # updates of the newest complete checkpoint left by the last kill
         for i, at in enumerate(kills):
             ll.start(*(["--resume"] if i else []), kill_at=at)
-            ll.wait_ready(c)
+            ll.wait_ready(c, or_exit=-signal.SIGKILL)
             if held is not None:
                 assert resumed_at(ll.logs[-1].read_text()) == held  # no update a complete checkpoint held is lost
             drive(ll, actor, lambda: False, 120)
@@ -94,7 +94,7 @@ def test_sigkill_at_each_step_of_the_checkpoint_write_then_resume(tmp_path):
             assert done, f"no complete checkpoint after a kill at {at}: {sorted(p.name for p in folder.iterdir())}"
             held = int(done[-1].name.split("-")[1])
         ll.start("--resume", "--max-updates", str(held + 3))
-        ll.wait_ready(c)
+        ll.wait_ready(c, or_exit=0)
         assert resumed_at(ll.logs[-1].read_text()) == held
         drive(ll, actor, lambda: False, 120)
         assert ll.proc.wait(30) == 0, ll.log()[-3000:]
