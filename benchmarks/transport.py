@@ -67,6 +67,23 @@ def make_transition(seed: int = 0):
     )
 
 
+def wire_payload(t, jpeg: int) -> bytes:
+    """`t` as our link puts it on the wire: what raw ZeroMQ and the floor send, prebuilt."""
+    from lastr1.transport.messages import encode
+
+    t_wire = t.normalised()
+    t_wire.actor_id, t_wire.seq = "actor0", 0
+    return encode(t_wire, jpeg)
+
+
+def pickle_lz4(t):
+    """HIL-SERL's way: a function making the whole dict through pickle, then lz4, fresh each call."""
+    import lz4.frame
+
+    arrays = dict(images=t.images, proprio=t.proprio, action=t.action, latents=t.latents, reward=t.reward)
+    return lambda: lz4.frame.compress(pickle.dumps({**arrays, "t_sent": time.time()}, protocol=5))
+
+
 def _cfg(root: str, curve: bool, jpeg: int, port: int = 0):
     from lastr1.configs.transport import TransportConfig
 
@@ -283,11 +300,7 @@ def _rate(stamps, windows) -> float:
 def bench_setting(root, curve, jpeg, seconds, t, pickled=None, rounds=3) -> dict:
     """Our link, raw ZeroMQ (and pickle+lz4) measured in alternating short bursts, so that load from other
     processes on the machine hits every contender alike."""
-    from lastr1.transport.messages import encode
-
-    t_wire = t.normalised()
-    t_wire.actor_id, t_wire.seq = "actor0", 0
-    payload = encode(t_wire, jpeg)
+    payload = wire_payload(t, jpeg)
     procs = {m: _start(m, root, curve, jpeg) for m in ["ours", "raw", "floor"] + (["pickle_lz4"] if pickled else [])}
     ports = {m: conn.recv() for m, (p, conn) in procs.items()}
     senders = {"ours": Ours(root, curve, jpeg, ports["ours"], t),
@@ -480,22 +493,13 @@ def cpu_table(seconds: float, t) -> dict:
     and of its receiving one, measured from getrusage (all threads). The receiver's CPU is over all it received
     (its warm-up included); it blocks in poll() while idle, so that costs nothing."""
     from lastr1.transport import curve_keys
-    from lastr1.transport.messages import encode
 
     root = tempfile.mkdtemp(prefix="lastr1-cpu-")
     curve_keys.generate(f"{root}/keys", ["actor0"])
-    t_wire = t.normalised()
-    t_wire.actor_id, t_wire.seq = "actor0", 0
-    payload = encode(t_wire, 0)
+    payload = wire_payload(t, 0)
     arrays = [*t.images.values(), t.proprio, t.action, t.latents]
     head = payload[: len(payload) - sum(a.nbytes for a in arrays)]  # as many bytes as the msgpack around them
     frames = [head, *(memoryview(a).cast("B") for a in arrays)]
-
-    def pickled():
-        import lz4.frame
-
-        d = dict(images=t.images, proprio=t.proprio, action=t.action, latents=t.latents, reward=t.reward)
-        return lz4.frame.compress(pickle.dumps({**d, "t_sent": time.time()}, protocol=5))
 
     def contender(m, port):
         spool = f"{root}/spool-{m}"
@@ -504,7 +508,7 @@ def cpu_table(seconds: float, t) -> dict:
         if m == "raw":
             return Raw(root, True, port, lambda: payload)
         if m == "pickle_lz4":
-            return Raw(root, True, port, pickled)
+            return Raw(root, True, port, pickle_lz4(t))
         if m == "floor":
             return Floor(root, True, port, lambda: payload, spool)
         if m == "floor_copy":  # bytes(memoryview) copies: a fresh 0.63 MB each transition
@@ -563,23 +567,17 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="lastr1-bench-")
     curve_keys.generate(f"{root}/keys", ["actor0"])
     out: dict = {}
-    arrays = dict(images=t.images, proprio=t.proprio, action=t.action, latents=t.latents, reward=t.reward)
-
-    def pickled():  # HIL-SERL's way: the whole dict through pickle, then lz4
-        import lz4.frame
-
-        return lz4.frame.compress(pickle.dumps({**arrays, "t_sent": time.time()}, protocol=5))
-
+    pickled = pickle_lz4(t)
     for curve in (True, False):
-        pickle_lz4 = None
+        pickle_rate = None
         for jpeg in (0, args.jpeg_quality):
             r = bench_setting(root, curve, jpeg, args.seconds, t, pickled if not jpeg else None)
-            pickle_lz4 = r["pickle_lz4"] or pickle_lz4  # not image-dependent: measured with raw images
+            pickle_rate = r["pickle_lz4"] or pickle_rate  # not image-dependent: measured with raw images
             out[f"curve_{'on' if curve else 'off'}_{'jpeg' if jpeg else 'raw'}"] = dict(
                 message_bytes=r["message_bytes"], transitions_per_s=round(r["ours"], 1),
-                raw_zmq_per_s=round(r["raw"], 1), pickle_lz4_per_s=round(pickle_lz4, 1),
+                raw_zmq_per_s=round(r["raw"], 1), pickle_lz4_per_s=round(pickle_rate, 1),
                 spool_ack_floor_per_s=round(r["floor"], 1), ratio_floor_vs_raw=round(r["floor"] / r["raw"], 3),
-                ratio_vs_raw=round(r["ours"] / r["raw"], 3), ratio_vs_pickle_lz4=round(r["ours"] / pickle_lz4, 3),
+                ratio_vs_raw=round(r["ours"] / r["raw"], 3), ratio_vs_pickle_lz4=round(r["ours"] / pickle_rate, 3),
                 latency_p50_ms=round(r["p50"], 2), latency_p99_ms=round(r["p99"], 2),
             )
     default = out.pop("curve_on_raw")

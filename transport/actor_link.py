@@ -111,7 +111,6 @@ class ActorLink:
         self._throttled = Throttled(log)
         # Signalled by the I/O thread when transitions leave the backlog, so waiting for room costs no polling.
         self._progress = threading.Condition()
-        self._waiting = 0
         self._ctx = zmq.Context(1)
         self._waker = Waker(self._ctx)
         self._thread = threading.Thread(target=self._run, name=f"ActorLink[{actor_id}]", daemon=True)
@@ -183,18 +182,14 @@ class ActorLink:
         millisecond cost a fast sender ~0.1 ms of CPU a transition)."""
         end = time.monotonic() + timeout_s
         with self._progress:
-            self._waiting += 1
-            try:
-                while True:
-                    b = self.backlog()
-                    if b.queued + b.unacked + self._held_n < below:
-                        return True
-                    left = end - time.monotonic()
-                    if left <= 0 or self._error is not None or not self._thread.is_alive():
-                        return False
-                    self._progress.wait(min(left, _WAIT_SLICE_S))
-            finally:
-                self._waiting -= 1
+            while True:
+                b = self.backlog()
+                if b.queued + b.unacked + self._held_n < below:
+                    return True
+                left = end - time.monotonic()
+                if left <= 0 or self._error is not None or not self._thread.is_alive():
+                    return False
+                self._progress.wait(min(left, _WAIT_SLICE_S))
 
     def wait_acked(self, timeout_s: float) -> bool:
         """Block until everything sent so far is acknowledged (tests, shutdown); False on timeout."""
@@ -236,9 +231,8 @@ class ActorLink:
             self._signal_progress()
 
     def _signal_progress(self) -> None:
-        if self._waiting:
-            with self._progress:
-                self._progress.notify_all()
+        with self._progress:  # uncontended and without waiters: a lock and a list check, once a loop turn
+            self._progress.notify_all()
 
     def _socket(self) -> zmq.Socket:
         c = self.cfg
